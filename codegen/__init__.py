@@ -1,0 +1,1 @@
+"""Code generation: fused groups -> kernel IR -> C source, plus the module skeleton."""

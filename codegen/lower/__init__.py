@@ -1,0 +1,1 @@
+"""Lowerings from IR op families to the kernel IR, one module per family."""

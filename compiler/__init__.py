@@ -1,0 +1,1 @@
+"""The graph IR, op vocabulary, driver, command line and errors."""

@@ -1,0 +1,1 @@
+"""Model importers: each turns a model format into Kiln graph IR."""

@@ -1,0 +1,250 @@
+"""ONNX graph -> Kiln graph IR.
+
+First scan every node and raise one UnsupportedModelError listing every op Kiln has no
+converter for; then pin the inputs' symbolic dims and convert node by node. Nodes whose
+inputs are all constants are folded as they are built, so the Shape/Gather/Concat chains
+exporters emit become constants before the ops that need them (Reshape) are converted.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from ...compiler.dtypes import DType
+from ...compiler.errors import Problem, ShapeError, UnpinnedDimError, UnsupportedModelError
+from ...compiler.ir import Graph, TensorType, Value
+from ...compiler.ops import evaluate, infer_types, op_def
+from .loader import MAX_KNOWN_OPSET, default_opset
+from .registry import lookup, normalize_domain
+
+
+class ConversionError(Exception):
+    """Raised by a converter: this node cannot be converted, and why (and what to do)."""
+
+    def __init__(self, reason: str, hint: str = ""):
+        super().__init__(reason)
+        self.reason = reason
+        self.hint = hint
+
+
+class ConvertContext:
+    """What a converter sees: the graph being built and the node being converted."""
+
+    def __init__(self, graph: Graph, opsets: Mapping[str, int]):
+        self.graph = graph
+        self.opsets = dict(opsets)
+        self.node: onnx.NodeProto | None = None
+
+    @property
+    def opset(self) -> int:
+        return self.opsets.get("", 1)
+
+    @property
+    def name(self) -> str:
+        return (self.node.name or self.node.op_type) if self.node is not None else "graph"
+
+    def fail(self, reason: str, hint: str = "") -> "NoReturn":  # noqa: F821
+        raise ConversionError(reason, hint)
+
+    def const(self, data: Any, dtype: Any = None, name: str = "") -> Value:
+        array = np.asarray(data, dtype=dtype)
+        return self.graph.constant(array, name or f"{self.name}_const")
+
+    def value_of(self, value: Value, what: str) -> np.ndarray:
+        """The compile-time contents of `value`, or a clear error naming `what` it is."""
+        if value is None or value.data is None:
+            self.fail(f"{what} must be known at compile time, but it is computed from the "
+                      f"model's inputs",
+                      "pin the dims it depends on (--dim/--shape) or fold it before export")
+        return value.data
+
+    def emit(self, op: str, inputs: Sequence[Value], num_outputs: int = 1, **attrs: Any):
+        """Add IR op `op`, or fold it now when its result is known at compile time."""
+        inputs = list(inputs)
+        try:
+            types = infer_types(op, [v.type for v in inputs], attrs)
+        except ShapeError as exc:
+            self.fail(str(exc))
+        if all(v.is_constant for v in inputs) or op_def(op).kind == "shape":
+            arrays = [v.data if v.is_constant else np.empty(v.shape, v.dtype.numpy)
+                      for v in inputs]
+            folded = [self.graph.constant(a, f"{self.name}_{op}")
+                      for a in evaluate(op, arrays, attrs)]
+            return folded[0] if num_outputs == 1 else folded
+        node = self.graph.add_node(op, inputs, types, attrs, name=self.name)
+        return node.outputs[0] if num_outputs == 1 else node.outputs
+
+
+def attribute_values(node: onnx.NodeProto) -> dict[str, Any]:
+    """A node's attributes as Python values (strings decoded, tensors as numpy arrays)."""
+    values: dict[str, Any] = {}
+    for attr in node.attribute:
+        value = onnx.helper.get_attribute_value(attr)
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        elif isinstance(value, onnx.TensorProto):
+            value = numpy_helper.to_array(value)
+        elif isinstance(value, list) and value and isinstance(value[0], bytes):
+            value = [v.decode("utf-8", "replace") for v in value]
+        values[attr.name] = value
+    return values
+
+
+def scan(model: onnx.ModelProto) -> list[Problem]:
+    """Every node Kiln has no converter for, and opsets newer than it knows."""
+    opsets = {normalize_domain(o.domain): o.version for o in model.opset_import}
+    problems: list[Problem] = []
+    if opsets.get("", 1) > MAX_KNOWN_OPSET:
+        problems.append(Problem("<model>", "-", "", opsets[""],
+                                f"opset {opsets['']} is newer than Kiln knows "
+                                f"({MAX_KNOWN_OPSET})",
+                                f"export the model with opset {MAX_KNOWN_OPSET} or older"))
+    for index, node in enumerate(model.graph.node):
+        domain = normalize_domain(node.domain)
+        opset = opsets.get(domain)
+        name = node.name or f"#{index}"
+        if opset is None:
+            problems.append(Problem(name, node.op_type, domain, 0,
+                                    f"domain '{domain}' is not imported by the model",
+                                    "add it to the model's opset_import"))
+        elif lookup(domain, node.op_type, opset) is None:
+            problems.append(Problem(name, node.op_type, domain, opset,
+                                    "Kiln has no converter for this op",
+                                    "replace it with supported ops or file an issue"))
+    return problems
+
+
+def pin_input_shapes(model: onnx.ModelProto, dims: Mapping[str, int] | None,
+                     shapes: Mapping[str, Sequence[int]] | None) -> dict[str, TensorType]:
+    """The static type of every real graph input, with symbolic dims filled in.
+
+    Raises UnpinnedDimError naming every input dim that has no value.
+    """
+    dims = dict(dims or {})
+    shapes = {k: tuple(int(d) for d in v) for k, v in (shapes or {}).items()}
+    initializers = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in initializers]
+    known = {i.name for i in inputs}
+    unknown = sorted(set(shapes) - known)
+    if unknown:
+        raise UnpinnedDimError(f"--shape names no input of the model: {', '.join(unknown)} "
+                               f"(inputs: {', '.join(sorted(known))})")
+    types: dict[str, TensorType] = {}
+    missing: list[str] = []
+    for graph_input in inputs:
+        tensor = graph_input.type.tensor_type
+        if not graph_input.type.HasField("tensor_type"):
+            raise UnsupportedModelError([Problem(graph_input.name, "<input>", "", 0,
+                                                 "only tensor inputs are supported")])
+        try:
+            dtype = DType.from_onnx(tensor.elem_type)
+        except ValueError:
+            raise UnsupportedModelError([Problem(
+                graph_input.name, "<input>", "", 0,
+                f"input dtype {onnx.TensorProto.DataType.Name(tensor.elem_type)} "
+                f"is not supported")]) from None
+        declared = list(tensor.shape.dim)
+        if graph_input.name in shapes:
+            shape = shapes[graph_input.name]
+            if len(shape) != len(declared):
+                raise ShapeError(f"--shape {graph_input.name} has rank {len(shape)}, but the "
+                                 f"model declares rank {len(declared)}")
+            for axis, (given, dim) in enumerate(zip(shape, declared)):
+                if dim.HasField("dim_value") and dim.dim_value != given:
+                    raise ShapeError(f"--shape {graph_input.name}: dim {axis} is fixed to "
+                                     f"{dim.dim_value} by the model, not {given}")
+        else:
+            shape = []
+            for axis, dim in enumerate(declared):
+                if dim.HasField("dim_value"):
+                    shape.append(dim.dim_value)
+                elif dim.dim_param and dim.dim_param in dims:
+                    shape.append(int(dims[dim.dim_param]))
+                else:
+                    label = f"'{dim.dim_param}'" if dim.dim_param else "an unnamed dim"
+                    fix = (f"--dim {dim.dim_param}=N" if dim.dim_param
+                           else f"--shape {graph_input.name}=...")
+                    missing.append(f"input '{graph_input.name}' dim {axis} is {label} "
+                                   f"(pin it with {fix})")
+            shape = tuple(shape)
+        if any(d < 0 for d in shape):
+            raise ShapeError(f"input '{graph_input.name}' has a negative dim {shape}")
+        types[graph_input.name] = TensorType(dtype, tuple(shape))
+    if missing:
+        raise UnpinnedDimError("the model has symbolic dims with no value:\n  - "
+                               + "\n  - ".join(missing))
+    return types
+
+
+def import_model(model: onnx.ModelProto, dims: Mapping[str, int] | None = None,
+                 shapes: Mapping[str, Sequence[int]] | None = None) -> Graph:
+    """Convert a loaded ONNX model into a graph IR with static shapes."""
+    from . import converters  # noqa: F401  (populates the registry)
+
+    problems = scan(model)
+    if problems:
+        raise UnsupportedModelError(problems)
+    input_types = pin_input_shapes(model, dims, shapes)
+    opsets = {normalize_domain(o.domain): o.version for o in model.opset_import}
+    graph = Graph(model.graph.name or "model")
+    graph.metadata["opset"] = default_opset(model)
+    ctx = ConvertContext(graph, opsets)
+    env: dict[str, Value] = {}
+    for tensor in model.graph.initializer:
+        try:
+            env[tensor.name] = graph.constant(numpy_helper.to_array(tensor), tensor.name)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UnsupportedModelError([Problem(tensor.name, "<initializer>", "", 0,
+                                                 f"cannot read this initializer: {exc}")]) \
+                from None
+    for name, type_ in input_types.items():
+        env[name] = graph.add_input(name, type_)
+    convert_nodes(ctx, model.graph.node, env)
+    for output in model.graph.output:
+        if output.name not in env:
+            raise UnsupportedModelError([Problem(output.name, "<output>", "", ctx.opset,
+                                                 "graph output is never produced")])
+        graph.outputs.append(env[output.name])
+    graph.metadata["output_names"] = [o.name for o in model.graph.output]
+    return graph
+
+
+def convert_nodes(ctx: ConvertContext, nodes: Sequence[onnx.NodeProto],
+                  env: dict[str, Value]) -> None:
+    """Convert `nodes` in order, binding each ONNX output name in `env`."""
+    for node in nodes:
+        domain = normalize_domain(node.domain)
+        opset = ctx.opsets.get(domain, 0)
+        fn = lookup(domain, node.op_type, opset)
+        ctx.node = node
+        try:
+            inputs = []
+            for name in node.input:
+                if name == "":
+                    inputs.append(None)
+                elif name in env:
+                    inputs.append(env[name])
+                else:
+                    ctx.fail(f"input '{name}' is used but never produced")
+            while inputs and inputs[-1] is None:
+                inputs.pop()
+            result = fn(ctx, *inputs, **attribute_values(node))
+        except ConversionError as exc:
+            raise UnsupportedModelError([Problem(ctx.name, node.op_type, domain, opset,
+                                                 exc.reason, exc.hint)]) from None
+        except TypeError as exc:
+            raise UnsupportedModelError([Problem(ctx.name, node.op_type, domain, opset,
+                                                 f"unexpected inputs or attributes ({exc})")]) \
+                from None
+        results = list(result) if isinstance(result, (list, tuple)) else [result]
+        for name, value in zip(node.output, results):
+            if not name:
+                continue
+            if value.producer is not None and value.producer.name == ctx.name \
+                    and value.name != name:
+                ctx.graph.rename(value, name)
+            env[name] = value

@@ -1,0 +1,1 @@
+"""The C runtime compiled into every artifact, and the Python loader."""

@@ -1,0 +1,52 @@
+/* The contract between generated model code and the Kiln runtime (internal, not public).
+ *
+ * Generated code defines one `kiln_model` (hidden visibility, named KILN_MODEL) describing
+ * the model's tensors and its run function; the runtime (kiln_runtime.c, compiled into the
+ * same artifact) implements the public C API of kiln.h on top of it. */
+#ifndef KILN_MODEL_H
+#define KILN_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define KILN_HIDDEN __attribute__((visibility("hidden")))
+
+typedef struct kiln_pool kiln_pool;
+
+/* One input or output tensor of the model. dtype uses ONNX's element type codes. */
+typedef struct kiln_tensor_desc {
+    const char *name;
+    int32_t dtype;
+    int32_t rank;
+    const int64_t *shape;
+    size_t nbytes;
+} kiln_tensor_desc;
+
+/* What a kernel needs at run time: the arena and the caller's buffers. */
+typedef struct kiln_exec {
+    unsigned char *arena;
+    const void *const *inputs;
+    void *const *outputs;
+    kiln_pool *pool;
+} kiln_exec;
+
+/* A kernel body over tasks [lo, hi) of its parallel loop. */
+typedef void (*kiln_task_fn)(const kiln_exec *e, int64_t lo, int64_t hi);
+
+/* Run fn over tasks [0, n), split statically across the session's threads; returns when all
+ * are done. With one thread (or n == 1) it calls fn(e, 0, n) on the calling thread. */
+KILN_HIDDEN void kiln_parallel_for(const kiln_exec *e, kiln_task_fn fn, int64_t n);
+
+typedef struct kiln_model {
+    const char *name;
+    int32_t num_inputs;
+    int32_t num_outputs;
+    const kiln_tensor_desc *inputs;
+    const kiln_tensor_desc *outputs;
+    size_t arena_size;   /* bytes of activation memory, 64-byte aligned */
+    void (*run)(const kiln_exec *e);
+} kiln_model;
+
+extern KILN_HIDDEN const kiln_model KILN_MODEL;
+
+#endif
