@@ -193,11 +193,13 @@ class Graph:
 
     # -- rewriting -----------------------------------------------------------------------
     def remove(self, node: Node) -> None:
-        """Drop a node; its outputs must be unused (or about to be replaced)."""
+        """Drop a node; its outputs must be unused (or about to be replaced). Their names
+        become free again, so a replacement can take them (`insert` takes them back)."""
         for value in node.inputs:
             value.users.remove(node)
         for value in node.outputs:
             value.producer = None
+            self._names.discard(value.name)
         self.nodes.remove(node)
 
     def replace_uses(self, old: Value, new: Value) -> None:

@@ -1,1 +1,4 @@
 """Lowerings from IR op families to the kernel IR, one module per family."""
+
+from .common import LOWERINGS, LowerContext, Storage, lowering  # noqa: F401
+from . import dense, elementwise, movement, pool, reduce  # noqa: F401  (fill LOWERINGS)

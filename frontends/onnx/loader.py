@@ -10,14 +10,14 @@ from google.protobuf.message import DecodeError
 
 from ...compiler.errors import ModelLoadError
 
-ModelSource = "str | os.PathLike[str] | bytes | onnx.ModelProto"
-
 #: The newest default-domain opset Kiln's converters were written against.
 MAX_KNOWN_OPSET = 23
 
 
-def load_model(source: "str | os.PathLike[str] | bytes | onnx.ModelProto") -> onnx.ModelProto:
-    """Return a checked ModelProto with external data loaded (from the model's folder)."""
+def load_model(source: "str | os.PathLike[str] | bytes | onnx.ModelProto",
+               external_data: bool = True) -> onnx.ModelProto:
+    """Return a checked ModelProto with external data loaded (from the model's folder)
+    unless `external_data` is False (enough to look at the graph)."""
     if isinstance(source, onnx.ModelProto):
         model = source
     elif isinstance(source, (bytes, bytearray)):
@@ -27,6 +27,8 @@ def load_model(source: "str | os.PathLike[str] | bytes | onnx.ModelProto") -> on
         if not path.is_file():
             raise ModelLoadError(f"model file '{path}' does not exist")
         model = _parse(path.read_bytes(), str(path))
+        if not external_data:
+            return model
         try:
             onnx.load_external_data_for_model(model, str(path.parent.resolve()))
         except (OSError, ValueError, onnx.checker.ValidationError) as exc:

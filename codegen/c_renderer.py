@@ -1,0 +1,160 @@
+"""Print kernel IR as C11 (with GCC/Clang extensions): tables of operators and intrinsics,
+one function per kernel, named after its fused group."""
+
+from __future__ import annotations
+
+import math
+
+from ..compiler.dtypes import DType
+from . import kernel_ir as K
+
+_BINARY = {"+": "+", "-": "-", "*": "*", "/": "/", "%": "%", "<": "<", "<=": "<=", ">": ">",
+           ">=": ">=", "==": "==", "!=": "!=", "&&": "&&", "||": "||"}
+
+#: generic intrinsic name -> C function, per float type (double drops the suffix)
+_MATH = {"exp": "expf", "log": "logf", "sqrt": "sqrtf", "tanh": "tanhf", "erf": "erff",
+         "floor": "floorf", "ceil": "ceilf", "round": "nearbyintf", "sin": "sinf",
+         "cos": "cosf", "abs": "fabsf", "log1p": "log1pf", "pow": "powf"}
+
+
+def c_literal(value, dtype: DType) -> str:
+    """A C literal of `dtype` for `value` (infinities and NaN included)."""
+    if dtype.is_float:
+        value = float(value)
+        suffix = "f" if dtype is not DType.float64 else ""
+        if math.isnan(value):
+            return "NAN"
+        if math.isinf(value):
+            return "INFINITY" if value > 0 else "(-INFINITY)"
+        text = repr(value)
+        if "e" not in text and "." not in text:
+            text += ".0"
+        return f"{text}{suffix}" if value >= 0 else f"({text}{suffix})"
+    if dtype is DType.bool:
+        return "1" if value else "0"
+    value = int(value)
+    if value == -(2 ** 63):
+        return "INT64_MIN"
+    text = f"{value}LL" if abs(value) > 2 ** 31 - 1 else str(value)
+    return text if value >= 0 else f"({text})"
+
+
+class CRenderer:
+    """Renders expressions and statements of the kernel IR as C source."""
+
+    def expr(self, e: K.Expr) -> str:
+        if isinstance(e, K.Const):
+            return c_literal(e.value, e.dtype)
+        if isinstance(e, K.Var):
+            return e.name
+        if isinstance(e, K.Load):
+            return f"{e.buffer.name}[{self.expr(e.index)}]"
+        if isinstance(e, K.Binary):
+            return self._binary(e)
+        if isinstance(e, K.Unary):
+            return f"({e.op}{self.expr(e.x)})"
+        if isinstance(e, K.Call):
+            return self._call(e)
+        if isinstance(e, K.Select):
+            return f"({self.expr(e.cond)} ? {self.expr(e.a)} : {self.expr(e.b)})"
+        if isinstance(e, K.Cast):
+            return f"(({e.dtype.c_type}){self.expr(e.x)})"
+        raise TypeError(f"cannot render {type(e).__name__}")
+
+    def _binary(self, e: K.Binary) -> str:
+        a, b = self.expr(e.a), self.expr(e.b)
+        if e.op in ("min", "max"):
+            if e.a.dtype is K.INDEX:
+                return f"kiln_i{e.op}({a}, {b})"
+            cmp = "<" if e.op == "min" else ">"
+            return f"({a} {cmp} {b} ? {a} : {b})"
+        if e.op == "^^":
+            return f"(!{a} != !{b})"
+        if e.op == "%" and e.a.dtype.is_float:
+            return f"fmod({a}, {b})" if e.a.dtype is DType.float64 else f"fmodf({a}, {b})"
+        return f"({a} {_BINARY[e.op]} {b})"
+
+    def _call(self, e: K.Call) -> str:
+        args = ", ".join(self.expr(a) for a in e.args)
+        if not e.dtype.is_float:
+            if e.fn == "abs":
+                return f"kiln_iabs({args})"
+            if e.fn in ("floor", "ceil", "round"):
+                return args
+            args = ", ".join(f"(double){self.expr(a)}" for a in e.args)
+            return f"(({e.dtype.c_type}){_MATH[e.fn][:-1]}({args}))"
+        name = _MATH[e.fn]
+        if e.dtype is DType.float64:
+            name = name[:-1]
+        elif e.dtype is DType.float16:
+            return f"((_Float16){name}((float){args}))"
+        return f"{name}({args})"
+
+    def stmts(self, body: list[K.Stmt], indent: int) -> list[str]:
+        lines: list[str] = []
+        for s in body:
+            lines += self.stmt(s, indent)
+        return lines
+
+    def stmt(self, s: K.Stmt, indent: int) -> list[str]:
+        pad = "    " * indent
+        if isinstance(s, K.For):
+            head = (f"{pad}for (int64_t {s.var.name} = {self.expr(s.start)}; "
+                    f"{s.var.name} < {self.expr(s.stop)}; ++{s.var.name}) {{")
+            pragma = [f"{pad}#pragma GCC ivdep"] if s.kind == "vector" else []
+            return pragma + [head] + self.stmts(s.body, indent + 1) + [f"{pad}}}"]
+        if isinstance(s, K.Store):
+            return [f"{pad}{s.buffer.name}[{self.expr(s.index)}] = {self.expr(s.value)};"]
+        if isinstance(s, K.Let):
+            return [f"{pad}{s.var.dtype.c_type} {s.var.name} = {self.expr(s.value)};"]
+        if isinstance(s, K.Assign):
+            return [f"{pad}{s.var.name} = {self.expr(s.value)};"]
+        if isinstance(s, K.If):
+            lines = [f"{pad}if ({self.expr(s.cond)}) {{"] + self.stmts(s.then, indent + 1)
+            if s.orelse:
+                lines += [f"{pad}}} else {{"] + self.stmts(s.orelse, indent + 1)
+            return lines + [f"{pad}}}"]
+        if isinstance(s, K.Comment):
+            return [f"{pad}/* {s.text.replace('*/', '* /')} */"]
+        raise TypeError(f"cannot render {type(s).__name__}")
+
+    def buffer_decl(self, b: K.Buffer, written: bool) -> str:
+        ctype = b.dtype.c_type
+        const = "" if written else "const "
+        source = {
+            "input": f"e->inputs[{b.location}]",
+            "output": f"e->outputs[{b.location}]",
+            "arena": f"e->arena + {b.location}",
+            "weight": f"kiln_weights + {b.location}",
+        }[b.storage]
+        return f"    {const}{ctype} *restrict {b.name} = ({const}{ctype} *)({source});"
+
+    def kernel(self, k: K.Kernel) -> str:
+        """One C function: `static void <name>(const kiln_exec *e, int64_t lo, int64_t hi)`."""
+        written = _written(k.body)
+        lines = [f"/* {line} */" for line in k.doc.splitlines()]
+        lines.append(f"static void {k.name}(const kiln_exec *e, int64_t lo, int64_t hi) {{")
+        lines += [self.buffer_decl(b, id(b) in written) for b in k.buffers]
+        loop = k.parallel_loop
+        if loop is not None:
+            task = loop.var.name
+            lines.append(f"    for (int64_t {task} = lo; {task} < hi; ++{task}) {{")
+            lines += self.stmts(loop.body, 2)
+            lines.append("    }")
+        else:
+            lines += ["    (void)lo;", "    (void)hi;"] + self.stmts(k.body, 1)
+        lines.append("}")
+        return "\n".join(lines)
+
+
+def _written(body: list[K.Stmt]) -> set[int]:
+    """ids of buffers stored to anywhere in `body`."""
+    found: set[int] = set()
+    for s in body:
+        if isinstance(s, K.Store):
+            found.add(id(s.buffer))
+        elif isinstance(s, K.For):
+            found |= _written(s.body)
+        elif isinstance(s, K.If):
+            found |= _written(s.then) | _written(s.orelse)
+    return found

@@ -1,0 +1,324 @@
+"""The kernel IR: a small loop-level language that every op family lowers to once.
+
+Expressions are immutable trees (constants, variables, loads, arithmetic, intrinsic calls,
+selects, casts); statements are loops, stores, local declarations and conditionals. A Kernel
+is one fused group: buffers it touches plus a body whose first statement may be a parallel
+loop (its iterations are split across the runtime's threads). Renderers print it for a target.
+
+The builders below fold trivial arithmetic (x*1, x+0, constant operands) so the printed code
+stays readable; they never change meaning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence, Union
+
+from ..compiler.dtypes import DType
+
+INDEX = DType.int64
+
+
+# -- expressions -----------------------------------------------------------------------------
+
+class Expr:
+    """Base of expressions; every expression has a dtype."""
+
+    dtype: DType
+
+    def __add__(self, other: "ExprLike") -> "Expr":
+        return binary("+", self, other)
+
+    def __radd__(self, other: "ExprLike") -> "Expr":
+        return binary("+", other, self)
+
+    def __sub__(self, other: "ExprLike") -> "Expr":
+        return binary("-", self, other)
+
+    def __rsub__(self, other: "ExprLike") -> "Expr":
+        return binary("-", other, self)
+
+    def __mul__(self, other: "ExprLike") -> "Expr":
+        return binary("*", self, other)
+
+    def __rmul__(self, other: "ExprLike") -> "Expr":
+        return binary("*", other, self)
+
+    def __floordiv__(self, other: "ExprLike") -> "Expr":
+        return binary("/", self, other)   # index arithmetic: operands are non-negative
+
+    def __mod__(self, other: "ExprLike") -> "Expr":
+        return binary("%", self, other)
+
+
+ExprLike = Union[Expr, int, float, bool]
+
+
+@dataclass(frozen=True, eq=False)
+class Const(Expr):
+    value: Union[int, float, bool]
+    dtype: DType = INDEX
+
+
+@dataclass(frozen=True, eq=False)
+class Var(Expr):
+    name: str
+    dtype: DType = INDEX
+
+
+@dataclass(frozen=True, eq=False)
+class Buffer:
+    """A tensor a kernel reads or writes. `storage` says where it lives:
+    'input'/'output' (caller's buffer #slot), 'arena' (byte offset), 'weight' (byte offset
+    into the weights blob) or 'local' (a stack array of `numel` elements)."""
+
+    name: str
+    dtype: DType
+    numel: int
+    storage: str
+    location: int = 0
+
+
+@dataclass(frozen=True, eq=False)
+class Load(Expr):
+    buffer: Buffer
+    index: Expr
+
+    @property
+    def dtype(self) -> DType:  # type: ignore[override]
+        return self.buffer.dtype
+
+
+@dataclass(frozen=True, eq=False)
+class Binary(Expr):
+    """Arithmetic (+ - * / %), min/max, comparisons (< <= > >= == !=) and logic (&& || ^^)."""
+
+    op: str
+    a: Expr
+    b: Expr
+    dtype: DType
+
+
+@dataclass(frozen=True, eq=False)
+class Unary(Expr):
+    op: str   # "-" or "!"
+    x: Expr
+    dtype: DType
+
+
+@dataclass(frozen=True, eq=False)
+class Call(Expr):
+    """A math intrinsic by its generic name (exp, sqrt, tanh, erf, floor, ceil, round, ...)."""
+
+    fn: str
+    args: tuple[Expr, ...]
+    dtype: DType
+
+
+@dataclass(frozen=True, eq=False)
+class Select(Expr):
+    cond: Expr
+    a: Expr
+    b: Expr
+    dtype: DType
+
+
+@dataclass(frozen=True, eq=False)
+class Cast(Expr):
+    x: Expr
+    dtype: DType
+
+
+COMPARISONS = ("<", "<=", ">", ">=", "==", "!=")
+LOGICAL = ("&&", "||", "^^")
+
+
+def const(value: Union[int, float, bool], dtype: DType = INDEX) -> Const:
+    if dtype.is_float:
+        return Const(float(value), dtype)
+    if dtype is DType.bool:
+        return Const(bool(value), dtype)
+    return Const(int(value), dtype)
+
+
+def as_expr(x: ExprLike, dtype: DType = INDEX) -> Expr:
+    return x if isinstance(x, Expr) else const(x, dtype)
+
+
+def binary(op: str, a: ExprLike, b: ExprLike) -> Expr:
+    """Build `a op b`, folding constants and identities (x+0, x*1, x*0 for indices)."""
+    dtype = a.dtype if isinstance(a, Expr) else b.dtype if isinstance(b, Expr) else INDEX
+    a, b = as_expr(a, dtype), as_expr(b, dtype)
+    result_dtype = DType.bool if op in COMPARISONS + LOGICAL else a.dtype
+    if isinstance(a, Const) and isinstance(b, Const) and a.dtype is INDEX and b.dtype is INDEX:
+        return const(_fold_int(op, a.value, b.value), result_dtype)
+    if op == "+" and _is(b, 0):
+        return a
+    if op == "+" and _is(a, 0):
+        return b
+    if op == "-" and _is(b, 0):
+        return a
+    if op == "*" and (_is(a, 0) or _is(b, 0)) and a.dtype is INDEX:
+        return const(0)
+    if op == "*" and _is(b, 1):
+        return a
+    if op == "*" and _is(a, 1):
+        return b
+    if op in ("/",) and _is(b, 1):
+        return a
+    if op == "%" and _is(b, 1) and a.dtype is INDEX:
+        return const(0)
+    return Binary(op, a, b, result_dtype)
+
+
+def _is(e: Expr, value: int) -> bool:
+    return isinstance(e, Const) and e.dtype is not DType.bool and e.value == value
+
+
+def _fold_int(op: str, a: int, b: int):
+    table = {"+": a + b, "-": a - b, "*": a * b, "min": min(a, b), "max": max(a, b),
+             "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b, "==": a == b, "!=": a != b}
+    if op in table:
+        return table[op]
+    if op == "/":
+        return int(a / b)
+    if op == "%":
+        return a - int(a / b) * b
+    raise ValueError(op)
+
+
+def minimum(a: ExprLike, b: ExprLike) -> Expr:
+    return binary("min", a, b)
+
+
+def maximum(a: ExprLike, b: ExprLike) -> Expr:
+    return binary("max", a, b)
+
+
+def select(cond: Expr, a: ExprLike, b: ExprLike) -> Expr:
+    dtype = a.dtype if isinstance(a, Expr) else b.dtype if isinstance(b, Expr) else INDEX
+    if isinstance(cond, Const):
+        return as_expr(a if cond.value else b, dtype)
+    return Select(cond, as_expr(a, dtype), as_expr(b, dtype), dtype)
+
+
+def call(fn: str, *args: Expr) -> Expr:
+    return Call(fn, tuple(args), args[0].dtype)
+
+
+def cast(x: Expr, dtype: DType) -> Expr:
+    if x.dtype is dtype:
+        return x
+    if isinstance(x, Const):
+        return const(x.value, dtype)
+    return Cast(x, dtype)
+
+
+def all_of(conds: Sequence[Expr]) -> Expr:
+    """Logical and of `conds`, dropping those known true."""
+    result: Expr = const(True, DType.bool)
+    for c in conds:
+        if isinstance(c, Const) and c.value:
+            continue
+        result = c if isinstance(result, Const) else binary("&&", result, c)
+    return result
+
+
+# -- statements ------------------------------------------------------------------------------
+
+class Stmt:
+    """Base of statements."""
+
+
+@dataclass(eq=False)
+class For(Stmt):
+    """for var in [start, stop): body. kind: serial, parallel (the kernel's task loop),
+    vector (innermost, contiguous: a hint to vectorize) or unroll."""
+
+    var: Var
+    start: Expr
+    stop: Expr
+    body: list[Stmt]
+    kind: str = "serial"
+
+
+@dataclass(eq=False)
+class Store(Stmt):
+    buffer: Buffer
+    index: Expr
+    value: Expr
+
+
+@dataclass(eq=False)
+class Let(Stmt):
+    """Declare a mutable local scalar `var` = value."""
+
+    var: Var
+    value: Expr
+
+
+@dataclass(eq=False)
+class Assign(Stmt):
+    var: Var
+    value: Expr
+
+
+@dataclass(eq=False)
+class If(Stmt):
+    cond: Expr
+    then: list[Stmt]
+    orelse: list[Stmt] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class Comment(Stmt):
+    text: str
+
+
+@dataclass(eq=False)
+class Kernel:
+    """One fused group as a function. If body[0] is a For of kind 'parallel', its iterations
+    are the kernel's tasks and the runtime splits them across threads."""
+
+    name: str
+    doc: str
+    buffers: list[Buffer]
+    body: list[Stmt]
+
+    @property
+    def parallel_loop(self) -> For | None:
+        first = self.body[0] if len(self.body) == 1 else None
+        return first if isinstance(first, For) and first.kind == "parallel" else None
+
+
+class Names:
+    """Fresh, readable local variable names within one kernel."""
+
+    def __init__(self) -> None:
+        self.used: dict[str, int] = {}
+
+    def var(self, hint: str, dtype: DType = INDEX) -> Var:
+        count = self.used.get(hint, 0)
+        self.used[hint] = count + 1
+        return Var(hint if count == 0 else f"{hint}{count}", dtype)
+
+
+def loop_nest(names: Names, extents: Sequence[int], hints: Sequence[str],
+              body_fn, outer_kind: str = "serial", inner_kind: str = "serial") -> list[Stmt]:
+    """Nested loops over `extents` (outermost first); body_fn(vars) gives the innermost
+    statements. Loops of extent 1 are dropped (their variable is the constant 0)."""
+    vars_: list[Expr] = []
+    loops: list[tuple[Var, int]] = []
+    for extent, hint in zip(extents, hints):
+        if extent == 1:
+            vars_.append(const(0))
+        else:
+            v = names.var(hint)
+            vars_.append(v)
+            loops.append((v, extent))
+    body = list(body_fn(vars_))
+    for depth in range(len(loops) - 1, -1, -1):
+        v, extent = loops[depth]
+        kind = outer_kind if depth == 0 else inner_kind if depth == len(loops) - 1 else "serial"
+        body = [For(v, const(0), const(extent), body, kind)]
+    return body

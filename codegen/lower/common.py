@@ -1,0 +1,123 @@
+"""What every lowering shares: where tensors live, index arithmetic, fused epilogues."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from ...compiler.ir import FusedGroup, Graph, Node, Value
+from .. import kernel_ir as K
+from .scalar import scalar_expr
+
+Lowering = Callable[["LowerContext", FusedGroup], list[K.Stmt]]
+
+#: IR op name (or "elementwise") -> lowering of a group anchored on it
+LOWERINGS: dict[str, Lowering] = {}
+
+
+def lowering(*ops: str) -> Callable[[Lowering], Lowering]:
+    """Register a lowering for groups anchored on any of `ops`."""
+
+    def wrap(fn: Lowering) -> Lowering:
+        for op in ops:
+            if op in LOWERINGS:
+                raise ValueError(f"two lowerings for '{op}'")
+            LOWERINGS[op] = fn
+        return fn
+
+    return wrap
+
+
+class Storage:
+    """Where each Value of the graph lives at run time (decided once per module)."""
+
+    def __init__(self, graph: Graph, weight_offsets: dict[int, int], c_names: dict[int, str]):
+        self.inputs = {id(v): i for i, v in enumerate(graph.inputs)}
+        self.outputs = {id(v): i for i, v in enumerate(graph.outputs)}
+        self.plan = graph.plan
+        self.weights = weight_offsets
+        self.c_names = c_names
+
+    def buffer(self, value: Value) -> K.Buffer:
+        key = id(value)
+        name = self.c_names[key]
+        numel = value.type.numel
+        if key in self.outputs:
+            return K.Buffer(name, value.dtype, numel, "output", self.outputs[key])
+        if key in self.inputs:
+            return K.Buffer(name, value.dtype, numel, "input", self.inputs[key])
+        if key in self.weights:
+            return K.Buffer(name, value.dtype, numel, "weight", self.weights[key])
+        return K.Buffer(name, value.dtype, numel, "arena", self.plan.offset(value))
+
+
+class LowerContext:
+    """State while lowering one group: fresh names and the buffers the kernel touches."""
+
+    def __init__(self, storage: Storage):
+        self.storage = storage
+        self.names = K.Names()
+        self.buffers: dict[int, K.Buffer] = {}
+
+    def buf(self, value: Value) -> K.Buffer:
+        if id(value) not in self.buffers:
+            self.buffers[id(value)] = self.storage.buffer(value)
+        return self.buffers[id(value)]
+
+    def load(self, value: Value, index: K.Expr) -> K.Expr:
+        """Read `value` at `index`; a one-element constant becomes a literal."""
+        if value.is_constant and value.type.numel == 1:
+            return K.const(value.data.reshape(()).item(), value.dtype)
+        return K.Load(self.buf(value), index)
+
+
+def strides(shape: Sequence[int]) -> list[int]:
+    """Row-major element strides."""
+    out = [1] * len(shape)
+    for i in range(len(shape) - 2, -1, -1):
+        out[i] = out[i + 1] * shape[i + 1]
+    return out
+
+
+def flat_index(shape: Sequence[int], idx: Sequence[K.Expr]) -> K.Expr:
+    """Row-major offset of multi-index `idx` in a tensor of `shape`."""
+    total: K.Expr = K.const(0)
+    for i, s in zip(idx, strides(shape)):
+        total = total + i * s
+    return total
+
+
+def broadcast_index(shape: Sequence[int], out_shape: Sequence[int],
+                    out_idx: Sequence[K.Expr]) -> K.Expr:
+    """Offset into a tensor of `shape` broadcast (numpy rules) to `out_shape`."""
+    lead = len(out_shape) - len(shape)
+    idx = [K.const(0) if d == 1 else out_idx[lead + i] for i, d in enumerate(shape)]
+    return flat_index(shape, idx)
+
+
+def epilogue(ctx: LowerContext, nodes: Sequence[Node], source: Value | None,
+             acc: K.Expr | None, out_shape: Sequence[int], out_idx: Sequence[K.Expr],
+             shape_of: Callable[[Value], Sequence[int]] = lambda v: v.shape
+             ) -> tuple[list[K.Stmt], K.Expr]:
+    """Apply the elementwise chain `nodes` to `acc`, the value of `source` at output position
+    `out_idx`; other operands are loaded, broadcast to `out_shape` (`shape_of` may give them
+    a coalesced shape). Returns local definitions and the final expression: a result read
+    more than once by the next op is bound to a local rather than computed twice."""
+    stmts: list[K.Stmt] = []
+    current, value = acc, source
+    for node in nodes:
+        if value is not None and sum(v is value for v in node.inputs) > 1 \
+                and not isinstance(current, (K.Var, K.Const)):
+            local = ctx.names.var("v", current.dtype)
+            stmts.append(K.Let(local, current))
+            current = local
+        args = [current if v is value else ctx.load(v, broadcast_index(shape_of(v), out_shape,
+                                                                        out_idx))
+                for v in node.inputs]
+        current = scalar_expr(node.op, args, node.attrs, node.output.dtype)
+        value = node.output
+    return stmts, current
+
+
+def group_output(ctx: LowerContext, group: FusedGroup) -> Value:
+    """The single value a group writes (fusion keeps intermediates inside)."""
+    return group.nodes[-1].output

@@ -1,0 +1,137 @@
+"""Data movement: every output element is read from one place (or is a pad value), so each
+op is an index map from output position to input position."""
+
+from __future__ import annotations
+
+from ...compiler.ir import FusedGroup
+from .. import kernel_ir as K
+from .common import LowerContext, broadcast_index, flat_index, group_output, lowering, strides
+from .elementwise import loops_over
+
+
+def _copy(ctx: LowerContext, group: FusedGroup, read) -> list[K.Stmt]:
+    """out[idx] = read(idx) over the whole output."""
+    out_value = group_output(ctx, group)
+    out = ctx.buf(out_value)
+    shape = list(out_value.shape) or [1]
+
+    def body(idx: list[K.Expr]) -> list[K.Stmt]:
+        idx = idx[-len(out_value.shape):] if out_value.shape else []
+        return [K.Store(out, flat_index(out_value.shape, idx), read(idx))]
+
+    return loops_over(ctx, shape, body)
+
+
+@lowering("reshape", "identity")
+def lower_flat_copy(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
+    x = group.anchor.inputs[0]
+    out_value = group_output(ctx, group)
+    out = ctx.buf(out_value)
+    return loops_over(ctx, [out_value.type.numel],
+                      lambda idx: [K.Store(out, idx[0], ctx.load(x, idx[0]))])
+
+
+@lowering("transpose")
+def lower_transpose(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
+    node = group.anchor
+    x = node.inputs[0]
+    in_strides = strides(x.shape)
+    perm = node.attrs["perm"]
+
+    def read(idx):
+        offset: K.Expr = K.const(0)
+        for axis, i in zip(perm, idx):
+            offset = offset + i * in_strides[axis]
+        return ctx.load(x, offset)
+
+    return _copy(ctx, group, read)
+
+
+@lowering("slice")
+def lower_slice(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
+    node = group.anchor
+    x = node.inputs[0]
+    starts, steps = node.attrs["starts"], node.attrs["steps"]
+    return _copy(ctx, group, lambda idx: ctx.load(
+        x, flat_index(x.shape, [i * st + s for i, s, st in zip(idx, starts, steps)])))
+
+
+@lowering("expand")
+def lower_expand(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
+    x = group.anchor.inputs[0]
+    out_shape = group_output(ctx, group).shape
+    return _copy(ctx, group, lambda idx: ctx.load(x, broadcast_index(x.shape, out_shape, idx)))
+
+
+@lowering("gather")
+def lower_gather(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
+    node = group.anchor
+    data, indices = node.inputs
+    axis = node.attrs["axis"]
+    k = len(indices.shape)
+    dim = data.shape[axis]
+
+    def read(idx):
+        raw = K.cast(ctx.load(indices, flat_index(indices.shape, idx[axis:axis + k])), K.INDEX)
+        wrapped = K.select(K.binary("<", raw, 0), raw + dim, raw)
+        clamped = K.minimum(K.maximum(wrapped, 0), dim - 1)
+        data_idx = idx[:axis] + [clamped] + idx[axis + k:]
+        return ctx.load(data, flat_index(data.shape, data_idx))
+
+    return _copy(ctx, group, read)
+
+
+@lowering("pad")
+def lower_pad(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
+    node = group.anchor
+    x = node.inputs[0]
+    pads = node.attrs["pads"]
+    mode = node.attrs.get("mode", "constant")
+    rank = len(x.shape)
+    fill = K.const(node.attrs.get("value", 0.0), x.dtype)
+
+    def read(idx):
+        src, inside = [], []
+        for axis, i in enumerate(idx):
+            size = x.shape[axis]
+            j = i - pads[axis]
+            if mode == "constant":
+                inside += [K.binary(">=", j, 0), K.binary("<", j, size)]
+            elif mode == "edge":
+                j = K.minimum(K.maximum(j, 0), size - 1)
+            elif mode == "reflect":
+                j = K.select(K.binary("<", j, 0), K.const(0) - j, j)
+                j = K.select(K.binary(">=", j, size), 2 * (size - 1) - j, j)
+            elif mode == "wrap":
+                j = (j + size * (1 + max(pads[axis], 0) // max(size, 1))) % size
+            src.append(j)
+        value = ctx.load(x, flat_index(x.shape, src))
+        return K.select(K.all_of(inside), value, fill) if inside else value
+
+    assert rank == len(group_output(ctx, group).shape)
+    return _copy(ctx, group, read)
+
+
+@lowering("concat")
+def lower_concat(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
+    node = group.anchor
+    axis = node.attrs["axis"]
+    out_value = group_output(ctx, group)
+    out = ctx.buf(out_value)
+    stmts: list[K.Stmt] = []
+    offset = 0
+    for x in node.inputs:
+        if x.type.numel == 0:
+            continue
+        shape = list(x.shape)
+
+        def body(idx, x=x, offset=offset):
+            out_idx = list(idx)
+            out_idx[axis] = out_idx[axis] + offset
+            return [K.Store(out, flat_index(out_value.shape, out_idx),
+                            ctx.load(x, flat_index(x.shape, idx)))]
+
+        stmts += K.loop_nest(ctx.names, shape, [f"i{d}" for d in range(len(shape))], body,
+                             inner_kind="vector")
+        offset += x.shape[axis]
+    return stmts

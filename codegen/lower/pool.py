@@ -1,0 +1,54 @@
+"""Max and average pooling: one task per (n, c) plane, a window loop per output element."""
+
+from __future__ import annotations
+
+from ...compiler.ir import FusedGroup
+from .. import kernel_ir as K
+from .common import LowerContext, epilogue, group_output, lowering
+
+
+@lowering("max_pool2d", "avg_pool2d")
+def lower_pool2d(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
+    node = group.anchor
+    is_max = node.op == "max_pool2d"
+    x = node.inputs[0]
+    n_, c_, h_, w_ = x.shape
+    _, _, oh_, ow_ = node.output.shape
+    kh_, kw_ = node.attrs["kernel"]
+    sh, sw = node.attrs["strides"]
+    dh, dw = node.attrs.get("dilations", (1, 1))
+    pt, pl, pb, pr = node.attrs["pads"]
+    include_pad = node.attrs.get("count_include_pad", False)
+    out_value = group_output(ctx, group)
+    out = ctx.buf(out_value)
+    names = ctx.names
+    dtype = x.dtype
+
+    t, oh, ow, kh, kw = (names.var(v) for v in ("plane", "oh", "ow", "kh", "kw"))
+    acc = names.var("acc", dtype)
+    count = names.var("count")
+    ih, iw = names.var("ih"), names.var("iw")
+    in_bounds = K.all_of([K.binary(">=", ih, 0), K.binary("<", ih, h_),
+                          K.binary(">=", iw, 0), K.binary("<", iw, w_)])
+    value = ctx.load(x, (t * h_ + ih) * w_ + iw)
+    if is_max:
+        update = [K.If(in_bounds, [K.Assign(acc, K.select(K.binary(">", value, acc), value,
+                                                          acc))])]
+    else:
+        update = [K.If(in_bounds, [K.Assign(acc, acc + value)])]
+        counted = in_bounds
+        if include_pad:
+            counted = K.all_of([K.binary("<", ih, h_ + pb), K.binary("<", iw, w_ + pr)])
+        update.append(K.If(counted, [K.Assign(count, count + 1)]))
+    window = K.For(kh, K.const(0), K.const(kh_), [
+        K.Let(ih, oh * sh + (kh * dh - pt)),
+        K.For(kw, K.const(0), K.const(kw_), [K.Let(iw, ow * sw + (kw * dw - pl))] + update),
+    ])
+    init = K.const(float("-inf") if is_max else 0.0, dtype)
+    result: K.Expr = acc if is_max else acc / K.cast(K.maximum(count, 1), dtype)
+    lets, result = epilogue(ctx, group.nodes[1:], node.output, result, out_value.shape,
+                            [t // c_, t % c_, oh, ow])
+    stmts = [K.Let(acc, init)] + ([] if is_max else [K.Let(count, K.const(0))]) + [
+        window] + lets + [K.Store(out, (t * oh_ + oh) * ow_ + ow, result)]
+    row = K.For(oh, K.const(0), K.const(oh_), [K.For(ow, K.const(0), K.const(ow_), stmts)])
+    return [K.For(t, K.const(0), K.const(n_ * c_), [row], "parallel")]

@@ -1,0 +1,165 @@
+"""Reductions, softmax and layer normalization: loops over the kept positions, an inner
+loop (or three) over the reduced elements."""
+
+from __future__ import annotations
+
+import math
+
+from ...compiler.dtypes import DType
+from ...compiler.ir import FusedGroup
+from .. import kernel_ir as K
+from .common import LowerContext, epilogue, flat_index, group_output, lowering, strides
+
+_INIT = {"reduce_sum": 0.0, "reduce_mean": 0.0, "reduce_prod": 1.0,
+         "reduce_max": float("-inf"), "reduce_min": float("inf")}
+
+
+def _combine(op: str, acc: K.Expr, value: K.Expr) -> K.Expr:
+    if op in ("reduce_sum", "reduce_mean"):
+        return acc + value
+    if op == "reduce_prod":
+        return acc * value
+    if op == "reduce_max":
+        return K.select(K.binary(">", value, acc), value, acc)
+    return K.select(K.binary("<", value, acc), value, acc)
+
+
+@lowering("reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "reduce_prod")
+def lower_reduce(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
+    node = group.anchor
+    x = node.inputs[0]
+    axes = set(node.attrs["axes"])
+    out_value = group_output(ctx, group)
+    out = ctx.buf(out_value)
+    kept = [a for a in range(len(x.shape)) if a not in axes]
+    reduced = [a for a in range(len(x.shape)) if a in axes]
+    kept_shape = [x.shape[a] for a in kept]
+    count = math.prod(x.shape[a] for a in reduced)
+    x_strides = strides(x.shape)
+    acc_dtype = DType.float64 if x.dtype is DType.float64 else x.dtype
+    names = ctx.names
+
+    def body(kept_idx: list[K.Expr]) -> list[K.Stmt]:
+        acc = names.var("acc", acc_dtype)
+        red_vars = [names.var(f"r{a}") for a in reduced]
+        offset: K.Expr = K.const(0)
+        for a, i in zip(kept, kept_idx):
+            offset = offset + i * x_strides[a]
+        for a, v in zip(reduced, red_vars):
+            offset = offset + v * x_strides[a]
+        inner: list[K.Stmt] = [K.Assign(acc, _combine(node.op, acc, ctx.load(x, offset)))]
+        for a, v in reversed(list(zip(reduced, red_vars))):
+            inner = [K.For(v, K.const(0), K.const(x.shape[a]), inner)]
+        result: K.Expr = acc
+        if node.op == "reduce_mean":
+            result = acc / K.const(float(max(count, 1)), acc_dtype)
+        out_idx = _out_index(node.attrs["keepdims"], x.shape, kept, kept_idx)
+        lets, result = epilogue(ctx, group.nodes[1:], node.output, result, out_value.shape,
+                                out_idx)
+        return [K.Let(acc, K.const(_INIT[node.op], acc_dtype))] + inner + lets + [
+            K.Store(out, flat_index(out_value.shape, out_idx), result)]
+
+    return K.loop_nest(names, kept_shape or [1], [f"i{a}" for a in kept] or ["i"], body,
+                       outer_kind="parallel")
+
+
+def _out_index(keepdims: bool, in_shape, kept, kept_idx) -> list[K.Expr]:
+    if not keepdims:
+        return list(kept_idx[:len(kept)])
+    by_axis = dict(zip(kept, kept_idx))
+    return [by_axis.get(a, K.const(0)) for a in range(len(in_shape))]
+
+
+def _rows(shape, axis: int) -> tuple[int, int, int]:
+    """(outer, length, inner) of a tensor viewed around `axis`."""
+    return math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
+
+
+@lowering("softmax", "log_softmax")
+def lower_softmax(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
+    node = group.anchor
+    x = node.inputs[0]
+    out = ctx.buf(group_output(ctx, group))
+    outer, length, inner = _rows(x.shape, node.attrs["axis"])
+    names = ctx.names
+    t, i = names.var("row"), names.var("i")
+    peak, total = names.var("peak", x.dtype), names.var("total", x.dtype)
+    base = (t // inner) * (length * inner) + t % inner
+
+    def at(j):
+        return base + j * inner
+
+    shifted = ctx.load(x, at(i)) - peak
+    if node.op == "softmax":
+        final = [K.For(i, K.const(0), K.const(length),
+                       [K.Store(out, at(i), K.Load(out, at(i)) / total)], "vector")]
+    else:
+        final = [K.Assign(total, K.call("log", total)),
+                 K.For(i, K.const(0), K.const(length),
+                       [K.Store(out, at(i), shifted - total)], "vector")]
+    body = [
+        K.Let(peak, K.const(float("-inf"), x.dtype)),
+        K.For(i, K.const(0), K.const(length), [
+            K.Assign(peak, K.select(K.binary(">", ctx.load(x, at(i)), peak),
+                                    ctx.load(x, at(i)), peak))]),
+        K.Let(total, K.const(0.0, x.dtype)),
+        K.For(i, K.const(0), K.const(length), [
+            K.Store(out, at(i), K.call("exp", shifted)), K.Assign(total, total + K.Load(out, at(i)))]),
+    ] + final
+    return [K.For(t, K.const(0), K.const(outer * inner), body, "parallel")]
+
+
+@lowering("layer_norm")
+def lower_layer_norm(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
+    node = group.anchor
+    x, scale = node.inputs[0], node.inputs[1]
+    bias = node.inputs[2] if len(node.inputs) > 2 else None
+    axis = node.attrs["axis"]
+    out_value = group_output(ctx, group)
+    out = ctx.buf(out_value)
+    rows = math.prod(x.shape[:axis])
+    length = math.prod(x.shape[axis:])
+    norm_shape = x.shape[axis:]
+    names = ctx.names
+    t, i = names.var("row"), names.var("i")
+    mean, var = names.var("mean", DType.float32), names.var("var", DType.float32)
+    base = t * length
+    xi = ctx.load(x, base + i)
+    inv_len = K.const(1.0 / length, DType.float32)
+
+    def param(v):
+        # scale/bias broadcast against the normalized dims [axis, rank)
+        return ctx.load(v, _param_index(v.shape, norm_shape, i))
+
+    y = (xi - mean) * var * param(scale)
+    if bias is not None:
+        y = y + param(bias)
+    row_idx = [(t // s) % d if d > 1 else K.const(0)
+               for d, s in zip(x.shape[:axis], strides(x.shape[:axis]))]
+    col_idx = [(i // s) % d if d > 1 else K.const(0)
+               for d, s in zip(norm_shape, strides(norm_shape))]
+    lets, y = epilogue(ctx, group.nodes[1:], node.output, y, out_value.shape,
+                       row_idx + col_idx)
+    body = [
+        K.Let(mean, K.const(0.0, DType.float32)),
+        K.For(i, K.const(0), K.const(length), [K.Assign(mean, mean + xi)], "vector"),
+        K.Assign(mean, mean * inv_len),
+        K.Let(var, K.const(0.0, DType.float32)),
+        K.For(i, K.const(0), K.const(length),
+              [K.Assign(var, var + (xi - mean) * (xi - mean))], "vector"),
+        K.Assign(var, K.binary("/", K.const(1.0, DType.float32),
+                               K.call("sqrt", var * inv_len
+                                      + K.const(node.attrs["epsilon"], DType.float32)))),
+        K.For(i, K.const(0), K.const(length), lets + [K.Store(out, base + i, y)], "vector"),
+    ]
+    return [K.For(t, K.const(0), K.const(rows), body, "parallel")]
+
+
+def _param_index(shape, norm_shape, i: K.Expr) -> K.Expr:
+    """Index into a scale/bias of `shape` broadcast over the normalized dims."""
+    if math.prod(shape) == math.prod(norm_shape) and len(shape) <= len(norm_shape):
+        return i
+    col_idx = [(i // s) % d for d, s in zip(norm_shape, strides(norm_shape))]
+    lead = len(norm_shape) - len(shape)
+    idx = [K.const(0) if d == 1 else col_idx[lead + k] for k, d in enumerate(shape)]
+    return flat_index(shape, idx)

@@ -1,0 +1,133 @@
+"""Turn a fused, memory-planned graph into the sources of one artifact: the model's C file
+(one kernel per fused group, the run function, tensor descriptors), the weights blob and the
+assembly that embeds it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+import numpy as np
+
+from ..compiler.errors import Problem, UnsupportedModelError
+from ..compiler.ir import FusedGroup, Graph, Value
+from ..compiler.ops import op_def
+from . import kernel_ir as K
+from .c_renderer import CRenderer
+from .lower import LOWERINGS, LowerContext, Storage
+from .names import c_comment, c_identifier, c_string
+
+WEIGHT_ALIGN = 64
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
+    trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+    undefined=jinja2.StrictUndefined)
+
+
+@dataclass
+class TensorInfo:
+    """An input or output as the module and the header describe it."""
+
+    name: str
+    dtype_code: int
+    dtype_name: str
+    shape: tuple[int, ...]
+    nbytes: int
+    shape_symbol: str
+
+    @property
+    def name_literal(self) -> str:
+        return c_string(self.name)
+
+
+@dataclass
+class ModuleSources:
+    """Everything the toolchain needs to build the artifact."""
+
+    model_c: str
+    weights: bytes
+    weights_s: str
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+    arena_size: int
+    kernels: int
+
+
+def group_lowering(group: FusedGroup):
+    anchor = group.anchor
+    key = "elementwise" if op_def(anchor.op).is_elementwise else anchor.op
+    return LOWERINGS.get(key)
+
+
+def check_lowerable(graph: Graph) -> None:
+    """Raise one error listing every group codegen has no lowering for."""
+    problems = [Problem(g.anchor.name, g.anchor.op, "kiln", 0,
+                        "no kernel lowering for this IR op",
+                        "this is a gap in Kiln; please report it with the model")
+                for g in graph.groups if group_lowering(g) is None]
+    if problems:
+        raise UnsupportedModelError(problems)
+
+
+def pack_weights(graph: Graph) -> tuple[bytes, dict[int, int]]:
+    """Concatenate every constant the kernels read, each 64-byte aligned."""
+    blob = bytearray()
+    offsets: dict[int, int] = {}
+    for node in graph.nodes:
+        for value in node.inputs:
+            if value.is_constant and id(value) not in offsets:
+                blob += b"\0" * (-len(blob) % WEIGHT_ALIGN)
+                offsets[id(value)] = len(blob)
+                blob += np.ascontiguousarray(value.data, value.dtype.numpy).tobytes()
+    return bytes(blob), offsets
+
+
+def value_names(graph: Graph) -> dict[int, str]:
+    taken: set[str] = set()
+    return {id(v): c_identifier(v.name, "t_", taken) for v in graph.values()}
+
+
+def generate(graph: Graph, target_name: str, version: str) -> ModuleSources:
+    """Render the artifact's sources for a graph that went through fusion and planning."""
+    assert graph.groups is not None and graph.plan is not None, "run the pass pipeline first"
+    check_lowerable(graph)
+    weights, offsets = pack_weights(graph)
+    storage = Storage(graph, offsets, value_names(graph))
+    renderer = CRenderer()
+    kernel_names: set[str] = set()
+    kernels, launches = [], []
+    for group in graph.groups:
+        ctx = LowerContext(storage)
+        body = group_lowering(group)(ctx, group)
+        kernel = K.Kernel(c_identifier(group.name, "k_", kernel_names), _describe(group),
+                          list(ctx.buffers.values()), body)
+        kernels.append(renderer.kernel(kernel))
+        loop = kernel.parallel_loop
+        tasks = renderer.expr(loop.stop) if loop is not None else "1"
+        launches.append(f"kiln_parallel_for(e, {kernel.name}, {tasks});")
+    inputs = [_info(v, v.name, f"input{i}_shape") for i, v in enumerate(graph.inputs)]
+    output_names = graph.metadata.get("output_names") or [v.name for v in graph.outputs]
+    outputs = [_info(v, name, f"output{i}_shape")
+               for i, (v, name) in enumerate(zip(graph.outputs, output_names))]
+    model_c = _TEMPLATES.get_template("model.c.j2").render(
+        version=version, target=target_name, model_name_comment=c_comment(graph.name),
+        model_name_literal=c_string(graph.name), weights_size=len(weights), kernels=kernels,
+        launches=launches, tensors=inputs + outputs, inputs=inputs, outputs=outputs,
+        arena_size=graph.plan.arena_size)
+    weights_s = _TEMPLATES.get_template("weights.S.j2").render(
+        blob="weights.bin", size=len(weights))
+    return ModuleSources(model_c, weights, weights_s, inputs, outputs, graph.plan.arena_size,
+                         len(kernels))
+
+
+def _info(value: Value, name: str, symbol: str) -> TensorInfo:
+    return TensorInfo(name, value.dtype.value, value.dtype.name, tuple(value.shape),
+                      value.type.nbytes, symbol)
+
+
+def _describe(group: FusedGroup) -> str:
+    ops = " + ".join(n.op for n in group.nodes)
+    nodes = ", ".join(n.name for n in group.nodes)
+    out = group.nodes[-1].output
+    return c_comment(f"{group.name}: {ops} -> {out.type}  (nodes: {nodes})")

@@ -1,0 +1,221 @@
+"""The `kiln` command line: compile, run, inspect, targets.
+
+A user's mistake exits with status 2 and one message on stderr (`--debug` adds the
+traceback); success exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+from collections import Counter
+from typing import Sequence
+
+from .errors import KilnError
+
+
+class UsageError(KilnError, ValueError):
+    """A command-line argument is malformed."""
+
+
+def _dim(text: str) -> tuple[str, int]:
+    name, sep, value = text.partition("=")
+    if not sep or not name or not value.lstrip("-").isdigit() or int(value) <= 0:
+        raise UsageError(f"--dim expects SYMBOL=N with N a positive integer, got '{text}'")
+    return name, int(value)
+
+
+def _shape(text: str) -> tuple[str, tuple[int, ...]]:
+    name, sep, value = text.rpartition("=")
+    parts = value.lower().split("x") if value else []
+    if not sep or not name or not parts or not all(p.isdigit() for p in parts):
+        raise UsageError(f"--shape expects INPUT=D0xD1x... (e.g. input=1x3x224x224), "
+                         f"got '{text}'")
+    return name, tuple(int(p) for p in parts)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kiln", description="Compile ONNX models into "
+                                     "self-contained shared libraries.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("compile", help="compile MODEL.onnx into OUT.so and OUT.h")
+    c.add_argument("model")
+    c.add_argument("--target", default="host", help="x86_64 (host); see `kiln targets`")
+    c.add_argument("-o", "--output", help="the shared library to write (OUT.so)")
+    c.add_argument("--dim", action="append", default=[], metavar="SYMBOL=N",
+                   help="pin a symbolic dim, e.g. --dim batch=1")
+    c.add_argument("--shape", action="append", default=[], metavar="INPUT=1x3x224x224",
+                   help="pin an input's whole shape")
+    c.add_argument("--prefix", default="kiln_", help="prefix of the exported C symbols")
+    c.add_argument("--cc", help="C compiler to use (default: cc)")
+    c.add_argument("--keep-sources", metavar="DIR", help="also write the generated C there")
+    c.add_argument("--dump-ir-after", action="append", default=[], metavar="PASS",
+                   help="print the IR after a pass (to stderr)")
+    c.add_argument("--verify", action="store_true", help="verify the IR after every pass")
+    c.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+
+    r = sub.add_parser("run", help="run a compiled OUT.so on .npy or random inputs")
+    r.add_argument("library")
+    r.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy")
+    r.add_argument("--threads", type=int, default=None)
+    r.add_argument("--repeat", type=int, default=10, help="timed runs (default 10)")
+    r.add_argument("--output-dir", help="save each output as NAME.npy there")
+    r.add_argument("--emulate", action="store_true",
+                   help="run a foreign-architecture artifact under QEMU")
+    r.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+
+    i = sub.add_parser("inspect", help="describe a model: inputs, outputs, ops, support")
+    i.add_argument("model")
+    i.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+
+    sub.add_parser("targets", help="list the targets Kiln can compile for")
+    return parser
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from .driver import compile_detailed
+
+    if not args.output:
+        raise UsageError("no output path: add -o OUT.so")
+    dims = dict(_dim(d) for d in args.dim)
+    shapes = dict(_shape(s) for s in args.shape)
+    result = compile_detailed(args.model, args.target, args.output, dims, shapes,
+                              prefix=args.prefix, cc=args.cc, keep_sources=args.keep_sources,
+                              dump_ir_after=args.dump_ir_after, verify=args.verify)
+    print(f"wrote {result.library} ({result.library_size / 1e6:.2f} MB) and {result.header}")
+    print(f"target {result.target}; {result.kernels} kernels; compiled in "
+          f"{result.compile_seconds:.2f} s")
+    print(f"arena {result.arena_size} bytes (lower bound {result.arena_lower_bound}); "
+          f"weights {result.weights_size} bytes")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..runtime import load
+
+    session = load(args.library, threads=args.threads,
+                   emulator="qemu" if args.emulate else None)
+    given = {}
+    for item in args.input:
+        name, sep, path = item.partition("=")
+        if not sep:
+            raise UsageError(f"--input expects NAME=FILE.npy, got '{item}'")
+        try:
+            given[name] = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot read '{path}' for input '{name}': {exc}") from None
+    rng = np.random.default_rng(0)
+    feed = {}
+    for spec in session.inputs:
+        if spec.name in given:
+            feed[spec.name] = given.pop(spec.name)
+        elif np.issubdtype(spec.dtype, np.floating):
+            feed[spec.name] = rng.standard_normal(spec.shape).astype(spec.dtype)
+        elif spec.dtype == np.bool_:
+            feed[spec.name] = rng.integers(0, 2, spec.shape).astype(bool)
+        else:
+            feed[spec.name] = rng.integers(0, 2, spec.shape).astype(spec.dtype)
+    if given:
+        raise UsageError(f"--input names no input of the model: {', '.join(given)} "
+                         f"(inputs: {', '.join(s.name for s in session.inputs)})")
+    outputs = session.run(feed)
+    times = []
+    for _ in range(max(args.repeat, 0)):
+        start = time.perf_counter()
+        session.run(feed)
+        times.append(time.perf_counter() - start)
+    for name, value in outputs.items():
+        print(f"{name}: {value.dtype}{list(value.shape)}")
+        if args.output_dir:
+            np.save(f"{args.output_dir}/{name}.npy", value)
+    if times:
+        times.sort()
+        print(f"latency: median {times[len(times) // 2] * 1e3:.3f} ms over {len(times)} runs "
+              f"(min {times[0] * 1e3:.3f} ms)")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    import onnx
+
+    from ..frontends.onnx import load_model, scan
+    from ..frontends.onnx import converters  # noqa: F401  (fill the registry)
+
+    model = load_model(args.model, external_data=False)
+    graph = model.graph
+    print(f"model: {graph.name or '(unnamed)'}  producer: {model.producer_name} "
+          f"{model.producer_version}")
+    print("opsets: " + ", ".join(f"{o.domain or 'ai.onnx'} {o.version}"
+                                 for o in model.opset_import))
+    initializers = {t.name for t in graph.initializer}
+
+    def describe(info: onnx.ValueInfoProto) -> str:
+        tensor = info.type.tensor_type
+        dims = [d.dim_param or (str(d.dim_value) if d.HasField("dim_value") else "?")
+                for d in tensor.shape.dim]
+        dtype = onnx.TensorProto.DataType.Name(tensor.elem_type).lower()
+        return f"  {info.name}: {dtype}[{', '.join(dims)}]"
+
+    print("inputs:")
+    for info in graph.input:
+        if info.name not in initializers:
+            print(describe(info))
+    print("outputs:")
+    for info in graph.output:
+        print(describe(info))
+    print(f"nodes: {len(graph.node)}; initializers: {len(graph.initializer)}")
+    for (domain, op), count in sorted(Counter((n.domain or "ai.onnx", n.op_type)
+                                              for n in graph.node).items()):
+        print(f"  {count:5d}  {op}" + ("" if domain == "ai.onnx" else f"  ({domain})"))
+    problems = scan(model)
+    if problems:
+        print(f"unsupported: {len(problems)}")
+        for problem in problems:
+            print(f"  - {problem}")
+    else:
+        print("unsupported: none")
+    return 0
+
+
+def cmd_targets(args: argparse.Namespace) -> int:
+    from ..targets import TARGETS
+    from ..targets.target import PLANNED
+
+    for target in TARGETS.values():
+        host = " (host)" if target.is_host else ""
+        aliases = f" [{', '.join(target.aliases)}]" if target.aliases else ""
+        print(f"{target.name}{aliases}{host}: {target.triple}, {target.description}")
+    for name, why in PLANNED.items():
+        print(f"{name}: planned ({why})")
+    return 0
+
+
+COMMANDS = {"compile": cmd_compile, "run": cmd_run, "inspect": cmd_inspect,
+            "targets": cmd_targets}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except KilnError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"kiln: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("kiln: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug in Kiln: say so, and how to report it
+        if args.debug:
+            traceback.print_exc()
+        print(f"kiln: internal error: {type(exc).__name__}: {exc} (rerun with --debug for "
+              f"the traceback, and please report it)", file=sys.stderr)
+        return 1

@@ -1,0 +1,118 @@
+"""compile_model: ONNX model -> graph IR -> passes -> C sources -> shared library + header."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from .errors import KilnError
+from .ir import Graph
+
+
+class OptionError(KilnError, ValueError):
+    """A compile option has a bad value."""
+
+
+@dataclass
+class CompileResult:
+    """What a compilation produced, and the numbers users ask about."""
+
+    library: Path
+    header: Path
+    target: str
+    compile_seconds: float
+    arena_size: int
+    arena_lower_bound: int
+    weights_size: int
+    kernels: int
+    phases: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def library_size(self) -> int:
+        return self.library.stat().st_size
+
+
+_PREFIX = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
+
+
+def compile_model(model: Any, target: str = "host", output: str | Path = "model.so",
+                  dims: Mapping[str, int] | None = None,
+                  shapes: Mapping[str, Sequence[int]] | None = None,
+                  **options: Any) -> str:
+    """Compile `model` (a path, bytes or onnx.ModelProto) into `output` (+ its .h header)."""
+    return str(compile_detailed(model, target, output, dims, shapes, **options).library)
+
+
+def compile_detailed(model: Any, target: str = "host", output: str | Path = "model.so",
+                     dims: Mapping[str, int] | None = None,
+                     shapes: Mapping[str, Sequence[int]] | None = None, *,
+                     prefix: str = "kiln_", cc: str | None = None, keep_sources: str | Path |
+                     None = None, dump_ir_after: Sequence[str] = (), verify: bool = False,
+                     log: Callable[[str], None] | None = None) -> CompileResult:
+    """compile_model, returning a CompileResult with sizes and timings."""
+    from .. import __version__
+    from ..codegen.module import generate
+    from ..frontends.onnx import import_model, load_model
+    from ..passes.manager import run_passes
+    from ..runtime.header import header_for
+    from ..targets import get_target
+    from ..targets.toolchain import build_shared
+
+    start = time.perf_counter()
+    phases: dict[str, float] = {}
+
+    def phase(name: str, began: float) -> float:
+        now = time.perf_counter()
+        phases[name] = now - began
+        return now
+
+    if output is None or str(output) == "":
+        raise OptionError("no output path given: pass -o OUT.so (output='model.so')")
+    output = Path(output)
+    if output.is_dir():
+        raise OptionError(f"output '{output}' is a directory; give a file path such as "
+                          f"{output / 'model.so'}")
+    if not output.parent.exists():
+        raise OptionError(f"the output folder '{output.parent}' does not exist")
+    if not _PREFIX.match(prefix):
+        raise OptionError(f"symbol prefix '{prefix}' must be a C identifier (letters, digits, "
+                          f"underscores; up to 41 characters)")
+    spec = get_target(target)
+
+    t = time.perf_counter()
+    proto = load_model(model)
+    t = phase("load", t)
+    graph: Graph = import_model(proto, dims=dims, shapes=shapes)
+    t = phase("import", t)
+    graph = run_passes(graph, verify_each=verify, dump_after=set(dump_ir_after), log=log)
+    t = phase("passes", t)
+    sources = generate(graph, spec.name, __version__)
+    t = phase("codegen", t)
+
+    header_path = output.with_suffix(".h")
+    workdir = Path(tempfile.mkdtemp(prefix="kiln-build-"))
+    try:
+        (workdir / "model.c").write_text(sources.model_c)
+        (workdir / "weights.bin").write_bytes(sources.weights)
+        (workdir / "weights.S").write_text(sources.weights_s)
+        build_target = workdir / "model.so"
+        build_shared(workdir, ["model.c", "weights.S"], build_target, spec, prefix, cc=cc)
+        t = phase("cc", t)
+        header_text = header_for(graph.name, sources.inputs, sources.outputs, prefix)
+        if keep_sources is not None:
+            keep = Path(keep_sources)
+            keep.mkdir(parents=True, exist_ok=True)
+            for name in ("model.c", "weights.S", "weights.bin"):
+                shutil.copy(workdir / name, keep / name)
+        shutil.move(str(build_target), output)
+        header_path.write_text(header_text)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return CompileResult(output, header_path, spec.name, time.perf_counter() - start,
+                         graph.plan.arena_size, graph.plan.lower_bound, len(sources.weights),
+                         sources.kernels, phases)

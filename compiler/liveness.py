@@ -1,0 +1,77 @@
+"""Which Values need arena storage, and over which steps (fused groups) each one is live.
+
+A step is one fused group, in graph order (each node is its own step before fusion). A Value
+lives from the step that produces it to the last step that reads it, both included: a kernel
+reads its inputs while it writes its outputs, so they never share bytes.
+
+Values that need no arena: graph inputs and constants (caller's buffers, read-only data),
+graph outputs (the caller's output buffers) and values used only inside their own group.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .ir import FusedGroup, Graph, Value
+
+#: Every arena offset is a multiple of this many bytes (a cache line; any vector load fits).
+ALIGNMENT = 64
+
+
+@dataclass(frozen=True)
+class LiveRange:
+    """A Value that needs arena bytes, alive from step `start` to step `end` inclusive."""
+
+    value: Value
+    start: int
+    end: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.value.type.nbytes
+
+    def overlaps(self, other: "LiveRange") -> bool:
+        return self.start <= other.end and other.start <= self.end
+
+
+def steps(graph: Graph) -> list[FusedGroup]:
+    """The graph's groups, or one single-node step per node before fusion has run."""
+    if graph.groups is not None:
+        return graph.groups
+    return [FusedGroup(node.name, [node]) for node in graph.nodes]
+
+
+def live_ranges(graph: Graph) -> list[LiveRange]:
+    """Every arena Value with its lifetime, in order of production."""
+    groups = steps(graph)
+    step_of = {id(node): index for index, group in enumerate(groups) for node in group.nodes}
+    graph_outputs = {id(v) for v in graph.outputs}
+    ranges: list[LiveRange] = []
+    for index, group in enumerate(groups):
+        needed = {id(v): v for v in group.outputs(graph)}
+        for node in group.nodes:
+            for value in node.outputs:
+                if not value.users and id(value) not in graph_outputs:
+                    needed[id(value)] = value   # a dead output still has to be written
+        for value in needed.values():
+            if id(value) in graph_outputs:
+                continue
+            end = max((step_of[id(u)] for u in value.users), default=index)
+            ranges.append(LiveRange(value, index, max(end, index)))
+    return ranges
+
+
+def peak_live_bytes(ranges: list[LiveRange]) -> int:
+    """The most bytes alive at any one step: a lower bound on any arena's size."""
+    if not ranges:
+        return 0
+    last = max(r.end for r in ranges)
+    delta = [0] * (last + 2)
+    for r in ranges:
+        delta[r.start] += r.nbytes
+        delta[r.end + 1] -= r.nbytes
+    peak = live = 0
+    for change in delta:
+        live += change
+        peak = max(peak, live)
+    return peak

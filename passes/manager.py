@@ -1,0 +1,94 @@
+"""The pass pipeline: a flat, ordered list of named passes, each with why it runs.
+
+`run_passes` runs them in order; in tests (and debug runs) it verifies the graph after each
+pass, and `--dump-ir-after PASS` prints the IR a named pass leaves behind.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from ..compiler.errors import KilnError
+from ..compiler.ir import Graph
+from ..compiler.printer import print_graph
+from ..compiler.verifier import VerificationError, verify
+from .dce import dce
+from .decompose import decompose
+from .fold_batchnorm import fold_batchnorm
+from .fold_constants import fold_constants
+from .fuse import fuse
+from .plan_memory import plan_memory
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One stage of the pipeline: a function Graph -> Graph and the reason it runs."""
+
+    name: str
+    fn: Callable[[Graph], Graph]
+    why: str
+
+
+PIPELINE: list[Pass] = [
+    Pass("fold_constants", fold_constants,
+         "compute what is known at compile time; drop identities"),
+    Pass("dce", dce, "drop nodes whose results nobody reads"),
+    Pass("fold_batchnorm", fold_batchnorm, "merge batch_norm into the conv before it"),
+    Pass("decompose", decompose, "lower the remaining batch_norms to mul + add"),
+    Pass("fold_constants", fold_constants, "fold what decomposition made constant"),
+    Pass("dce", dce, "drop what folding left unread"),
+    Pass("fuse", fuse, "group nodes into the kernels codegen emits"),
+    Pass("plan_memory", plan_memory, "place intermediates in one fixed-size arena"),
+]
+
+
+class UnknownPassError(KilnError, ValueError):
+    """A pass name given by the user (e.g. --dump-ir-after) names no pass."""
+
+
+def pass_names(pipeline: Iterable[Pass] = PIPELINE) -> list[str]:
+    """Each pass name once, in pipeline order."""
+    return list(dict.fromkeys(p.name for p in pipeline))
+
+
+def run_passes(graph: Graph, verify_each: bool = False, dump_after: set[str] | None = None,
+               log: Callable[[str], None] | None = None,
+               pipeline: list[Pass] | None = None) -> Graph:
+    """Run `pipeline` (default PIPELINE) over `graph`.
+
+    verify_each: run the verifier on the input and after every pass.
+    dump_after: pass names after which to print the IR (every run of a repeated pass).
+    log: where dumps and one line per pass (time, node count) go; dumps go to stderr
+    when it is None.
+    """
+    pipeline = PIPELINE if pipeline is None else pipeline
+    dump_after = set(dump_after or ())
+    unknown = sorted(dump_after - set(pass_names(pipeline)))
+    if unknown:
+        raise UnknownPassError(f"no pass named {', '.join(unknown)}; passes are: "
+                               f"{', '.join(pass_names(pipeline))}")
+    write = log if log is not None else _stderr
+    if verify_each:
+        verify(graph)
+    for index, stage in enumerate(pipeline):
+        start = time.perf_counter()
+        graph = stage.fn(graph)
+        elapsed = time.perf_counter() - start
+        if log is not None:
+            log(f"pass {index}: {stage.name} ({elapsed * 1e3:.1f} ms): "
+                f"{len(graph.nodes)} nodes")
+        if verify_each:
+            try:
+                verify(graph)
+            except VerificationError as exc:
+                raise VerificationError(f"after pass {index} ({stage.name}): {exc}") from None
+        if stage.name in dump_after:
+            write(f"// IR after pass {index}: {stage.name}\n{print_graph(graph)}")
+    return graph
+
+
+def _stderr(text: str) -> None:
+    sys.stderr.write(text if text.endswith("\n") else text + "\n")

@@ -1,0 +1,69 @@
+"""What a target is: data, not code. The registry maps names and aliases to Targets."""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass, field
+
+from ..compiler.errors import KilnError
+
+
+class UnknownTargetError(KilnError, ValueError):
+    """The user asked for a target Kiln does not know (or cannot build yet)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """A compilation target: triple, ELF machine, vector width and how to build for it."""
+
+    name: str
+    triple: str
+    elf_machine: str           # as the loader reports it: "x86_64", "aarch64", "riscv64"
+    vector_bits: int
+    cflags: tuple[str, ...]
+    aliases: tuple[str, ...] = ()
+    description: str = ""
+    host_machines: tuple[str, ...] = field(default=())   # platform.machine() values it runs on
+
+    @property
+    def is_host(self) -> bool:
+        return platform.machine() in self.host_machines
+
+
+TARGETS: dict[str, Target] = {}
+_ALIASES: dict[str, str] = {}
+
+#: Targets on Kiln's map that are not built yet, with where they stand.
+PLANNED = {
+    "arm64": "arm64 (NEON) cross-compilation is not implemented yet",
+    "aarch64": "arm64 (NEON) cross-compilation is not implemented yet",
+    "riscv64-rvv": "the RISC-V vector target is not implemented yet",
+    "vpu": "the RISC-V vector target is not implemented yet",
+    "cuda": "the CUDA target is not implemented yet",
+    "cuda-sm80": "the CUDA target is not implemented yet",
+    "cuda-sm90": "the CUDA target is not implemented yet",
+}
+
+
+def register_target(target: Target) -> Target:
+    TARGETS[target.name] = target
+    for alias in (target.name,) + target.aliases:
+        _ALIASES[alias] = target.name
+    return target
+
+
+def get_target(name: str) -> Target:
+    """The Target called `name` (or an alias); `host` means this machine's architecture."""
+    if name == "host":
+        for target in TARGETS.values():
+            if target.is_host:
+                return target
+        raise UnknownTargetError(f"Kiln cannot compile for this machine ({platform.machine()})"
+                                 f"; known targets: {', '.join(sorted(TARGETS))}")
+    if name in _ALIASES:
+        return TARGETS[_ALIASES[name]]
+    if name in PLANNED:
+        raise UnknownTargetError(f"target '{name}': {PLANNED[name]}; available now: "
+                                 f"{', '.join(sorted(TARGETS))}")
+    raise UnknownTargetError(f"unknown target '{name}'; known targets: "
+                             f"{', '.join(sorted(TARGETS))} (and 'host')")
