@@ -47,6 +47,9 @@ class Expr:
     def __floordiv__(self, other: "ExprLike") -> "Expr":
         return binary("/", self, other)   # index arithmetic: operands are non-negative
 
+    def __truediv__(self, other: "ExprLike") -> "Expr":
+        return binary("/", self, other)
+
     def __mod__(self, other: "ExprLike") -> "Expr":
         return binary("%", self, other)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 import tempfile
 import time
@@ -37,9 +36,6 @@ class CompileResult:
         return self.library.stat().st_size
 
 
-_PREFIX = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")
-
-
 def compile_model(model: Any, target: str = "host", output: str | Path = "model.so",
                   dims: Mapping[str, int] | None = None,
                   shapes: Mapping[str, Sequence[int]] | None = None,
@@ -59,7 +55,8 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
     from ..codegen.module import generate
     from ..frontends.onnx import import_model, load_model
     from ..passes.manager import run_passes
-    from ..runtime.header import header_for
+    from ..runtime.abi import ModelSpec, TensorSpec, check_prefix
+    from ..runtime.header import render_header
     from ..targets import get_target
     from ..targets.toolchain import build_shared
 
@@ -79,10 +76,8 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
                           f"{output / 'model.so'}")
     if not output.parent.exists():
         raise OptionError(f"the output folder '{output.parent}' does not exist")
-    if not _PREFIX.match(prefix):
-        raise OptionError(f"symbol prefix '{prefix}' must be a C identifier (letters, digits, "
-                          f"underscores; up to 41 characters)")
-    spec = get_target(target)
+    check_prefix(prefix)
+    target_spec = get_target(target)
 
     t = time.perf_counter()
     proto = load_model(model)
@@ -91,7 +86,7 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
     t = phase("import", t)
     graph = run_passes(graph, verify_each=verify, dump_after=set(dump_ir_after), log=log)
     t = phase("passes", t)
-    sources = generate(graph, spec.name, __version__)
+    sources = generate(graph, target_spec.name, __version__)
     t = phase("codegen", t)
 
     header_path = output.with_suffix(".h")
@@ -101,9 +96,15 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
         (workdir / "weights.bin").write_bytes(sources.weights)
         (workdir / "weights.S").write_text(sources.weights_s)
         build_target = workdir / "model.so"
-        build_shared(workdir, ["model.c", "weights.S"], build_target, spec, prefix, cc=cc)
+        build_shared(workdir, ["model.c", "weights.S"], build_target, target_spec, prefix, cc=cc)
         t = phase("cc", t)
-        header_text = header_for(graph.name, sources.inputs, sources.outputs, prefix)
+        model_spec = ModelSpec(graph.name,
+                          [TensorSpec(i.name, i.dtype_name, i.dtype_code, i.shape)
+                           for i in sources.inputs],
+                          [TensorSpec(i.name, i.dtype_name, i.dtype_code, i.shape)
+                           for i in sources.outputs],
+                          workspace_size=sources.arena_size)
+        header_text = render_header(model_spec, prefix, header_path.name)
         if keep_sources is not None:
             keep = Path(keep_sources)
             keep.mkdir(parents=True, exist_ok=True)
@@ -113,6 +114,6 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
         header_path.write_text(header_text)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    return CompileResult(output, header_path, spec.name, time.perf_counter() - start,
+    return CompileResult(output, header_path, target_spec.name, time.perf_counter() - start,
                          graph.plan.arena_size, graph.plan.lower_bound, len(sources.weights),
                          sources.kernels, phases)

@@ -9,14 +9,12 @@ from pathlib import Path
 from typing import Sequence
 
 from ..compiler.errors import ToolchainError
+from ..runtime.build import RUNTIME_SOURCES, runtime_cflags, runtime_ldflags
 from .target import Target
 
-RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime"
-
-#: Flags every artifact is built with: position-independent, exported API only, no errno
-#: from math calls (lets loops vectorize), no fast-math (NaN and Inf behave as the reference).
-BASE_CFLAGS = ("-O3", "-std=gnu11", "-fPIC", "-shared", "-fvisibility=hidden", "-pthread",
-               "-fno-math-errno", "-fno-semantic-interposition")
+#: Optimization flags of every artifact: no errno from math calls (lets loops vectorize),
+#: no fast-math (NaN and Inf behave as the reference does).
+BASE_CFLAGS = ("-O3", "-std=gnu11", "-fno-math-errno", "-fno-semantic-interposition")
 
 
 def find_cc(cc: str | None = None) -> str:
@@ -35,10 +33,9 @@ def build_shared(workdir: Path, sources: Sequence[str], output: Path, target: Ta
     """Compile `sources` (relative to workdir) with the runtime into the shared library
     `output`. A compiler failure is a Kiln bug: the error carries the compiler's words."""
     compiler = find_cc(cc)
-    runtime_c = RUNTIME_DIR / "kiln_runtime.c"
-    command = [compiler, *BASE_CFLAGS, *target.cflags, *extra_flags,
-               f"-DKILN_PREFIX={prefix}", f"-I{RUNTIME_DIR}", f"-I{workdir}",
-               f"-Wa,-I{workdir}", *sources, str(runtime_c), "-o", str(output), "-lm"]
+    command = [compiler, *BASE_CFLAGS, *target.cflags, *extra_flags, *runtime_cflags(prefix),
+               f"-Wa,-I{workdir}", *sources, *map(str, RUNTIME_SOURCES), "-o", str(output),
+               *runtime_ldflags()]
     env = dict(os.environ, LC_ALL="C")
     result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, env=env)
     if result.returncode != 0:

@@ -28,9 +28,9 @@ def concat(ctx, *xs, axis=None):
         if ctx.opset >= 4:
             ctx.fail("Concat has no axis attribute")
         axis = 1
-    axis = axis_of(ctx, axis, xs[0].rank)
+    axis = axis_of(ctx, axis, xs[0].type.rank)
     kept = [x for x in xs if x.shape[axis] != 0] or [xs[0]]
-    if len(kept) == 1 and all(x.type.rank == kept[0].rank for x in xs):
+    if len(kept) == 1 and all(x.type.rank == kept[0].type.rank for x in xs):
         return kept[0]
     return ctx.emit("concat", kept, axis=axis)
 

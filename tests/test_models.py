@@ -1,0 +1,32 @@
+"""Whole models: the six CNN test models compile for x86_64 and match ONNX Runtime."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import assert_matches, run_onnxruntime
+from models import CNN_MODELS, load_test_model
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", CNN_MODELS)
+def test_cnn_matches_onnxruntime(name, compile_and_load):
+    model = load_test_model(name)
+    session = compile_and_load(model, dims={"batch": 1})
+    (spec,) = session.inputs
+    assert spec.shape == (1, 3, 224, 224)
+    x = np.random.default_rng(7).standard_normal(spec.shape).astype(np.float32)
+    (expected,) = run_onnxruntime(model, {spec.name: x})
+    actual = session.run({spec.name: x})
+    (value,) = actual.values()
+    assert_matches(value, expected, what=name)
+
+
+@pytest.mark.slow
+def test_batch_two_from_the_same_file(compile_and_load):
+    model = load_test_model("resnet18")
+    session = compile_and_load(model, dims={"batch": 2})
+    x = np.random.default_rng(3).standard_normal((2, 3, 224, 224)).astype(np.float32)
+    (expected,) = run_onnxruntime(model, {"input": x})
+    assert_matches(session.run({"input": x})["output"], expected)
