@@ -6,7 +6,7 @@ from ..compiler.ir import Graph
 
 
 def dce(graph: Graph) -> Graph:
-    """Remove nodes none of whose outputs is read or is a graph output (codegen skips work)."""
+    """Work whose result nobody reads is never compiled nor run."""
     outputs = {id(v) for v in graph.outputs}
     for node in reversed(graph.nodes[:]):   # reverse: a dead chain goes in one sweep
         if not any(v.users or id(v) in outputs for v in node.outputs):

@@ -17,7 +17,7 @@ from ..compiler.ops import infer_types
 
 
 def decompose(graph: Graph) -> Graph:
-    """Rewrite each op that has a rule in RULES into simpler ops."""
+    """Fewer op kinds for codegen, and elementwise ops that fusion can put in an epilogue."""
     for node in graph:
         rule = RULES.get(node.op)
         if rule is None:

@@ -1,10 +1,11 @@
 """Fold an inference `batch_norm` that follows a `conv2d` into the conv's weight and bias.
 
     y = batch_norm(conv2d(x, W, b), scale, shift, mean, var)
-      = conv2d(x, W * k[:, None, None, None], (b - mean) * k + shift),  k = scale / sqrt(var + eps)
+      = conv2d(x, W * k[:, None, None, None], (b - mean) * k + shift)
+    where k = scale / sqrt(var + eps)
 
-Applies when the conv's output is read only by the batch_norm and every parameter is a
-constant. The new weights are computed in float64 and stored in the conv's dtype; the old
+Applies when the conv's output is read only by the batch_norm (and is no graph output) and
+every parameter is a constant. The new weights are computed in float64 and stored in the conv's dtype; the old
 constants stay untouched (another conv may share them).
 """
 
@@ -16,21 +17,22 @@ from ..compiler.ir import Graph, Node
 
 
 def fold_batchnorm(graph: Graph) -> Graph:
-    """A conv followed by batch_norm costs one pass over the activation instead of two."""
+    """The batch_norm's arithmetic moves into the conv's weights and costs nothing at run time."""
     for node in graph:
-        conv = _foldable_conv(node)
+        conv = _foldable_conv(graph, node)
         if conv is not None:
             _fold(graph, conv, node)
     return graph
 
 
-def _foldable_conv(bn: Node) -> Node | None:
+def _foldable_conv(graph: Graph, bn: Node) -> Node | None:
     """The conv2d that batch_norm `bn` can be folded into, or None."""
     if bn.op != "batch_norm":
         return None
     x = bn.inputs[0]
     conv = x.producer
-    if conv is None or conv.op != "conv2d" or len(x.users) != 1:
+    if conv is None or conv.op != "conv2d" or len(x.users) != 1 \
+            or any(v is x for v in graph.outputs):
         return None
     if not all(v.is_constant for v in conv.inputs[1:] + bn.inputs[1:]):
         return None

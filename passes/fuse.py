@@ -29,8 +29,7 @@ ANCHOR_KINDS = ("conv", "matmul")
 
 
 def fuse(graph: Graph) -> Graph:
-    """One kernel per group: an anchor's epilogue and elementwise chains never touch memory
-    between their ops."""
+    """One kernel per group, so fused ops pass values in registers instead of memory."""
     fuser = _Fuser(graph)
     groups = []
     for node in graph.nodes:
@@ -102,7 +101,7 @@ def _topological(groups: list[list[Node]], position: dict[int, int]) -> list[lis
 
 def _group_name(anchor: Node, taken: set[str]) -> str:
     """A readable C-identifier-friendly name derived from the anchor's node name."""
-    base = re.sub(r"\W+", "_", anchor.name).strip("_") or anchor.op
+    base = re.sub(r"[^0-9A-Za-z_]+", "_", anchor.name).strip("_") or anchor.op
     if base[0].isdigit():
         base = f"g_{base}"
     name, suffix = base, 1

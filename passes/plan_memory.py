@@ -14,8 +14,7 @@ from ..compiler.liveness import ALIGNMENT, LiveRange, live_ranges, peak_live_byt
 
 
 def plan_memory(graph: Graph) -> Graph:
-    """Last pass: fixes where each activation lives, so the arena size is known at compile
-    time and the runtime never allocates."""
+    """A fixed arena, sized at compile time, so the runtime never allocates activations."""
     ranges = live_ranges(graph)
     order = sorted(range(len(ranges)), key=lambda i: (-ranges[i].nbytes, ranges[i].start, i))
     placed: list[tuple[int, LiveRange]] = []

@@ -128,11 +128,6 @@ class Session:
                        else check_prefix(prefix))
         num_threads = _check_threads(threads)
         self._lib = self._bind(self.path, self.prefix)
-        version = self._lib["abi_version"]()
-        if version != ABI_VERSION:
-            raise ArtifactError(f"{self.path} uses Kiln ABI version {version} but this loader "
-                                f"speaks version {ABI_VERSION}; compile the model again with "
-                                "this version of Kiln")
         self.name = self._lib["model_name"]().decode("utf-8", "replace")
         self.inputs = self._describe("input")
         self.outputs = self._describe("output")
@@ -153,7 +148,7 @@ class Session:
         except OSError as exc:
             raise ArtifactError(f"cannot load {path}: {exc}") from exc
         functions = {}
-        for name, (restype, argtypes) in _SIGNATURES.items():
+        for name, (restype, argtypes) in _SIGNATURES.items():   # abi_version comes first
             try:
                 fn = getattr(lib, prefix + name)
             except AttributeError:
@@ -161,6 +156,10 @@ class Session:
                                     f"Kiln artifact with symbol prefix {prefix!r}") from None
             fn.restype, fn.argtypes = restype, argtypes
             functions[name] = fn
+            if name == "abi_version" and fn() != ABI_VERSION:
+                raise ArtifactError(f"{path} uses Kiln ABI version {fn()} but this loader "
+                                    f"speaks version {ABI_VERSION}; compile the model again "
+                                    "with this version of Kiln")
         functions["_cdll"] = lib   # keeps the library loaded while the session lives
         return functions
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import assert_matches, run_onnxruntime
+from reference import assert_close_to_scale, assert_matches, run_onnxruntime
 from models import CNN_MODELS, load_test_model
 
 
@@ -21,6 +21,7 @@ def test_cnn_matches_onnxruntime(name, compile_and_load):
     actual = session.run({spec.name: x})
     (value,) = actual.values()
     assert_matches(value, expected, what=name)
+    assert_close_to_scale(value, expected, what=name)
 
 
 @pytest.mark.slow

@@ -232,6 +232,7 @@ def convert_nodes(ctx: ConvertContext, nodes: Sequence[onnx.NodeProto],
                     ctx.fail(f"input '{name}' is used but never produced")
             while inputs and inputs[-1] is None:
                 inputs.pop()
+            first_new = len(ctx.graph.nodes)
             result = fn(ctx, *inputs, **attribute_values(node))
         except ConversionError as exc:
             raise UnsupportedModelError([Problem(ctx.name, node.op_type, domain, opset,
@@ -244,7 +245,7 @@ def convert_nodes(ctx: ConvertContext, nodes: Sequence[onnx.NodeProto],
         for name, value in zip(node.output, results):
             if not name:
                 continue
-            if value.producer is not None and value.producer.name == ctx.name \
-                    and value.name != name:
+            created_here = any(value.producer is n for n in ctx.graph.nodes[first_new:])
+            if created_here and value.name != name:
                 ctx.graph.rename(value, name)
             env[name] = value

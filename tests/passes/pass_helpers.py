@@ -8,7 +8,8 @@ import numpy as np
 
 from kiln.compiler.dtypes import DType
 from kiln.compiler.ir import Graph, TensorType, Value
-from kiln.compiler.ops import evaluate, infer_types
+from kiln.compiler.interpret import run_graph
+from kiln.compiler.ops import infer_types
 from kiln.compiler.printer import print_graph
 from kiln.compiler.verifier import verify
 
@@ -59,13 +60,9 @@ def batch_norm(graph: Graph, name: str, x: Value, seed: int = 1, exact: bool = F
 
 
 def run(graph: Graph, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """Evaluate the graph node by node with the ops' numpy references; the outputs in order."""
-    env: dict[int, np.ndarray] = {id(v): feeds[v.name] for v in graph.inputs}
-    for node in graph.nodes:
-        arrays = [v.data if v.is_constant else env[id(v)] for v in node.inputs]
-        for value, array in zip(node.outputs, evaluate(node.op, arrays, node.attrs)):
-            env[id(value)] = array
-    return [v.data if v.is_constant else env[id(v)] for v in graph.outputs]
+    """Evaluate the graph with the ops' numpy references (compiler.interpret); the outputs
+    in order."""
+    return list(run_graph(graph, feeds).values())
 
 
 def random_feeds(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:

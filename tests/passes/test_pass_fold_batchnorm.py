@@ -70,3 +70,12 @@ def test_skips_conv_with_other_readers_or_computed_weights():
     g.outputs = [batch_norm(g, "bn2", c2)]   # weight is an input, not a constant
     fold_batchnorm(g)
     assert [n.op for n in g.nodes] == ["conv2d", "batch_norm", "add", "conv2d", "batch_norm"]
+
+
+def test_skips_conv_whose_output_is_a_graph_output():
+    g = Graph("both")
+    x = g.add_input("x", f32(1, 2, 4, 4))
+    c = conv(g, "conv", x, 2)
+    g.outputs = [c, batch_norm(g, "bn", c)]
+    fold_batchnorm(g)
+    assert [n.op for n in g.nodes] == ["conv2d", "batch_norm"]

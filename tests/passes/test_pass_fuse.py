@@ -113,6 +113,8 @@ def test_group_names_are_c_identifiers_and_unique():
     g.outputs = [c]
     fuse(g)
     assert [grp.name for grp in g.groups] == ["layer1_Neg", "layer1_Neg_2", "g_0"]
+    g.nodes[-1].name = "\u00e9t\u00e9"   # a non-ASCII name is no C identifier
+    assert fuse(g).groups[-1].name == "t"
 
 
 def test_every_node_in_one_group_for_non_fusible_ops():

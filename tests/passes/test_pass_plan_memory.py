@@ -108,3 +108,14 @@ def test_random_graphs_plan_validly_and_near_the_lower_bound():
         if g.plan.lower_bound:
             ratios.append(g.plan.arena_size / g.plan.lower_bound)
     assert ratios and max(ratios) < 2.0, ratios
+
+
+def test_plans_per_node_before_fusion():
+    g = Graph("unfused")
+    x = g.add_input("x", f32(4, 4))
+    a = op(g, "a", "neg", [x])
+    b = op(g, "b", "relu", [a])
+    g.outputs = [op(g, "c", "exp", [b])]
+    plan_memory(g)
+    verify(g)
+    assert g.plan.offset(a) != g.plan.offset(b) and g.plan.arena_size == 128
