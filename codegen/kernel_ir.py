@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence, Union
 
+import numpy as np
+
 from ..compiler.dtypes import DType
 
 INDEX = DType.int64
@@ -142,6 +144,20 @@ def const(value: Union[int, float, bool], dtype: DType = INDEX) -> Const:
     if dtype is DType.bool:
         return Const(bool(value), dtype)
     return Const(int(value), dtype)
+
+
+def lowest(dtype: DType) -> Const:
+    """The identity of max: -inf for floats, the smallest value for integers."""
+    if dtype.is_float:
+        return const(float("-inf"), dtype)
+    return const(0 if dtype is DType.bool else int(np.iinfo(dtype.numpy).min), dtype)
+
+
+def highest(dtype: DType) -> Const:
+    """The identity of min: +inf for floats, the largest value for integers."""
+    if dtype.is_float:
+        return const(float("inf"), dtype)
+    return const(1 if dtype is DType.bool else int(np.iinfo(dtype.numpy).max), dtype)
 
 
 def as_expr(x: ExprLike, dtype: DType = INDEX) -> Expr:

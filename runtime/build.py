@@ -2,7 +2,7 @@
 
 An artifact is the generated model C plus RUNTIME_SOURCES, compiled and linked with
 
-    cc <cflags of the target> $(runtime_cflags(prefix)) model.c kiln_runtime.c \\
+    cc <cflags of the target> $(runtime_cflags(prefix)) model.c kiln_runtime.c kiln_pool.c \\
        $(runtime_ldflags()) -o model.so
 
 The runtime is C11 (gcc and clang, -std=c11 or gnu11, -Wall -Wextra clean); it needs
@@ -16,7 +16,7 @@ from .abi import DEFAULT_PREFIX, check_prefix
 
 RUNTIME_DIR = Path(__file__).resolve().parent
 INCLUDE_DIR = RUNTIME_DIR            # kiln_model.h, kiln_abi.h
-RUNTIME_SOURCES = (RUNTIME_DIR / "kiln_runtime.c",)
+RUNTIME_SOURCES = (RUNTIME_DIR / "kiln_runtime.c", RUNTIME_DIR / "kiln_pool.c")
 
 
 def runtime_cflags(prefix: str = DEFAULT_PREFIX) -> list[str]:
@@ -26,5 +26,6 @@ def runtime_cflags(prefix: str = DEFAULT_PREFIX) -> list[str]:
 
 
 def runtime_ldflags() -> list[str]:
-    """Link flags for the shared library (libc, libm, libpthread only)."""
-    return ["-shared", "-pthread", "-lm"]
+    """Link flags for the shared library (libc, libm, libpthread only; an unresolved symbol is
+    a link error, not a dlopen failure later)."""
+    return ["-shared", "-pthread", "-lm", "-Wl,--no-undefined"]

@@ -1,34 +1,30 @@
 /* The Kiln runtime, compiled into every artifact together with the generated model code:
  * the public C API of kiln_abi.h (session life cycle, tensor queries, statuses, error text)
- * on top of KILN_MODEL (kiln_model.h), and the thread pool behind kiln_parallel_for.
+ * on top of KILN_MODEL (kiln_model.h). The thread pool behind kiln_parallel_for is in
+ * kiln_pool.c.
  *
  * Build: C11, -fPIC -fvisibility=hidden -pthread -DKILN_PREFIX=name_ ; needs only libc and
  * libpthread. Nothing here prints, aborts or exits, and the run path allocates nothing.
  *
- * Threads: a session with T > 1 threads starts T-1 workers at create. kiln_parallel_for splits
- * [0, n) statically into T contiguous chunks; the calling thread runs chunk 0. Workers spin a
- * little after each job (kernels come in quick succession during a run), then sleep on a
- * condition variable until the next job or until the session is destroyed. */
-#define _GNU_SOURCE /* sched_getaffinity */
-#include <pthread.h>
-#include <sched.h>
+ * Sessions: one run at a time per session (a concurrent run is refused, not serialized);
+ * separate sessions are independent. A session handed to another model's library, or used
+ * after destroy, is refused where its magic field shows it (not a promise: after destroy the
+ * memory is freed). */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "kiln_abi.h"
 #include "kiln_model.h"
+#include "kiln_pool.h"
 
 #define KILN_SESSION_MAGIC 0x4B494C4Eu /* "KILN"; cleared on destroy */
 #define KILN_ALIGN 64
 #define KILN_MAX_THREADS 1024
 #define KILN_DEFAULT_MAX_THREADS 64
-#ifndef KILN_SPIN_COUNT
-#define KILN_SPIN_COUNT 20000 /* pause iterations before a waiting thread sleeps */
-#endif
 
 /* ---- error text --------------------------------------------------------------------- */
 
@@ -58,173 +54,6 @@ KILN_EXPORT const char *KILN_API(status_string)(kiln_status status) {
     case KILN_INTERNAL: return "internal error";
     }
     return "unknown status";
-}
-
-/* ---- thread pool -------------------------------------------------------------------- */
-
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield" ::: "memory");
-#else
-    __asm__ __volatile__("" ::: "memory");
-#endif
-}
-
-typedef struct kiln_worker {
-    struct kiln_pool *pool;
-    int index; /* 1 .. num_threads-1; the caller is 0 */
-    pthread_t thread;
-} kiln_worker;
-
-struct kiln_pool {
-    int num_threads;
-    kiln_worker *workers;
-    pthread_mutex_t mutex;
-    pthread_cond_t wake; /* workers sleep here */
-    pthread_cond_t done; /* the caller sleeps here */
-    atomic_uint generation; /* bumped once per job (and at shutdown) */
-    atomic_int pending;     /* workers yet to finish the current job */
-    atomic_int sleepers;    /* workers asleep or about to sleep */
-    atomic_int caller_asleep;
-    int stop;
-    /* the current job, written by the caller before it bumps generation */
-    kiln_task_fn fn;
-    const kiln_exec *exec;
-    int64_t n;
-};
-
-/* Set on workers, and on the caller while it runs its own chunk: a nested parallel_for then
- * runs serially instead of deadlocking. */
-static _Thread_local int kiln_in_task;
-
-static void run_chunk(kiln_pool *pool, int index) {
-    int64_t n = pool->n, t = pool->num_threads;
-    int64_t base = n / t, rem = n % t;
-    int64_t lo = index * base + (index < rem ? index : rem);
-    int64_t hi = lo + base + (index < rem ? 1 : 0);
-    if (lo < hi) pool->fn(pool->exec, lo, hi);
-}
-
-static void *worker_main(void *arg) {
-    kiln_worker *self = arg;
-    kiln_pool *pool = self->pool;
-    unsigned seen = 0;
-    kiln_in_task = 1;
-    for (;;) {
-        unsigned gen = atomic_load(&pool->generation);
-        for (int i = 0; gen == seen && i < KILN_SPIN_COUNT; i++) {
-            cpu_relax();
-            gen = atomic_load(&pool->generation);
-        }
-        if (gen == seen) {
-            pthread_mutex_lock(&pool->mutex);
-            atomic_fetch_add(&pool->sleepers, 1);
-            while ((gen = atomic_load(&pool->generation)) == seen)
-                pthread_cond_wait(&pool->wake, &pool->mutex);
-            atomic_fetch_sub(&pool->sleepers, 1);
-            pthread_mutex_unlock(&pool->mutex);
-        }
-        seen = gen;
-        if (pool->stop) return NULL;
-        run_chunk(pool, self->index);
-        if (atomic_fetch_sub(&pool->pending, 1) == 1 && atomic_load(&pool->caller_asleep)) {
-            pthread_mutex_lock(&pool->mutex);
-            pthread_cond_signal(&pool->done);
-            pthread_mutex_unlock(&pool->mutex);
-        }
-    }
-}
-
-/* Publish a job (or shutdown) to the workers. The seq_cst bump of generation followed by the
- * read of sleepers pairs with a worker's increment of sleepers followed by its re-read of
- * generation under the mutex: either the worker sees the new job or we see it sleeping. */
-static void publish(kiln_pool *pool) {
-    atomic_fetch_add(&pool->generation, 1);
-    if (atomic_load(&pool->sleepers) > 0) {
-        pthread_mutex_lock(&pool->mutex);
-        pthread_cond_broadcast(&pool->wake);
-        pthread_mutex_unlock(&pool->mutex);
-    }
-}
-
-KILN_HIDDEN void kiln_parallel_for(const kiln_exec *e, kiln_task_fn fn, int64_t n) {
-    kiln_pool *pool = e->pool;
-    if (n <= 0) return;
-    if (pool == NULL || n == 1 || kiln_in_task) {
-        fn(e, 0, n);
-        return;
-    }
-    pool->fn = fn;
-    pool->exec = e;
-    pool->n = n;
-    atomic_store(&pool->pending, pool->num_threads - 1);
-    publish(pool);
-
-    kiln_in_task = 1;
-    run_chunk(pool, 0);
-    kiln_in_task = 0;
-
-    for (int i = 0; atomic_load(&pool->pending) != 0 && i < KILN_SPIN_COUNT; i++) cpu_relax();
-    if (atomic_load(&pool->pending) != 0) {
-        pthread_mutex_lock(&pool->mutex);
-        atomic_store(&pool->caller_asleep, 1);
-        while (atomic_load(&pool->pending) != 0) pthread_cond_wait(&pool->done, &pool->mutex);
-        atomic_store(&pool->caller_asleep, 0);
-        pthread_mutex_unlock(&pool->mutex);
-    }
-}
-
-static void pool_stop(kiln_pool *pool, int started) {
-    pthread_mutex_lock(&pool->mutex);
-    pool->stop = 1;
-    pthread_mutex_unlock(&pool->mutex);
-    publish(pool);
-    for (int i = 0; i < started; i++) pthread_join(pool->workers[i].thread, NULL);
-    pthread_cond_destroy(&pool->done);
-    pthread_cond_destroy(&pool->wake);
-    pthread_mutex_destroy(&pool->mutex);
-    free(pool->workers);
-    free(pool);
-}
-
-static kiln_status pool_create(int num_threads, kiln_pool **out) {
-    kiln_pool *pool = calloc(1, sizeof *pool);
-    kiln_worker *workers = calloc((size_t)num_threads - 1, sizeof *workers);
-    if (pool == NULL || workers == NULL) {
-        free(pool);
-        free(workers);
-        return fail(KILN_OUT_OF_MEMORY, "cannot allocate a pool of %d threads", num_threads);
-    }
-    pool->num_threads = num_threads;
-    pool->workers = workers;
-    pthread_mutex_init(&pool->mutex, NULL);
-    pthread_cond_init(&pool->wake, NULL);
-    pthread_cond_init(&pool->done, NULL);
-    for (int i = 0; i < num_threads - 1; i++) {
-        workers[i].pool = pool;
-        workers[i].index = i + 1;
-        int err = pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]);
-        if (err != 0) {
-            pool_stop(pool, i);
-            return fail(KILN_THREAD_ERROR, "cannot start worker thread %d of %d: %s", i + 1,
-                        num_threads - 1, strerror(err));
-        }
-    }
-    *out = pool;
-    return KILN_OK;
-}
-
-static int default_threads(void) {
-    long n = 0;
-#ifdef __linux__
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) == 0) n = CPU_COUNT(&set);
-#endif
-    if (n <= 0) n = sysconf(_SC_NPROCESSORS_ONLN);
-    if (n <= 0) n = 1;
-    return n > KILN_DEFAULT_MAX_THREADS ? KILN_DEFAULT_MAX_THREADS : (int)n;
 }
 
 /* ---- model queries ------------------------------------------------------------------ */
@@ -324,13 +153,17 @@ KILN_EXPORT kiln_status KILN_API(session_create)(const kiln_options *options,
             return fail(KILN_OUT_OF_MEMORY, "cannot allocate the %zu-byte arena", size);
         }
     }
-    int threads = o->num_threads > 0 ? (int)o->num_threads : default_threads();
+    int threads = o->num_threads > 0 ? (int)o->num_threads
+                                     : kiln_default_threads(KILN_DEFAULT_MAX_THREADS);
     if (threads > 1) {
-        st = pool_create(threads, &s->pool);
-        if (st != KILN_OK) {
+        int worker = 0, err = kiln_pool_create(threads, &s->pool, &worker);
+        if (err != 0) {
             if (s->owns_arena) free(s->arena);
             free(s);
-            return st;
+            if (err == ENOMEM)
+                return fail(KILN_OUT_OF_MEMORY, "cannot allocate a pool of %d threads", threads);
+            return fail(KILN_THREAD_ERROR, "cannot start worker thread %d of %d: %s", worker,
+                        threads - 1, strerror(err));
         }
     }
     atomic_init(&s->busy, 0);
@@ -387,7 +220,7 @@ KILN_EXPORT kiln_status KILN_API(session_destroy)(kiln_session *s) {
     if (atomic_exchange(&s->busy, 1) != 0)
         return fail(KILN_INVALID_ARGUMENT, "session_destroy: the session is running");
     s->magic = 0;
-    if (s->pool != NULL) pool_stop(s->pool, s->pool->num_threads - 1);
+    if (s->pool != NULL) kiln_pool_destroy(s->pool);
     if (s->owns_arena) free(s->arena);
     free(s);
     return KILN_OK;

@@ -202,6 +202,10 @@ def _activation_cases() -> list[OpCase]:
     out.append(make_case("PRelu-16-scalar", "PRelu", 16, {"x": x},
                          {"slope": np.array([0.25], np.float32)}))
     out.append(make_case("PRelu-16-input", "PRelu", 16, {"x": x, "slope": rand((5,), seed="s")}))
+    out.append(make_case("PRelu-6-per-channel", "PRelu", 6, {"x": x},
+                         {"slope": rand((3,), seed="slope")},
+                         expected=lambda x, slope: np.where(x < 0, x * slope.reshape(3, 1, 1),
+                                                            x)))
     # Clip: attributes (opset 6), inputs (11, 13)
     out.append(make_case("Clip-6-relu6", "Clip", 6, {"x": x}, attrs={"min": 0.0, "max": 6.0}))
     out.append(make_case("Clip-6-min", "Clip", 6, {"x": x}, attrs={"min": -0.5}))
@@ -292,6 +296,11 @@ def _pool_cases() -> list[OpCase]:
                                 "pads": [1, 1, 1, 1]}))
     out.append(make_case("MaxPool-12-storage-order", "MaxPool", 12, {"x": x},
                          attrs={"kernel_shape": [2, 2], "storage_order": 1}))
+    for dtype in (np.int8, np.uint8):
+        out.append(make_case(f"MaxPool-12-{np.dtype(dtype).name}", "MaxPool", 12,
+                             {"x": rand((1, 2, 5, 5), dtype, "pool") - (2 if dtype == np.uint8
+                                                                         else 7)},
+                             attrs={"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}))
     out.append(make_case("MaxPool-1-basic", "MaxPool", 1, {"x": x},
                          attrs={"kernel_shape": [2, 2], "strides": [2, 2]}))
     out.append(make_case("AveragePool-19-dilations", "AveragePool", 19, {"x": x},
@@ -356,6 +365,11 @@ def _normalization_cases() -> list[OpCase]:
     for opset in (7, 9, 14, 15):
         out.append(make_case(f"BatchNormalization-{opset}", "BatchNormalization", opset,
                              {"x": x}, params, attrs={"epsilon": 1e-3}))
+    out.append(make_case("BatchNormalization-6-is-test", "BatchNormalization", 6, {"x": x},
+                         params, attrs={"is_test": 1},
+                         expected=lambda x, scale, bias, mean, var: (
+                             (x - mean.reshape(3, 1, 1)) / np.sqrt(var.reshape(3, 1, 1) + 1e-5)
+                             * scale.reshape(3, 1, 1) + bias.reshape(3, 1, 1))))
     out.append(make_case("BatchNormalization-15-2d", "BatchNormalization", 15,
                          {"x": rand((4, 3), seed="bn2")}, params))
     out.append(make_case("BatchNormalization-15-inputs", "BatchNormalization", 15,
@@ -470,6 +484,8 @@ def _movement_cases() -> list[OpCase]:
                              {"a": a, "b": b}, {"c": c}, attrs={"axis": 1}))
     out.append(make_case("Concat-13-axis-neg", "Concat", 13, {"a": a, "b": a}, attrs={"axis": -1}))
     out.append(make_case("Concat-13-one", "Concat", 13, {"a": a}, attrs={"axis": 0}))
+    out.append(make_case("Concat-13-empty-part", "Concat", 13, {"a": a},
+                         {"e": np.zeros((2, 0, 4), np.float32)}, attrs={"axis": 1}))
     out.append(make_case("Concat-13-int", "Concat", 13, {"a": rand((2, 3), np.int64)},
                          {"b": rand((1, 3), np.int64, "b")}, attrs={"axis": 0}))
     out.append(make_case("Concat-1-default-axis", "Concat", 1, {"a": a, "b": b},
@@ -540,6 +556,10 @@ def _movement_cases() -> list[OpCase]:
                              {"pads": np.array(pads, np.int64)}, attrs={"mode": mode}))
         out.append(make_case(f"Pad-2-{mode}", "Pad", 2, {"x": p}, attrs={"mode": mode,
                                                                           "pads": pads}))
+    out.append(make_case("Pad-1-paddings", "Pad", 1, {"x": p},
+                         attrs={"paddings": pads, "value": 2.0},
+                         expected=lambda x: np.pad(x, [(0, 0), (0, 0), (1, 2), (2, 1)],
+                                                   constant_values=2.0)))
     out.append(make_case("Pad-11-value", "Pad", 11, {"x": p},
                          {"pads": np.array(pads, np.int64), "v": np.array(1.5, np.float32)}))
     out.append(make_case("Pad-13-crop", "Pad", 13, {"x": p},

@@ -44,7 +44,7 @@ def lower_pool2d(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
         K.Let(ih, oh * sh + (kh * dh - pt)),
         K.For(kw, K.const(0), K.const(kw_), [K.Let(iw, ow * sw + (kw * dw - pl))] + update),
     ])
-    init = K.const(float("-inf") if is_max else 0.0, dtype)
+    init = K.lowest(dtype) if is_max else K.const(0, dtype)
     result: K.Expr = acc if is_max else acc / K.cast(K.maximum(count, 1), dtype)
     lets, result = epilogue(ctx, group.nodes[1:], node.output, result, out_value.shape,
                             [t // c_, t % c_, oh, ow])

@@ -10,8 +10,9 @@ from ...compiler.ir import FusedGroup
 from .. import kernel_ir as K
 from .common import LowerContext, epilogue, flat_index, group_output, lowering, strides
 
-_INIT = {"reduce_sum": 0.0, "reduce_mean": 0.0, "reduce_prod": 1.0,
-         "reduce_max": float("-inf"), "reduce_min": float("inf")}
+_INIT = {"reduce_sum": lambda t: K.const(0, t), "reduce_mean": lambda t: K.const(0, t),
+         "reduce_prod": lambda t: K.const(1, t), "reduce_max": K.lowest,
+         "reduce_min": K.highest}
 
 
 def _combine(op: str, acc: K.Expr, value: K.Expr) -> K.Expr:
@@ -56,7 +57,7 @@ def lower_reduce(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
         out_idx = _out_index(node.attrs["keepdims"], x.shape, kept, kept_idx)
         lets, result = epilogue(ctx, group.nodes[1:], node.output, result, out_value.shape,
                                 out_idx)
-        return [K.Let(acc, K.const(_INIT[node.op], acc_dtype))] + inner + lets + [
+        return [K.Let(acc, _INIT[node.op](acc_dtype))] + inner + lets + [
             K.Store(out, flat_index(out_value.shape, out_idx), result)]
 
     return K.loop_nest(names, kept_shape or [1], [f"i{a}" for a in kept] or ["i"], body,
@@ -98,7 +99,7 @@ def lower_softmax(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
                  K.For(i, K.const(0), K.const(length),
                        [K.Store(out, at(i), shifted - total)], "vector")]
     body = [
-        K.Let(peak, K.const(float("-inf"), x.dtype)),
+        K.Let(peak, K.lowest(x.dtype)),
         K.For(i, K.const(0), K.const(length), [
             K.Assign(peak, K.select(K.binary(">", ctx.load(x, at(i)), peak),
                                     ctx.load(x, at(i)), peak))]),

@@ -119,7 +119,8 @@ def max_pool2d(x, *, kernel, strides, pads, dilations=(1, 1), ceil_mode=False):
     """Max over each window; padding never wins."""
     (t,) = _pool_type([_type_of(x)], dict(kernel=kernel, strides=strides, pads=pads,
                                                dilations=dilations, ceil_mode=ceil_mode))
-    win = _windows(x, kernel, strides, pads, dilations, t.shape[2:], -np.inf)
+    lowest = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+    win = _windows(x, kernel, strides, pads, dilations, t.shape[2:], lowest)
     return win.max(axis=(4, 5))
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from kiln.compiler.interpret import run_graph
+from kiln.compiler.verifier import verify
 from kiln.frontends.onnx import import_model
 
 from op_cases import cases, reference_outputs
@@ -29,6 +30,6 @@ def assert_matches(actual: dict, expected: dict, case_id: str) -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_op_case(case):
-    graph = import_model(case.model, dims=case.dims)
+    graph = verify(import_model(case.model, dims=case.dims))
     actual = run_graph(graph, case.inputs)
     assert_matches(actual, reference_outputs(case), case.id)

@@ -1,0 +1,216 @@
+/* The thread pool behind kiln_parallel_for (kiln_model.h).
+ *
+ * A pool of T threads is the caller plus T-1 workers started once, at session create.
+ * kiln_parallel_for(e, fn, n) splits [0, n) statically into T contiguous chunks (chunk c is
+ * the same range whoever runs it). Worker c runs chunk c; the caller runs chunk 0 and then
+ * every chunk no worker has claimed yet, so a worker that is asleep, or waiting for a CPU
+ * when there are more threads than cores, does not hold the caller up. A chunk is claimed by
+ * a compare-and-swap of its stamp from the previous job's number to this job's.
+ *
+ * Waiting threads spin (KILN_SPIN_COUNT pause instructions), then yield the CPU
+ * (KILN_YIELD_COUNT times), then sleep on a condition variable: kernels come in quick
+ * succession during a run, and between runs the workers cost nothing. The run path
+ * allocates nothing. */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "kiln_pool.h"
+
+#ifndef KILN_SPIN_COUNT
+#define KILN_SPIN_COUNT 2000
+#endif
+#ifndef KILN_YIELD_COUNT
+#define KILN_YIELD_COUNT 100
+#endif
+#define BACKOFF_STEPS (KILN_SPIN_COUNT + KILN_YIELD_COUNT)
+
+typedef struct kiln_chunk {
+    _Alignas(64) atomic_uint stamp; /* number of the last job whose chunk was claimed */
+} kiln_chunk;
+
+typedef struct kiln_worker {
+    struct kiln_pool *pool;
+    int index; /* 1 .. num_threads-1 (the caller is 0) */
+    pthread_t thread;
+} kiln_worker;
+
+struct kiln_pool {
+    int num_threads;
+    kiln_worker *workers;
+    kiln_chunk *chunks; /* num_threads of them, one cache line each */
+    pthread_mutex_t mutex;
+    pthread_cond_t wake;    /* workers sleep here */
+    pthread_cond_t done;    /* the caller sleeps here */
+    atomic_uint job;        /* number of the current job, bumped to publish one */
+    atomic_int pending;     /* chunks of the current job not finished yet */
+    atomic_int sleepers;    /* workers asleep or about to sleep */
+    atomic_int caller_asleep;
+    int stop;
+    /* the current job, written by the caller before it bumps `job` */
+    kiln_task_fn fn;
+    const kiln_exec *exec;
+    int64_t n;
+};
+
+/* Set on workers, and on the caller while it runs chunks: a nested kiln_parallel_for then
+ * runs serially on the calling thread instead of deadlocking. */
+static _Thread_local int in_task;
+
+/* One step of waiting, step = 0 .. BACKOFF_STEPS-1. */
+static inline void backoff(int step) {
+    if (step >= KILN_SPIN_COUNT) {
+        sched_yield();
+        return;
+    }
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield" ::: "memory");
+#else
+    __asm__ __volatile__("" ::: "memory");
+#endif
+}
+
+/* Run chunk c of job `job` unless another thread has claimed it. */
+static void try_chunk(kiln_pool *pool, unsigned job, int c) {
+    unsigned previous = job - 1;
+    if (!atomic_compare_exchange_strong(&pool->chunks[c].stamp, &previous, job)) return;
+    int64_t n = pool->n, t = pool->num_threads;
+    int64_t base = n / t, rem = n % t;
+    int64_t lo = c * base + (c < rem ? c : rem);
+    int64_t hi = lo + base + (c < rem ? 1 : 0);
+    if (lo < hi) pool->fn(pool->exec, lo, hi);
+    if (atomic_fetch_sub(&pool->pending, 1) == 1 && atomic_load(&pool->caller_asleep)) {
+        pthread_mutex_lock(&pool->mutex);
+        pthread_cond_signal(&pool->done);
+        pthread_mutex_unlock(&pool->mutex);
+    }
+}
+
+static void *worker_main(void *arg) {
+    kiln_worker *self = arg;
+    kiln_pool *pool = self->pool;
+    unsigned seen = 0;
+    in_task = 1;
+    for (;;) {
+        unsigned job = atomic_load(&pool->job);
+        for (int i = 0; job == seen && i < BACKOFF_STEPS; i++) {
+            backoff(i);
+            job = atomic_load(&pool->job);
+        }
+        if (job == seen) {
+            pthread_mutex_lock(&pool->mutex);
+            atomic_fetch_add(&pool->sleepers, 1);
+            while ((job = atomic_load(&pool->job)) == seen)
+                pthread_cond_wait(&pool->wake, &pool->mutex);
+            atomic_fetch_sub(&pool->sleepers, 1);
+            pthread_mutex_unlock(&pool->mutex);
+        }
+        seen = job;
+        if (pool->stop) return NULL;
+        try_chunk(pool, job, self->index);
+    }
+}
+
+/* Publish a job (or the stop). The seq_cst bump of `job` followed by the read of sleepers
+ * pairs with a worker's increment of sleepers followed by its re-read of `job` under the
+ * mutex: either the worker sees the new job or we see it going to sleep and wake it. */
+static unsigned publish(kiln_pool *pool) {
+    unsigned job = atomic_fetch_add(&pool->job, 1) + 1;
+    if (atomic_load(&pool->sleepers) > 0) {
+        pthread_mutex_lock(&pool->mutex);
+        pthread_cond_broadcast(&pool->wake);
+        pthread_mutex_unlock(&pool->mutex);
+    }
+    return job;
+}
+
+KILN_HIDDEN void kiln_parallel_for(const kiln_exec *e, kiln_task_fn fn, int64_t n) {
+    kiln_pool *pool = e->pool;
+    if (n <= 0) return;
+    if (pool == NULL || n == 1 || in_task) {
+        fn(e, 0, n);
+        return;
+    }
+    pool->fn = fn;
+    pool->exec = e;
+    pool->n = n;
+    atomic_store(&pool->pending, pool->num_threads);
+    unsigned job = publish(pool);
+
+    in_task = 1;
+    for (int c = 0; c < pool->num_threads; c++) try_chunk(pool, job, c);
+    in_task = 0;
+
+    for (int i = 0; atomic_load(&pool->pending) != 0 && i < BACKOFF_STEPS; i++) backoff(i);
+    if (atomic_load(&pool->pending) != 0) {
+        pthread_mutex_lock(&pool->mutex);
+        atomic_store(&pool->caller_asleep, 1);
+        while (atomic_load(&pool->pending) != 0) pthread_cond_wait(&pool->done, &pool->mutex);
+        atomic_store(&pool->caller_asleep, 0);
+        pthread_mutex_unlock(&pool->mutex);
+    }
+}
+
+static void pool_free(kiln_pool *pool, int started) {
+    pthread_mutex_lock(&pool->mutex);
+    pool->stop = 1;
+    pthread_mutex_unlock(&pool->mutex);
+    publish(pool);
+    for (int i = 0; i < started; i++) pthread_join(pool->workers[i].thread, NULL);
+    pthread_cond_destroy(&pool->done);
+    pthread_cond_destroy(&pool->wake);
+    pthread_mutex_destroy(&pool->mutex);
+    free(pool->chunks);
+    free(pool->workers);
+    free(pool);
+}
+
+KILN_HIDDEN void kiln_pool_destroy(kiln_pool *pool) { pool_free(pool, pool->num_threads - 1); }
+
+KILN_HIDDEN int kiln_pool_create(int num_threads, kiln_pool **out, int *failed_worker) {
+    kiln_pool *pool = calloc(1, sizeof *pool);
+    kiln_worker *workers = calloc((size_t)num_threads - 1, sizeof *workers);
+    kiln_chunk *chunks = aligned_alloc(64, (size_t)num_threads * sizeof *chunks);
+    if (pool == NULL || workers == NULL || chunks == NULL) {
+        free(pool);
+        free(workers);
+        free(chunks);
+        return ENOMEM;
+    }
+    for (int c = 0; c < num_threads; c++) atomic_init(&chunks[c].stamp, 0);
+    pool->num_threads = num_threads;
+    pool->workers = workers;
+    pool->chunks = chunks;
+    pthread_mutex_init(&pool->mutex, NULL);
+    pthread_cond_init(&pool->wake, NULL);
+    pthread_cond_init(&pool->done, NULL);
+    for (int i = 0; i < num_threads - 1; i++) {
+        workers[i].pool = pool;
+        workers[i].index = i + 1;
+        int err = pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]);
+        if (err != 0) {
+            pool_free(pool, i);
+            *failed_worker = i + 1;
+            return err;
+        }
+    }
+    *out = pool;
+    return 0;
+}
+
+KILN_HIDDEN int kiln_default_threads(int cap) {
+    long n = 0;
+#ifdef __linux__
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) n = CPU_COUNT(&set);
+#endif
+    if (n <= 0) n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n <= 0) n = 1;
+    return n > cap ? cap : (int)n;
+}
