@@ -144,7 +144,7 @@ class Session:
     @staticmethod
     def _bind(path: str, prefix: str) -> dict:
         try:
-            lib = ctypes.CDLL(path)
+            lib = ctypes.CDLL(os.path.abspath(path))   # a bare name would search LD paths
         except OSError as exc:
             raise ArtifactError(f"cannot load {path}: {exc}") from exc
         functions = {}

@@ -61,7 +61,7 @@ def lower_conv2d(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
     ow_lo = names.var("ow_lo")
     ow_hi = names.var("ow_hi")
     ih = names.var("ih")
-    channel = (oc // ocg) * icg + ic
+    channel = ic if node.attrs["group"] == 1 else (oc // ocg) * icg + ic
     x_row = ((n * c_ + channel) * h_ + ih) * w_
     inner = K.For(ow, ow_lo, ow_hi, [
         K.Store(out, base + oh * ow_ + ow,

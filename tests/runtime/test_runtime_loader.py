@@ -163,3 +163,9 @@ def test_sessions_shared_between_python_threads(fake_so):
             check(s.run(f), f)
         with ThreadPoolExecutor(4) as pool:
             list(pool.map(work, range(64)))
+
+
+def test_relative_path(fake_so, monkeypatch):
+    monkeypatch.chdir(fake_so.parent)
+    with load(fake_so.name) as s:       # "fake.so", not a search of the library path
+        check(s.run(feed()), feed())
