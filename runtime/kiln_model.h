@@ -2,7 +2,7 @@
  *
  * Generated code defines one `kiln_model` (hidden visibility, named KILN_MODEL) describing
  * the model's tensors and its run function; the runtime (kiln_runtime.c, compiled into the
- * same artifact) implements the public C API of kiln.h on top of it. */
+ * same artifact) implements the public C API of kiln_abi.h on top of it. */
 #ifndef KILN_MODEL_H
 #define KILN_MODEL_H
 

@@ -104,8 +104,8 @@ def _check_architecture(path: str, emulator: str | None):
 
 def _find_prefix(path: str, exported: tuple[str, ...]) -> str:
     names = set(exported)
-    found = sorted(n[:-len("abi_version")] for n in names
-                   if n.endswith("abi_version") and n[:-len("abi_version")] + "session_run" in names)
+    prefixes = {n[:-len("abi_version")] for n in names if n.endswith("abi_version")}
+    found = sorted(p for p in prefixes if p + "session_run" in names)
     if not found:
         raise ArtifactError(f"{path} is not a Kiln artifact: it exports no "
                             "<prefix>abi_version / <prefix>session_run functions")

@@ -135,3 +135,19 @@ def test_spec_checks_dtype_consistency():
     with pytest.raises(ValueError, match="does not match"):
         TensorSpec("x", "float32", 7, (1,))
     assert TensorSpec("x", "int64", 7, [2, 3]).shape == (2, 3)
+
+
+def test_python_and_c_agree_on_the_abi():
+    import re
+
+    from kiln.compiler.dtypes import DType
+    from kiln.runtime import ABI_VERSION, Status
+    from kiln.runtime.build import INCLUDE_DIR as runtime_dir
+
+    text = (runtime_dir / "kiln_abi.h").read_text()
+    assert re.search(r"#define KILN_ABI_VERSION (\d+)u", text).group(1) == str(ABI_VERSION)
+    for status in Status:
+        assert f"KILN_{status.name} = {status.value}," in text or \
+            f"KILN_{status.name} = {status.value}\n" in text
+    for dtype in DType:
+        assert f"KILN_DTYPE_{dtype.name.upper()} = {dtype.value}" in text
