@@ -20,6 +20,7 @@ def compile_and_load(tmp_path):
     sessions = []
 
     def build(model, name: str = "model", threads: int | None = 1, **options):
+        options.setdefault("verify", True)   # the IR verifier after every pass
         library = kiln.compile(model, target="host", output=str(tmp_path / f"{name}.so"),
                                **options)
         session = load(library, threads=threads)
