@@ -125,6 +125,22 @@ def gelu(x, dtype, approximate="none"):
     return half * x * (_c(1, x) + K.call("erf", x * _c(1 / math.sqrt(2), x)))
 
 
+@scalar("isnan")
+def isnan(x, dtype):
+    return K.binary("!=", x, x)
+
+
+@scalar("isinf")
+def isinf(x, dtype, detect_negative=1, detect_positive=1):
+    result = K.const(False, DType.bool)
+    if detect_positive:
+        result = K.binary("==", x, _c(math.inf, x))
+    if detect_negative:
+        negative = K.binary("==", x, _c(-math.inf, x))
+        result = K.binary("||", result, negative) if detect_positive else negative
+    return result
+
+
 @scalar("cast")
 def cast(x, dtype, to):
     if to is DType.bool:
@@ -132,17 +148,30 @@ def cast(x, dtype, to):
     return K.cast(x, to)
 
 
-_ARITH = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
+#: binary IR ops that are one kernel-IR operator
+_OPERATORS = {"add": "+", "sub": "-", "mul": "*", "equal": "==", "less": "<",
+              "less_equal": "<=", "greater": ">", "greater_equal": ">=", "and": "&&",
+              "or": "||", "xor": "^^"}
 
 
-def _arith(name: str, op: str) -> None:
+def _operator(name: str, op: str) -> None:
     @scalar(name)
     def fn(a, b, dtype):
         return K.binary(op, a, b)
 
 
-for _name, _op in _ARITH.items():
-    _arith(_name, _op)
+for _name, _op in _OPERATORS.items():
+    _operator(_name, _op)
+
+
+@scalar("div")
+def div(a, b, dtype):
+    """Integer division by zero is undefined in ONNX; here it gives 0 instead of a trap
+    that would take down the host process."""
+    if a.dtype.is_float:
+        return K.binary("/", a, b)
+    zero = K.const(0, b.dtype)
+    return K.select(K.binary("==", b, zero), K.const(0, a.dtype), K.binary("/", a, b))
 
 
 @scalar("pow")
@@ -160,20 +189,6 @@ def max_(a, b, dtype):
 @scalar("min")
 def min_(a, b, dtype):
     return K.select(K.binary(">", a, b), b, a)
-
-
-_COMPARE = {"equal": "==", "less": "<", "less_equal": "<=", "greater": ">",
-            "greater_equal": ">=", "and": "&&", "or": "||", "xor": "^^"}
-
-
-def _compare(name: str, op: str) -> None:
-    @scalar(name)
-    def fn(a, b, dtype):
-        return K.binary(op, a, b)
-
-
-for _name, _op in _COMPARE.items():
-    _compare(_name, _op)
 
 
 @scalar("where")
