@@ -9,12 +9,15 @@ from ..compiler.dtypes import DType
 from . import kernel_ir as K
 
 _BINARY = {"+": "+", "-": "-", "*": "*", "/": "/", "%": "%", "<": "<", "<=": "<=", ">": ">",
-           ">=": ">=", "==": "==", "!=": "!=", "&&": "&&", "||": "||"}
+           ">=": ">=", "==": "==", "!=": "!=", "&&": "&&", "||": "||",
+           "&": "&", "|": "|", "^": "^", "<<": "<<", ">>": ">>"}
 
 #: generic intrinsic name -> C function, per float type (double drops the suffix)
-_MATH = {"exp": "expf", "log": "logf", "sqrt": "sqrtf", "tanh": "tanhf", "erf": "erff",
+_MATH = {"exp": "expf", "log": "logf", "sqrt": "sqrtf", "tanh": "tanhf", "erf": "kiln_erff",
          "floor": "floorf", "ceil": "ceilf", "round": "nearbyintf", "sin": "sinf",
-         "cos": "cosf", "abs": "fabsf", "log1p": "log1pf", "pow": "powf"}
+         "cos": "cosf", "abs": "fabsf", "log1p": "log1pf", "pow": "powf",
+         "tan": "tanf", "asin": "asinf", "acos": "acosf", "atan": "atanf", "sinh": "sinhf",
+         "cosh": "coshf", "asinh": "asinhf", "acosh": "acoshf", "atanh": "atanhf"}
 
 
 def c_literal(value, dtype: DType) -> str:
@@ -59,7 +62,18 @@ class CRenderer:
             return f"({self.expr(e.cond)} ? {self.expr(e.a)} : {self.expr(e.b)})"
         if isinstance(e, K.Cast):
             return f"(({e.dtype.c_type}){self.expr(e.x)})"
+        if isinstance(e, (K.VecVar, K.VecLoad, K.Broadcast)):
+            return self._vector(e)
         raise TypeError(f"cannot render {type(e).__name__}")
+
+    def _vector(self, e: K.Expr) -> str:
+        if isinstance(e, K.VecVar):
+            return e.name
+        if isinstance(e, K.VecLoad):
+            vtype = vector_type(e.dtype, e.lanes)
+            return f"(*(const {vtype}_u *)&{e.buffer.name}[{self.expr(e.index)}])"
+        vtype = vector_type(e.dtype, e.lanes)
+        return f"({self.expr(e.x)} - ({vtype}){{}})"   # splat; x - 0 is exactly x, even -0
 
     def _binary(self, e: K.Binary) -> str:
         a, b = self.expr(e.a), self.expr(e.b)
@@ -105,6 +119,13 @@ class CRenderer:
             return pragma + [head] + self.stmts(s.body, indent + 1) + [f"{pad}}}"]
         if isinstance(s, K.Store):
             return [f"{pad}{s.buffer.name}[{self.expr(s.index)}] = {self.expr(s.value)};"]
+        if isinstance(s, K.VecStore):
+            vtype = vector_type(s.buffer.dtype, s.lanes)
+            return [f"{pad}*({vtype}_u *)&{s.buffer.name}[{self.expr(s.index)}] = "
+                    f"{self.expr(s.value)};"]
+        if isinstance(s, K.Let) and isinstance(s.var, K.VecVar):
+            return [f"{pad}{vector_type(s.var.dtype, s.var.lanes)} {s.var.name} = "
+                    f"{self.expr(s.value)};"]
         if isinstance(s, K.Let):
             return [f"{pad}{s.var.dtype.c_type} {s.var.name} = {self.expr(s.value)};"]
         if isinstance(s, K.Assign):
@@ -120,6 +141,8 @@ class CRenderer:
 
     def buffer_decl(self, b: K.Buffer, written: bool) -> str:
         ctype = b.dtype.c_type
+        if b.storage == "local":
+            return f"    {ctype} {b.name}[{b.numel}] __attribute__((aligned(64)));"
         const = "" if written else "const "
         source = {
             "input": f"e->inputs[{b.location}]",
@@ -132,7 +155,8 @@ class CRenderer:
     def kernel(self, k: K.Kernel) -> str:
         """One C function: `static void <name>(const kiln_exec *e, int64_t lo, int64_t hi)`."""
         written = _written(k.body)
-        lines = [f"/* {line} */" for line in k.doc.splitlines()]
+        lines = vector_typedefs(k.body)
+        lines += [f"/* {line} */" for line in k.doc.splitlines()]
         lines.append(f"static void {k.name}(const kiln_exec *e, int64_t lo, int64_t hi) {{")
         lines += [self.buffer_decl(b, id(b) in written) for b in k.buffers]
         loop = k.parallel_loop
@@ -151,10 +175,44 @@ def _written(body: list[K.Stmt]) -> set[int]:
     """ids of buffers stored to anywhere in `body`."""
     found: set[int] = set()
     for s in body:
-        if isinstance(s, K.Store):
+        if isinstance(s, (K.Store, K.VecStore)):
             found.add(id(s.buffer))
         elif isinstance(s, K.For):
             found |= _written(s.body)
         elif isinstance(s, K.If):
             found |= _written(s.then) | _written(s.orelse)
+    return found
+
+
+def vector_type(dtype: DType, lanes: int) -> str:
+    """The C name of a vector of `lanes` `dtype`s (an `_u` twin allows unaligned access)."""
+    return f"kiln_v{lanes}{dtype.name}"
+
+
+def vector_typedefs(body: list[K.Stmt]) -> list[str]:
+    """Typedefs (guarded, so kernels may repeat them) of the vector types `body` uses."""
+    used = sorted(_vector_types(body), key=lambda t: (t[0].name, t[1]))
+    lines: list[str] = []
+    for dtype, lanes in used:
+        name, size = vector_type(dtype, lanes), lanes * dtype.itemsize
+        guard = name.upper() + "_DEFINED"
+        lines += [f"#ifndef {guard}", f"#define {guard}",
+                  f"typedef {dtype.c_type} {name} __attribute__((vector_size({size})));",
+                  f"typedef {dtype.c_type} {name}_u __attribute__((vector_size({size}), "
+                  f"aligned({dtype.itemsize}), may_alias));", "#endif"]
+    return lines
+
+
+def _vector_types(body: list[K.Stmt]) -> set[tuple[DType, int]]:
+    """(dtype, lanes) of every vector store and vector local in `body`."""
+    found: set[tuple[DType, int]] = set()
+    for s in body:
+        if isinstance(s, K.VecStore):
+            found.add((s.buffer.dtype, s.lanes))
+        elif isinstance(s, K.Let) and isinstance(s.var, K.VecVar):
+            found.add((s.var.dtype, s.var.lanes))
+        elif isinstance(s, K.For):
+            found |= _vector_types(s.body)
+        elif isinstance(s, K.If):
+            found |= _vector_types(s.then) | _vector_types(s.orelse)
     return found

@@ -341,3 +341,67 @@ def loop_nest(names: Names, extents: Sequence[int], hints: Sequence[str],
         kind = outer_kind if depth == 0 else inner_kind if depth == len(loops) - 1 else "serial"
         body = [For(v, const(0), const(extent), body, kind)]
     return body
+
+
+# -- vectors (SIMD): lanes of one scalar dtype, for microkernels -------------------------------
+# A vector expression has `lanes` > 1. Arithmetic on vectors reuses Binary (+ - * with both
+# operands vectors of the same lanes, or a vector and a Broadcast); Let/Assign of a VecVar
+# declare and update a vector local. Renderers print them with their target's vector types
+# (C: GCC/Clang vector extensions).
+
+@dataclass(frozen=True, eq=False)
+class VecVar(Expr):
+    """A vector local (e.g. one accumulator register of a microkernel)."""
+
+    name: str
+    lanes: int
+    dtype: DType = DType.float32
+
+
+@dataclass(frozen=True, eq=False)
+class VecLoad(Expr):
+    """`lanes` consecutive elements of `buffer` from `index` (no alignment assumed)."""
+
+    buffer: Buffer
+    index: Expr
+    lanes: int
+
+    @property
+    def dtype(self) -> DType:  # type: ignore[override]
+        return self.buffer.dtype
+
+
+@dataclass(frozen=True, eq=False)
+class Broadcast(Expr):
+    """A scalar repeated in every lane."""
+
+    x: Expr
+    lanes: int
+
+    @property
+    def dtype(self) -> DType:  # type: ignore[override]
+        return self.x.dtype
+
+
+@dataclass(eq=False)
+class VecStore(Stmt):
+    """Store vector `value` to `lanes` consecutive elements of `buffer` from `index`."""
+
+    buffer: Buffer
+    index: Expr
+    value: Expr
+    lanes: int
+
+
+def lanes_of(e: Expr) -> int:
+    """How many lanes an expression has (1 for scalars)."""
+    if isinstance(e, (VecVar, VecLoad, Broadcast)):
+        return e.lanes
+    if isinstance(e, Binary):
+        return max(lanes_of(e.a), lanes_of(e.b))
+    return 1
+
+
+def fma(acc: Expr, a: Expr, b: Expr) -> Expr:
+    """acc + a * b on vectors (the C compiler contracts it into one fused multiply-add)."""
+    return Binary("+", acc, Binary("*", a, b, a.dtype), acc.dtype)

@@ -16,6 +16,7 @@ from ..compiler.ops import op_def
 from . import kernel_ir as K
 from .c_renderer import CRenderer
 from .lower import LOWERINGS, LowerContext, Storage
+from .lower.gemm_pack import prepack
 from .names import c_comment, c_identifier, c_string
 
 WEIGHT_ALIGN = 64
@@ -70,8 +71,11 @@ def check_lowerable(graph: Graph) -> None:
         raise UnsupportedModelError(problems)
 
 
-def pack_weights(graph: Graph) -> tuple[bytes, dict[int, int]]:
-    """Concatenate every constant the kernels read, each 64-byte aligned."""
+def pack_weights(graph: Graph, replaced: dict[int, np.ndarray] | None = None
+                 ) -> tuple[bytes, dict[int, int]]:
+    """Concatenate every constant the kernels read, each 64-byte aligned; `replaced` gives
+    the data to store instead for some (weights packed for a microkernel)."""
+    replaced = replaced or {}
     blob = bytearray()
     offsets: dict[int, int] = {}
     for node in graph.nodes:
@@ -79,7 +83,8 @@ def pack_weights(graph: Graph) -> tuple[bytes, dict[int, int]]:
             if value.is_constant and id(value) not in offsets:
                 blob += b"\0" * (-len(blob) % WEIGHT_ALIGN)
                 offsets[id(value)] = len(blob)
-                blob += np.ascontiguousarray(value.data, value.dtype.numpy).tobytes()
+                data = replaced.get(id(value), value.data)
+                blob += np.ascontiguousarray(data, value.dtype.numpy).tobytes()
     return bytes(blob), offsets
 
 
@@ -88,12 +93,14 @@ def value_names(graph: Graph) -> dict[int, str]:
     return {id(v): c_identifier(v.name, "t_", taken) for v in graph.values()}
 
 
-def generate(graph: Graph, target_name: str, version: str) -> ModuleSources:
+def generate(graph: Graph, target_name: str, version: str,
+             external_kernels: list | None = None, vector_bits: int = 0) -> ModuleSources:
     """Render the artifact's sources for a graph that went through fusion and planning."""
     assert graph.groups is not None and graph.plan is not None, "run the pass pipeline first"
     check_lowerable(graph)
-    weights, offsets = pack_weights(graph)
-    storage = Storage(graph, offsets, value_names(graph))
+    packed = prepack(graph, vector_bits)   # vector_bits > 0: dense ops use microkernels
+    weights, offsets = pack_weights(graph, packed)
+    storage = Storage(graph, offsets, value_names(graph), vector_bits, frozenset(packed))
     renderer = CRenderer()
     kernel_names: set[str] = set()
     kernels, launches = [], []
@@ -102,10 +109,18 @@ def generate(graph: Graph, target_name: str, version: str) -> ModuleSources:
         body = group_lowering(group)(ctx, group)
         kernel = K.Kernel(c_identifier(group.name, "k_", kernel_names), _describe(group),
                           list(ctx.buffers.values()), body)
-        kernels.append(renderer.kernel(kernel))
+        if external_kernels is None:
+            kernels.append(renderer.kernel(kernel))
+        else:   # rendered elsewhere (the LLVM renderer): declared here, collected there
+            external_kernels.append(kernel)
+            kernels.append(f"KILN_HIDDEN void {kernel.name}(const kiln_exec *e, int64_t lo, "
+                           f"int64_t hi);")
         loop = kernel.parallel_loop
         tasks = renderer.expr(loop.stop) if loop is not None else "1"
-        launches.append(f"kiln_parallel_for(e, {kernel.name}, {tasks});")
+        launches.append(f"KILN_LAUNCH({len(launches)}, "
+                        f"kiln_parallel_for(e, {kernel.name}, {tasks}));")
+    if storage.scratch_bytes:   # kernels' workspaces sit above the planned arena
+        graph.plan.arena_size += -(-storage.scratch_bytes // WEIGHT_ALIGN) * WEIGHT_ALIGN
     inputs = [_info(v, v.name, f"input{i}_shape") for i, v in enumerate(graph.inputs)]
     output_names = graph.metadata.get("output_names") or [v.name for v in graph.outputs]
     outputs = [_info(v, name, f"output{i}_shape")
@@ -114,7 +129,8 @@ def generate(graph: Graph, target_name: str, version: str) -> ModuleSources:
         version=version, target=target_name, model_name_comment=c_comment(graph.name),
         model_name_literal=c_string(graph.name), weights_size=len(weights), kernels=kernels,
         launches=launches, tensors=inputs + outputs, inputs=inputs, outputs=outputs,
-        arena_size=graph.plan.arena_size)
+        arena_size=graph.plan.arena_size,
+        group_names=[c_string(g.name) for g in graph.groups])
     weights_s = _TEMPLATES.get_template("weights.S.j2").render(
         blob="weights.bin", size=len(weights))
     return ModuleSources(model_c, weights, weights_s, inputs, outputs, graph.plan.arena_size,

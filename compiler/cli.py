@@ -50,12 +50,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pin a symbolic dim, e.g. --dim batch=1")
     c.add_argument("--shape", action="append", default=[], metavar="INPUT=1x3x224x224",
                    help="pin an input's whole shape")
+    c.add_argument("--const", action="append", default=[], metavar="INPUT=VALUE",
+                   help="fix an input's value at compile time, e.g. --const sr=16000")
     c.add_argument("--prefix", default="kiln_", help="prefix of the exported C symbols")
-    c.add_argument("--cc", help="C compiler to use (default: cc)")
+    c.add_argument("--cc", help="C compiler to use (default: cc for the host, zig cc from "
+                   "the ziglang package for cross targets; 'zig' for zig cc everywhere)")
+    c.add_argument("--cpu", help="a specific core of the target (e.g. cortex-a76, "
+                   "neoverse-n2; riscv64-rvv: sifive_x280 or vlen=256); default a baseline")
+    c.add_argument("--emit", choices=("c", "llvm"), default="c",
+                   help="render kernels as C (default) or as LLVM IR through llvmlite")
     c.add_argument("--keep-sources", metavar="DIR", help="also write the generated C there")
     c.add_argument("--dump-ir-after", action="append", default=[], metavar="PASS",
                    help="print the IR after a pass (to stderr)")
     c.add_argument("--verify", action="store_true", help="verify the IR after every pass")
+    c.add_argument("--sanitize", action="store_true", help="build with AddressSanitizer and "
+                   "UBSan (load with LD_PRELOAD=$(cc -print-file-name=libasan.so))")
     c.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
 
     r = sub.add_parser("run", help="run a compiled OUT.so on .npy or random inputs")
@@ -63,9 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy")
     r.add_argument("--threads", type=int, default=None)
     r.add_argument("--repeat", type=int, default=10, help="timed runs (default 10)")
+    r.add_argument("--profile", action="store_true",
+                   help="print the time per fused group (mean over the --repeat runs)")
     r.add_argument("--output-dir", help="save each output as NAME.npy there")
     r.add_argument("--emulate", action="store_true",
                    help="run a foreign-architecture artifact under QEMU")
+    r.add_argument("--vlen", type=int, default=None,
+                   help="with --emulate: the emulated RISC-V vector length (default 256)")
     r.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
 
     i = sub.add_parser("inspect", help="describe a model: inputs, outputs, ops, support")
@@ -83,9 +96,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
         raise UsageError("no output path: add -o OUT.so")
     dims = dict(_dim(d) for d in args.dim)
     shapes = dict(_shape(s) for s in args.shape)
-    result = compile_detailed(args.model, args.target, args.output, dims, shapes,
+    from ..frontends.onnx.pinned import parse_const
+    consts = dict(parse_const(c) for c in args.const)
+    result = compile_detailed(args.model, args.target, args.output, dims, shapes, consts=consts,
                               prefix=args.prefix, cc=args.cc, keep_sources=args.keep_sources,
-                              dump_ir_after=args.dump_ir_after, verify=args.verify)
+                              dump_ir_after=args.dump_ir_after, verify=args.verify,
+                              cpu=args.cpu, emit=args.emit, sanitize=args.sanitize)
     print(f"wrote {result.library} ({result.library_size / 1e6:.2f} MB) and {result.header}")
     print(f"target {result.target}; {result.kernels} kernels; compiled in "
           f"{result.compile_seconds:.2f} s")
@@ -100,7 +116,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..runtime import load
 
     session = load(args.library, threads=args.threads,
-                   emulator="qemu" if args.emulate else None)
+                   emulator="qemu" if args.emulate else None, vlen=args.vlen)
     given = {}
     for item in args.input:
         name, sep, path = item.partition("=")
@@ -126,7 +142,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                          f"(inputs: {', '.join(s.name for s in session.inputs)})")
     outputs = session.run(feed)
     times = []
-    for _ in range(max(args.repeat, 0)):
+    repeat = 0 if args.emulate else max(args.repeat, 0)   # emulated time means nothing
+    for _ in range(repeat):
         start = time.perf_counter()
         session.run(feed)
         times.append(time.perf_counter() - start)
@@ -138,6 +155,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         times.sort()
         print(f"latency: median {times[len(times) // 2] * 1e3:.3f} ms over {len(times)} runs "
               f"(min {times[0] * 1e3:.3f} ms)")
+    if args.profile:
+        from ..runtime.profile import format_profile, profile
+        print(format_profile(profile(session, feed, runs=max(args.repeat, 1))))
     return 0
 
 
@@ -159,7 +179,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         tensor = info.type.tensor_type
         dims = [d.dim_param or (str(d.dim_value) if d.HasField("dim_value") else "?")
                 for d in tensor.shape.dim]
-        dtype = onnx.TensorProto.DataType.Name(tensor.elem_type).lower()
+        from ..frontends.onnx.importer import dtype_label
+        dtype = dtype_label(tensor.elem_type).lower()
         return f"  {info.name}: {dtype}[{', '.join(dims)}]"
 
     print("inputs:")
@@ -191,6 +212,8 @@ def cmd_targets(args: argparse.Namespace) -> int:
         host = " (host)" if target.is_host else ""
         aliases = f" [{', '.join(target.aliases)}]" if target.aliases else ""
         print(f"{target.name}{aliases}{host}: {target.triple}, {target.description}")
+        if target.cpus:
+            print(f"    --cpu: {', '.join(target.cpus)} (default {target.cpu or 'native'})")
     for name, why in PLANNED.items():
         print(f"{name}: planned ({why})")
     return 0

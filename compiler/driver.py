@@ -49,8 +49,13 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
                      shapes: Mapping[str, Sequence[int]] | None = None, *,
                      prefix: str = "kiln_", cc: str | None = None, keep_sources: str | Path |
                      None = None, dump_ir_after: Sequence[str] = (), verify: bool = False,
-                     log: Callable[[str], None] | None = None) -> CompileResult:
-    """compile_model, returning a CompileResult with sizes and timings."""
+                     log: Callable[[str], None] | None = None, cpu: str | None = None,
+                     emit: str = "c", consts: Mapping[str, Any] | None = None,
+                     sanitize: bool = False) -> CompileResult:
+    """compile_model, returning a CompileResult with sizes and timings.
+
+    consts: inputs fixed to a value at compile time, e.g. {"sr": 16000}.
+    """
     from .. import __version__
     from ..codegen.module import generate
     from ..frontends.onnx import import_model, load_model
@@ -58,7 +63,7 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
     from ..runtime.abi import ModelSpec, TensorSpec, check_prefix
     from ..runtime.header import render_header
     from ..targets import get_target
-    from ..targets.toolchain import build_shared
+    from ..targets.toolchain import SANITIZE_CFLAGS, build_shared
 
     start = time.perf_counter()
     phases: dict[str, float] = {}
@@ -78,15 +83,21 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
         raise OptionError(f"the output folder '{output.parent}' does not exist")
     check_prefix(prefix)
     target_spec = get_target(target)
+    if emit not in ("c", "llvm"):
+        raise OptionError(f"emit={emit!r}: choose 'c' (the C renderer) or 'llvm' (LLVM IR)")
 
     t = time.perf_counter()
     proto = load_model(model)
     t = phase("load", t)
-    graph: Graph = import_model(proto, dims=dims, shapes=shapes)
+    graph: Graph = import_model(proto, dims=dims, shapes=shapes, consts=consts)
     t = phase("import", t)
     graph = run_passes(graph, verify_each=verify, dump_after=set(dump_ir_after), log=log)
     t = phase("passes", t)
-    sources = generate(graph, target_spec.name, __version__)
+    llvm_kernels: list | None = [] if emit == "llvm" else None
+    from ..codegen.lower.gemm import microkernel_bits
+    vector_bits = microkernel_bits(target_spec, cpu) if emit == "c" else 0
+    sources = generate(graph, target_spec.name, __version__, external_kernels=llvm_kernels,
+                       vector_bits=vector_bits)
     t = phase("codegen", t)
 
     header_path = output.with_suffix(".h")
@@ -96,7 +107,12 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
         (workdir / "weights.bin").write_bytes(sources.weights)
         (workdir / "weights.S").write_text(sources.weights_s)
         build_target = workdir / "model.so"
-        build_shared(workdir, ["model.c", "weights.S"], build_target, target_spec, prefix, cc=cc)
+        sources_list = ["model.c", "weights.S"]
+        if llvm_kernels is not None:
+            from ..codegen.llvm_module import write_object
+            sources_list.append(write_object(llvm_kernels, target_spec, workdir, cpu))
+        build_shared(workdir, sources_list, build_target, target_spec, prefix, cc=cc, cpu=cpu,
+                     extra_flags=SANITIZE_CFLAGS if sanitize else ())
         t = phase("cc", t)
         model_spec = ModelSpec(graph.name,
                           [TensorSpec(i.name, i.dtype_name, i.dtype_code, i.shape)

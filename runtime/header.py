@@ -40,7 +40,11 @@ def _abi_blocks() -> tuple[str, str]:
 
 
 def _comment_safe(text: str) -> str:
-    return text.replace("*/", "* /").replace("\n", " ")
+    """`text` for a /* */ comment line: no comment end, control character or undecodable byte
+    (those become '?'; the exact name is in the library's tensor descriptors)."""
+    safe = "".join("?" if ord(ch) < 32 or ord(ch) == 127 or 0xD800 <= ord(ch) < 0xE000
+                   else ch for ch in text)
+    return safe.replace("*/", "* /").replace("/*", "/ *")
 
 
 def _tensor_line(index: int, t: TensorSpec, name_width: int) -> str:

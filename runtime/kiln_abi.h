@@ -56,8 +56,11 @@ typedef struct kiln_options {
 } kiln_options;
 
 /* A model instance: its worker threads and its activation arena.
- * One run at a time per session: a second thread calling run on a session that is running
- * gets KILN_INVALID_ARGUMENT. Separate sessions are independent (unless given one workspace). */
+ * Threads: one run at a time per session: a second thread calling run on a session that is
+ * running gets KILN_INVALID_ARGUMENT (it is not queued). Separate sessions are independent and
+ * may run in parallel threads (unless given one workspace). A session pointer that was
+ * destroyed, or belongs to another model, is refused with KILN_INVALID_ARGUMENT (detected until
+ * a later session_create reuses the address). The library never prints, aborts or exits. */
 typedef struct kiln_session kiln_session;
 
 #endif /* KILN_ABI_V1_TYPES */

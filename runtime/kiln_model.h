@@ -28,6 +28,7 @@ typedef struct kiln_exec {
     const void *const *inputs;
     void *const *outputs;
     kiln_pool *pool;
+    double *profile; /* non-NULL while profiling: seconds per fused group, accumulated */
 } kiln_exec;
 
 /* A kernel body over tasks [lo, hi) of its parallel loop. */
@@ -45,7 +46,24 @@ typedef struct kiln_model {
     const kiln_tensor_desc *outputs;
     size_t arena_size;   /* bytes of activation memory, 64-byte aligned */
     void (*run)(const kiln_exec *e);
+    int32_t num_groups;             /* fused groups (kernels) run by `run`, for profiling */
+    const char *const *group_names; /* num_groups names, in run order */
 } kiln_model;
+
+/* Monotonic seconds, for profiling. */
+KILN_HIDDEN double kiln_seconds(void);
+
+/* Run one kernel launch `call`, group `index` of the model; while profiling, add its time. */
+#define KILN_LAUNCH(index, call)                                    \
+    do {                                                            \
+        if (e->profile == NULL) {                                   \
+            call;                                                   \
+        } else {                                                    \
+            double kiln_t0_ = kiln_seconds();                       \
+            call;                                                   \
+            e->profile[index] += kiln_seconds() - kiln_t0_;         \
+        }                                                           \
+    } while (0)
 
 extern KILN_HIDDEN const kiln_model KILN_MODEL;
 

@@ -17,6 +17,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kiln_pool.h"
@@ -213,4 +214,11 @@ KILN_HIDDEN int kiln_default_threads(int cap) {
     if (n <= 0) n = sysconf(_SC_NPROCESSORS_ONLN);
     if (n <= 0) n = 1;
     return n > cap ? cap : (int)n;
+}
+
+/* Monotonic seconds, for profiling (KILN_LAUNCH); here for _GNU_SOURCE's clock_gettime. */
+KILN_HIDDEN double kiln_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }

@@ -7,10 +7,12 @@
  * libpthread. Nothing here prints, aborts or exits, and the run path allocates nothing.
  *
  * Sessions: one run at a time per session (a concurrent run is refused, not serialized);
- * separate sessions are independent. A session handed to another model's library, or used
- * after destroy, is refused where its magic field shows it (not a promise: after destroy the
- * memory is freed). */
+ * separate sessions are independent. Every live session of this library is on a list guarded
+ * by a mutex; a pointer that is not on it (never created here, destroyed, or another model's)
+ * is refused without being read. A destroyed session's address can be handed out again by a
+ * later session_create: until then, use after destroy is always detected. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -98,7 +100,33 @@ struct kiln_session {
     int owns_arena;
     kiln_pool *pool; /* NULL with one thread */
     atomic_int busy; /* set while a run (or destroy) is in progress */
+    kiln_session *next; /* on the live list */
+    double *profile; /* seconds per fused group while profiling (session_set_profiling) */
+    int profiling;
 };
+
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static kiln_session *live_sessions;
+
+/* Under live_lock: is s a live session of this library (compares pointers only)? */
+static int on_live_list(const kiln_session *s) {
+    for (const kiln_session *p = live_sessions; p != NULL; p = p->next)
+        if (p == s) return 1;
+    return 0;
+}
+
+/* If s is live and idle, mark it busy and return 1 (it cannot be destroyed meanwhile). */
+static int claim(kiln_session *s, int *was_busy) {
+    *was_busy = 0;
+    pthread_mutex_lock(&live_lock);
+    int ok = s != NULL && on_live_list(s);
+    if (ok && atomic_exchange(&s->busy, 1) != 0) {
+        ok = 0;
+        *was_busy = 1;
+    }
+    pthread_mutex_unlock(&live_lock);
+    return ok;
+}
 
 KILN_EXPORT void KILN_API(options_init)(kiln_options *options) {
     if (options == NULL) return;
@@ -168,12 +196,12 @@ KILN_EXPORT kiln_status KILN_API(session_create)(const kiln_options *options,
     }
     atomic_init(&s->busy, 0);
     s->magic = KILN_SESSION_MAGIC;
+    pthread_mutex_lock(&live_lock);
+    s->next = live_sessions;
+    live_sessions = s;
+    pthread_mutex_unlock(&live_lock);
     *out = s;
     return KILN_OK;
-}
-
-static int live(const kiln_session *s) {
-    return s != NULL && s->magic == KILN_SESSION_MAGIC && s->model == &KILN_MODEL;
 }
 
 #define NOT_LIVE "not a live session of this model (NULL, destroyed, or another model's)"
@@ -199,16 +227,22 @@ static kiln_status check_buffers(const char *kind, const kiln_tensor_desc *descs
 
 KILN_EXPORT kiln_status KILN_API(session_run)(kiln_session *s, const void *const *inputs,
                                               void *const *outputs) {
-    if (!live(s)) return fail(KILN_INVALID_ARGUMENT, "session_run: " NOT_LIVE);
+    int busy;
+    if (!claim(s, &busy)) {
+        if (busy)
+            return fail(KILN_INVALID_ARGUMENT, "session_run: the session is already running "
+                                               "in another thread; use one session per thread");
+        return fail(KILN_INVALID_ARGUMENT, "session_run: " NOT_LIVE);
+    }
     const kiln_model *m = s->model;
     kiln_status st = check_buffers("input", m->inputs, m->num_inputs, inputs);
     if (st == KILN_OK)
         st = check_buffers("output", m->outputs, m->num_outputs, (const void *const *)outputs);
-    if (st != KILN_OK) return st;
-    if (atomic_exchange(&s->busy, 1) != 0)
-        return fail(KILN_INVALID_ARGUMENT, "session_run: the session is already running in "
-                                           "another thread; use one session per thread");
-    kiln_exec e = {s->arena, inputs, outputs, s->pool};
+    if (st != KILN_OK) {
+        atomic_store(&s->busy, 0);
+        return st;
+    }
+    kiln_exec e = {s->arena, inputs, outputs, s->pool, s->profiling ? s->profile : NULL};
     m->run(&e);
     atomic_store(&s->busy, 0);
     return KILN_OK;
@@ -216,12 +250,59 @@ KILN_EXPORT kiln_status KILN_API(session_run)(kiln_session *s, const void *const
 
 KILN_EXPORT kiln_status KILN_API(session_destroy)(kiln_session *s) {
     if (s == NULL) return KILN_OK;
-    if (!live(s)) return fail(KILN_INVALID_ARGUMENT, "session_destroy: " NOT_LIVE);
-    if (atomic_exchange(&s->busy, 1) != 0)
-        return fail(KILN_INVALID_ARGUMENT, "session_destroy: the session is running");
+    pthread_mutex_lock(&live_lock);
+    kiln_session **link = &live_sessions;
+    while (*link != NULL && *link != s) link = &(*link)->next;
+    int found = *link != NULL, running = found && atomic_exchange(&s->busy, 1) != 0;
+    if (found && !running) *link = s->next; /* off the list: now nobody else can claim it */
+    pthread_mutex_unlock(&live_lock);
+    if (!found) return fail(KILN_INVALID_ARGUMENT, "session_destroy: " NOT_LIVE);
+    if (running) return fail(KILN_INVALID_ARGUMENT, "session_destroy: the session is running");
     s->magic = 0;
     if (s->pool != NULL) kiln_pool_destroy(s->pool);
     if (s->owns_arena) free(s->arena);
+    free(s->profile);
     free(s);
+    return KILN_OK;
+}
+
+/* ---- profiling (kiln run --profile) --------------------------------------------------- */
+
+KILN_EXPORT int32_t KILN_API(profile_groups)(void) { return KILN_MODEL.num_groups; }
+
+KILN_EXPORT const char *KILN_API(profile_group_name)(int32_t index) {
+    if (index < 0 || index >= KILN_MODEL.num_groups || KILN_MODEL.group_names == NULL) return "";
+    return KILN_MODEL.group_names[index];
+}
+
+/* Turn per-group timing on (counters reset to zero) or off. Allocates once, here, never on
+ * the run path. */
+KILN_EXPORT kiln_status KILN_API(session_set_profiling)(kiln_session *s, int32_t enabled) {
+    int busy;
+    if (!claim(s, &busy))
+        return fail(KILN_INVALID_ARGUMENT, "session_set_profiling: %s",
+                    busy ? "the session is running" : NOT_LIVE);
+    kiln_status st = KILN_OK;
+    if (enabled && s->profile == NULL && KILN_MODEL.num_groups > 0) {
+        s->profile = calloc((size_t)KILN_MODEL.num_groups, sizeof *s->profile);
+        if (s->profile == NULL) st = fail(KILN_OUT_OF_MEMORY, "cannot allocate the profile");
+    }
+    if (enabled && s->profile != NULL)
+        memset(s->profile, 0, (size_t)KILN_MODEL.num_groups * sizeof *s->profile);
+    s->profiling = enabled != 0 && s->profile != NULL;
+    atomic_store(&s->busy, 0);
+    return st;
+}
+
+/* Copy the accumulated seconds of each group (profile_groups() of them) into `out`. */
+KILN_EXPORT kiln_status KILN_API(session_profile)(kiln_session *s, double *out) {
+    if (out == NULL) return fail(KILN_INVALID_ARGUMENT, "session_profile: out is NULL");
+    int busy;
+    if (!claim(s, &busy))
+        return fail(KILN_INVALID_ARGUMENT, "session_profile: %s",
+                    busy ? "the session is running" : NOT_LIVE);
+    for (int32_t i = 0; i < KILN_MODEL.num_groups; i++)
+        out[i] = s->profile != NULL ? s->profile[i] : 0.0;
+    atomic_store(&s->busy, 0);
     return KILN_OK;
 }

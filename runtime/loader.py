@@ -70,9 +70,18 @@ class TensorInfo:
 
 
 def load(path, threads: int | None = None, emulator: str | None = None,
-         prefix: str | None = None) -> "Session":
+         prefix: str | None = None, vlen: int | None = None) -> "Session":
     """Load the compiled model at `path` and create a session with `threads` threads
-    (None: one per CPU). `prefix` is the artifact's symbol prefix, found in the file if None."""
+    (None: one per CPU). `prefix` is the artifact's symbol prefix, found in the file if None.
+    emulator="qemu" runs a foreign-architecture artifact under QEMU user mode (`vlen`: the
+    emulated RISC-V vector length in bits, default 256)."""
+    if emulator is not None:
+        from .emulate import EmulatedSession
+
+        info = _check_architecture(os.fspath(path), emulator)
+        found = _find_prefix(os.fspath(path), info.exported_functions) if prefix is None \
+            else check_prefix(prefix)
+        return EmulatedSession(path, info, found, _check_threads(threads), vlen=vlen)
     return Session(path, threads=threads, emulator=emulator, prefix=prefix)
 
 
@@ -87,10 +96,10 @@ def _check_architecture(path: str, emulator: str | None):
     machine, bits, little = host_arch()
     foreign = (info.machine, info.bits, info.little_endian) != (machine, bits, little)
     if emulator is not None:
-        raise KilnError(f"emulator={emulator!r} is not available yet in this version of Kiln: "
-                        f"{path} ({info.arch}) cannot be run under emulation; "
-                        + ("compile it with --target host to run it here" if foreign
-                           else "it is native, so load it without emulator="))
+        if not foreign:
+            raise KilnError(f"{path} is built for this machine ({info.arch}): load it "
+                            f"without emulator=")
+        return info
     if foreign:
         endian = "" if info.little_endian == little else (
             " big-endian" if not info.little_endian else " little-endian")
@@ -128,7 +137,7 @@ class Session:
                        else check_prefix(prefix))
         num_threads = _check_threads(threads)
         self._lib = self._bind(self.path, self.prefix)
-        self.name = self._lib["model_name"]().decode("utf-8", "replace")
+        self.name = self._lib["model_name"]().decode("utf-8", "surrogateescape")
         self.inputs = self._describe("input")
         self.outputs = self._describe("output")
         self.workspace_size = int(self._lib["workspace_size"]())
@@ -175,8 +184,8 @@ class Session:
                 raise ArtifactError(f"{self.path}: {kind} {i} has unknown dtype code "
                                     f"{raw.dtype}") from None
             shape = tuple(int(raw.shape[k]) for k in range(raw.rank))
-            result.append(TensorInfo(raw.name.decode("utf-8", "replace"), dtype, shape,
-                                     int(raw.nbytes)))
+            name = raw.name.decode("utf-8", "surrogateescape")   # the model's bytes, exactly
+            result.append(TensorInfo(name, dtype, shape, int(raw.nbytes)))
         return result
 
     def _check(self, status: int, doing: str) -> None:

@@ -14,7 +14,12 @@ class UnknownTargetError(KilnError, ValueError):
 
 @dataclass(frozen=True)
 class Target:
-    """A compilation target: triple, ELF machine, vector width and how to build for it."""
+    """A compilation target: triple, ELF machine, vector width and how to build for it.
+
+    `toolchain` is "system" (the host's cc, flags in `cflags`) or "zig" (zig cc from the
+    ziglang package with `-target zig_target -mcpu=cpu`). `llvm_*` describe the same target to
+    the LLVM IR renderer. `capabilities` names the optional kernel IR features the target's
+    renderers print (e.g. "vector"); lowering keeps to the scalar path without them."""
 
     name: str
     triple: str
@@ -24,6 +29,23 @@ class Target:
     aliases: tuple[str, ...] = ()
     description: str = ""
     host_machines: tuple[str, ...] = field(default=())   # platform.machine() values it runs on
+    features: tuple[str, ...] = ()   # ISA features codegen may rely on, e.g. ("avx2", "fma")
+    toolchain: str = "system"
+    zig_target: str = ""       # zig's -target, glibc version pinned (e.g. aarch64-linux-gnu.2.36)
+    cpu: str = ""              # default CPU (zig -mcpu / LLVM cpu); --cpu overrides
+    cpus: tuple[str, ...] = ()  # named cores users commonly pick (any LLVM CPU name works)
+    llvm_triple: str = ""
+    llvm_cpu: str = "generic"
+    llvm_features: str = ""
+    vector_isa: str = ""
+    vector_length_agnostic: bool = False
+    l1d_bytes: int = 32 * 1024
+    l2_bytes: int = 1024 * 1024
+    layout: str = "NCHW"
+    capabilities: frozenset[str] = frozenset()
+    qemu: str = ""             # qemu-user binary that runs it on another host
+    qemu_sysroot: str = ""     # -L: where the target's dynamic loader and libc live
+    qemu_cpu: str = ""         # -cpu: the emulated core (RVV: vlen is set here)
 
     @property
     def is_host(self) -> bool:
@@ -35,10 +57,6 @@ _ALIASES: dict[str, str] = {}
 
 #: Targets on Kiln's map that are not built yet, with where they stand.
 PLANNED = {
-    "arm64": "arm64 (NEON) cross-compilation is not implemented yet",
-    "aarch64": "arm64 (NEON) cross-compilation is not implemented yet",
-    "riscv64-rvv": "the RISC-V vector target is not implemented yet",
-    "vpu": "the RISC-V vector target is not implemented yet",
     "cuda": "the CUDA target is not implemented yet",
     "cuda-sm80": "the CUDA target is not implemented yet",
     "cuda-sm90": "the CUDA target is not implemented yet",

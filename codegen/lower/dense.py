@@ -2,7 +2,8 @@
 
 Loop order keeps the innermost loop contiguous in the output (and, at stride 1, in the
 input), so the C compiler vectorizes it. Packed, register-blocked microkernels replace
-these loops in the performance work; the lowering interface stays.
+these loops where the target declares vectors for them (conv_gemm.py, matmul_gemm.py);
+these loops stay the portable fallback.
 """
 
 from __future__ import annotations
@@ -12,6 +13,10 @@ import math
 from ...compiler.ir import FusedGroup
 from .. import kernel_ir as K
 from .common import LowerContext, epilogue, group_output, lowering, strides
+from .conv_depthwise import depthwise_tile, lower_conv_depthwise
+from .conv_direct import direct_applies, lower_conv_direct
+from .conv_gemm import conv_gemm_tile, lower_conv_gemm
+from .matmul_gemm import lower_matmul_gemm, matmul_gemm_tile, pack_matmul_weight
 
 
 def _apply_epilogue(ctx: LowerContext, group: FusedGroup, out_buf: K.Buffer, base: K.Expr,
@@ -34,6 +39,15 @@ def _apply_epilogue(ctx: LowerContext, group: FusedGroup, out_buf: K.Buffer, bas
 
 @lowering("conv2d")
 def lower_conv2d(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
+    """The GEMM microkernel path where the target has vectors for it, else scalar loops."""
+    depthwise = depthwise_tile(group, ctx.storage.vector_bits)
+    if depthwise is not None:
+        return lower_conv_depthwise(ctx, group, depthwise)
+    tile = conv_gemm_tile(group, ctx.storage.vector_bits)
+    if tile is not None and id(group.anchor.inputs[1]) in ctx.storage.packed:
+        if direct_applies(group):
+            return lower_conv_direct(ctx, group, tile)
+        return lower_conv_gemm(ctx, group, tile)
     node = group.anchor
     x, w = node.inputs[0], node.inputs[1]
     bias = node.inputs[2] if len(node.inputs) > 2 else None
@@ -85,6 +99,11 @@ def lower_conv2d(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
 
 @lowering("matmul")
 def lower_matmul(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
+    """The GEMM microkernel path where the target has vectors for it, else scalar loops."""
+    tile = matmul_gemm_tile(group, ctx.storage.vector_bits)
+    if tile is not None and (pack_matmul_weight(group.anchor, tile) is None
+                             or id(group.anchor.inputs[1]) in ctx.storage.packed):
+        return lower_matmul_gemm(ctx, group, tile)
     node = group.anchor
     a, b = node.inputs
     out_shape = node.output.shape

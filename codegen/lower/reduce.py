@@ -37,7 +37,7 @@ def lower_reduce(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
     kept_shape = [x.shape[a] for a in kept]
     count = math.prod(x.shape[a] for a in reduced)
     x_strides = strides(x.shape)
-    acc_dtype = DType.float64 if x.dtype is DType.float64 else x.dtype
+    acc_dtype = DType.float32 if x.dtype is DType.float16 else x.dtype   # float16 sums in float32
     names = ctx.names
 
     def body(kept_idx: list[K.Expr]) -> list[K.Stmt]:
@@ -84,7 +84,8 @@ def lower_softmax(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
     outer, length, inner = _rows(x.shape, node.attrs["axis"])
     names = ctx.names
     t, i = names.var("row"), names.var("i")
-    peak, total = names.var("peak", x.dtype), names.var("total", x.dtype)
+    acc_t = DType.float32 if x.dtype is DType.float16 else x.dtype   # float16 sums in float32
+    peak, total = names.var("peak", x.dtype), names.var("total", acc_t)
     base = (t // inner) * (length * inner) + t % inner
 
     def at(j):
@@ -93,19 +94,22 @@ def lower_softmax(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
     shifted = ctx.load(x, at(i)) - peak
     if node.op == "softmax":
         final = [K.For(i, K.const(0), K.const(length),
-                       [K.Store(out, at(i), K.Load(out, at(i)) / total)], "vector")]
+                       [K.Store(out, at(i), K.cast(K.cast(K.Load(out, at(i)), acc_t) / total,
+                                                   x.dtype))], "vector")]
     else:
         final = [K.Assign(total, K.call("log", total)),
                  K.For(i, K.const(0), K.const(length),
-                       [K.Store(out, at(i), shifted - total)], "vector")]
+                       [K.Store(out, at(i), K.cast(K.cast(shifted, acc_t) - total, x.dtype))],
+                       "vector")]
     body = [
         K.Let(peak, K.lowest(x.dtype)),
         K.For(i, K.const(0), K.const(length), [
             K.Assign(peak, K.select(K.binary(">", ctx.load(x, at(i)), peak),
                                     ctx.load(x, at(i)), peak))]),
-        K.Let(total, K.const(0.0, x.dtype)),
+        K.Let(total, K.const(0.0, acc_t)),
         K.For(i, K.const(0), K.const(length), [
-            K.Store(out, at(i), K.call("exp", shifted)), K.Assign(total, total + K.Load(out, at(i)))]),
+            K.Store(out, at(i), K.call("exp", shifted)),
+            K.Assign(total, total + K.cast(K.Load(out, at(i)), acc_t))]),
     ] + final
     return [K.For(t, K.const(0), K.const(outer * inner), body, "parallel")]
 

@@ -153,6 +153,22 @@ def gelu(x, approximate="none"):
     return 0.5 * x64 * (1 + _erf(x64 / math.sqrt(2)))
 
 
+def _bool_type(types: list[TensorType], attrs) -> list[TensorType]:
+    return [TensorType(DType.bool, types[0].shape)]
+
+
+@register("isnan", "unary", _bool_type)
+def isnan(x):
+    """True where x is NaN."""
+    return np.isnan(x)
+
+
+@register("isinf", "unary", _bool_type)
+def isinf(x, detect_negative=1, detect_positive=1):
+    """True where x is +inf (if detect_positive) or -inf (if detect_negative)."""
+    return (np.isposinf(x) & bool(detect_positive)) | (np.isneginf(x) & bool(detect_negative))
+
+
 def _cast_type(types: list[TensorType], attrs) -> list[TensorType]:
     return [TensorType(attrs["to"], types[0].shape)]
 

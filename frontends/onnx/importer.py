@@ -8,6 +8,7 @@ exporters emit become constants before the ops that need them (Reshape) are conv
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -20,6 +21,35 @@ from ...compiler.ir import Graph, TensorType, Value
 from ...compiler.ops import evaluate, infer_types, op_def
 from .loader import MAX_KNOWN_OPSET, default_opset
 from .registry import lookup, normalize_domain
+
+#: The largest tensor Kiln compiles (bytes): bigger ones are refused before anything is
+#: allocated (and so that every size and index fits the generated code's 64-bit arithmetic).
+MAX_TENSOR_BYTES = 1 << 36
+
+
+def check_tensor_size(shape: Sequence[int], itemsize: int, what: str) -> None:
+    """Raise ShapeError if a tensor of `shape` would exceed MAX_TENSOR_BYTES."""
+    size = math.prod(int(d) for d in shape) * itemsize
+    if size > MAX_TENSOR_BYTES:
+        raise ShapeError(f"{what} would have shape {tuple(shape)}: {size} bytes, over Kiln's "
+                         f"limit of {MAX_TENSOR_BYTES} bytes per tensor; check the model's "
+                         f"dims (or the --dim/--shape values given)")
+
+
+def dtype_label(code: int) -> str:
+    """ONNX's name for an element type code, or the bare code if ONNX has none."""
+    if code in onnx.TensorProto.DataType.values():
+        return onnx.TensorProto.DataType.Name(code)
+    return f"code {code} (not an ONNX type)"
+
+
+def onnx_text(name: "str | bytes") -> str:
+    """A name from the model as str: protobuf hands back bytes for a name that is not valid
+    UTF-8; those bytes survive as surrogate escapes (name.encode('utf-8', 'surrogateescape')
+    gives them back), which is how they reach the artifact and the loader."""
+    if isinstance(name, bytes):
+        return name.decode("utf-8", "surrogateescape")
+    return name
 
 
 class ConversionError(Exception):
@@ -38,6 +68,7 @@ class ConvertContext:
         self.graph = graph
         self.opsets = dict(opsets)
         self.node: onnx.NodeProto | None = None
+        self.env: dict[str, Value] = {}   # ONNX name -> Value in the scope being converted
 
     @property
     def opset(self) -> int:
@@ -45,7 +76,7 @@ class ConvertContext:
 
     @property
     def name(self) -> str:
-        return (self.node.name or self.node.op_type) if self.node is not None else "graph"
+        return onnx_text(self.node.name or self.node.op_type) if self.node else "graph"
 
     def fail(self, reason: str, hint: str = "") -> "NoReturn":  # noqa: F821
         raise ConversionError(reason, hint)
@@ -67,8 +98,10 @@ class ConvertContext:
         inputs = list(inputs)
         try:
             types = infer_types(op, [v.type for v in inputs], attrs)
-        except ShapeError as exc:
-            self.fail(str(exc))
+            for type_ in types:
+                check_tensor_size(type_.shape, type_.dtype.itemsize, f"the result of {op}")
+        except ValueError as exc:   # ShapeError, or numpy's word that shapes do not broadcast
+            self.fail(f"{op}: {exc}" if not isinstance(exc, ShapeError) else str(exc))
         if all(v.is_constant for v in inputs) or op_def(op).kind == "shape":
             arrays = [v.data if v.is_constant else np.empty(v.shape, v.dtype.numpy)
                       for v in inputs]
@@ -77,6 +110,53 @@ class ConvertContext:
             return folded[0] if num_outputs == 1 else folded
         node = self.graph.add_node(op, inputs, types, attrs, name=self.name)
         return node.outputs[0] if num_outputs == 1 else node.outputs
+
+
+#: Attributes ONNX defines as 0/1 flags on every op that has them; other values are refused
+#: (runtimes read them differently: `== 1` or `!= 0`).
+FLAG_ATTRIBUTES = frozenset({
+    "keepdims", "transA", "transB", "ceil_mode", "count_include_pad", "noop_with_empty_axes",
+    "select_last_index", "exclusive", "reverse", "largest", "sorted", "allowzero",
+    "detect_negative", "detect_positive", "upper", "exclude_outside", "align_corners",
+    "new_axis", "onesided", "inverse", "training_mode"})
+
+
+def check_attribute_names(node: onnx.NodeProto, domain: str, opset: int) -> None:
+    """Refuse attributes the op's ONNX schema (at the model's opset) does not define: an
+    attribute that became an input (ReduceMean's axes in opset 18) must not be misread."""
+    try:
+        schema = onnx.defs.get_schema(node.op_type, opset, domain)
+    except onnx.defs.SchemaError:
+        return   # not an ONNX-defined op: its converter checks what it reads
+    unknown = [a.name for a in node.attribute if a.name not in schema.attributes]
+    if unknown:
+        raise ConversionError(f"attribute(s) {', '.join(unknown)} are not defined for "
+                              f"{node.op_type} in opset {opset}",
+                              "remove them, or use the opset the model was written for")
+
+
+def check_input_types(node: onnx.NodeProto, domain: str, opset: int,
+                      inputs: Sequence[Value | None], graph_inputs: Sequence[Value]) -> None:
+    """Refuse a graph input whose element type the op's ONNX schema does not allow (Relu on
+    bool): the model is ill-typed, and ONNX Runtime refuses it too."""
+    try:
+        schema = onnx.defs.get_schema(node.op_type, opset, domain)
+    except onnx.defs.SchemaError:
+        return
+    if not schema.inputs:
+        return
+    allowed = {c.type_param_str: set(c.allowed_type_strs) for c in schema.type_constraints}
+    for index, value in enumerate(inputs):
+        if value is None or not any(value is g for g in graph_inputs):
+            continue
+        formal = schema.inputs[min(index, len(schema.inputs) - 1)]
+        types = allowed.get(formal.type_str, {formal.type_str})
+        actual = f"tensor({onnx.TensorProto.DataType.Name(value.dtype.value).lower()})"
+        if actual not in types:
+            raise ConversionError(f"input {index} ('{value.name}') is a {actual}, but "
+                                  f"{node.op_type} in opset {opset} takes "
+                                  f"{', '.join(sorted(types))}",
+                                  "declare the input with a type the op accepts, or Cast it")
 
 
 def attribute_values(node: onnx.NodeProto) -> dict[str, Any]:
@@ -90,6 +170,9 @@ def attribute_values(node: onnx.NodeProto) -> dict[str, Any]:
             value = numpy_helper.to_array(value)
         elif isinstance(value, list) and value and isinstance(value[0], bytes):
             value = [v.decode("utf-8", "replace") for v in value]
+        if attr.name in FLAG_ATTRIBUTES and value not in (0, 1):
+            raise ConversionError(f"attribute {attr.name}={value!r} must be 0 or 1",
+                                  "fix the attribute in the model")
         values[attr.name] = value
     return values
 
@@ -119,7 +202,8 @@ def scan(model: onnx.ModelProto) -> list[Problem]:
 
 
 def pin_input_shapes(model: onnx.ModelProto, dims: Mapping[str, int] | None,
-                     shapes: Mapping[str, Sequence[int]] | None) -> dict[str, TensorType]:
+                     shapes: Mapping[str, Sequence[int]] | None,
+                     skip: Sequence[str] = ()) -> dict[str, TensorType]:
     """The static type of every real graph input, with symbolic dims filled in.
 
     Raises UnpinnedDimError naming every input dim that has no value.
@@ -127,7 +211,7 @@ def pin_input_shapes(model: onnx.ModelProto, dims: Mapping[str, int] | None,
     dims = dict(dims or {})
     shapes = {k: tuple(int(d) for d in v) for k, v in (shapes or {}).items()}
     initializers = {t.name for t in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in initializers]
+    inputs = [i for i in model.graph.input if i.name not in initializers and i.name not in skip]
     known = {i.name for i in inputs}
     unknown = sorted(set(shapes) - known)
     if unknown:
@@ -145,8 +229,8 @@ def pin_input_shapes(model: onnx.ModelProto, dims: Mapping[str, int] | None,
         except ValueError:
             raise UnsupportedModelError([Problem(
                 graph_input.name, "<input>", "", 0,
-                f"input dtype {onnx.TensorProto.DataType.Name(tensor.elem_type)} "
-                f"is not supported")]) from None
+                f"input dtype {dtype_label(tensor.elem_type)} is not supported",
+                "Kiln compiles float, integer and bool inputs")]) from None
         declared = list(tensor.shape.dim)
         if graph_input.name in shapes:
             shape = shapes[graph_input.name]
@@ -154,13 +238,13 @@ def pin_input_shapes(model: onnx.ModelProto, dims: Mapping[str, int] | None,
                 raise ShapeError(f"--shape {graph_input.name} has rank {len(shape)}, but the "
                                  f"model declares rank {len(declared)}")
             for axis, (given, dim) in enumerate(zip(shape, declared)):
-                if dim.HasField("dim_value") and dim.dim_value != given:
+                if dim.HasField("dim_value") and 0 <= dim.dim_value != given:
                     raise ShapeError(f"--shape {graph_input.name}: dim {axis} is fixed to "
                                      f"{dim.dim_value} by the model, not {given}")
         else:
             shape = []
             for axis, dim in enumerate(declared):
-                if dim.HasField("dim_value"):
+                if dim.HasField("dim_value") and dim.dim_value >= 0:  # -1: dynamic
                     shape.append(dim.dim_value)
                 elif dim.dim_param and dim.dim_param in dims:
                     shape.append(int(dims[dim.dim_param]))
@@ -173,6 +257,7 @@ def pin_input_shapes(model: onnx.ModelProto, dims: Mapping[str, int] | None,
             shape = tuple(shape)
         if any(d < 0 for d in shape):
             raise ShapeError(f"input '{graph_input.name}' has a negative dim {shape}")
+        check_tensor_size(shape, dtype.itemsize, f"input '{graph_input.name}'")
         types[graph_input.name] = TensorType(dtype, tuple(shape))
     if missing:
         raise UnpinnedDimError("the model has symbolic dims with no value:\n  - "
@@ -181,41 +266,55 @@ def pin_input_shapes(model: onnx.ModelProto, dims: Mapping[str, int] | None,
 
 
 def import_model(model: onnx.ModelProto, dims: Mapping[str, int] | None = None,
-                 shapes: Mapping[str, Sequence[int]] | None = None) -> Graph:
-    """Convert a loaded ONNX model into a graph IR with static shapes."""
+                 shapes: Mapping[str, Sequence[int]] | None = None,
+                 consts: Mapping[str, Any] | None = None) -> Graph:
+    """Convert a loaded ONNX model into a graph IR with static shapes.
+
+    consts: inputs whose value is fixed at compile time (they leave the artifact's inputs).
+    """
+    from .pinned import pinned_inputs
     from . import converters  # noqa: F401  (populates the registry)
 
     problems = scan(model)
     if problems:
         raise UnsupportedModelError(problems)
-    input_types = pin_input_shapes(model, dims, shapes)
+    if not model.graph.output:
+        raise UnsupportedModelError([Problem("<graph>", "-", "", default_opset(model),
+                                             "the graph has no outputs, so there is nothing "
+                                             "to compute", "declare the graph's outputs")])
+    pinned = pinned_inputs(model, consts)
+    input_types = pin_input_shapes(model, dims, shapes, skip=tuple(pinned))
     opsets = {normalize_domain(o.domain): o.version for o in model.opset_import}
-    graph = Graph(model.graph.name or "model")
+    graph = Graph(onnx_text(model.graph.name) or "model")
     graph.metadata["opset"] = default_opset(model)
     ctx = ConvertContext(graph, opsets)
     env: dict[str, Value] = {}
     for tensor in model.graph.initializer:
         try:
-            env[tensor.name] = graph.constant(numpy_helper.to_array(tensor), tensor.name)
+            env[tensor.name] = graph.constant(numpy_helper.to_array(tensor),
+                                              onnx_text(tensor.name))
         except (ValueError, KeyError, TypeError) as exc:
             raise UnsupportedModelError([Problem(tensor.name, "<initializer>", "", 0,
                                                  f"cannot read this initializer: {exc}")]) \
                 from None
+    for name, array in pinned.items():
+        env[name] = graph.constant(array, name)
     for name, type_ in input_types.items():
-        env[name] = graph.add_input(name, type_)
+        env[name] = graph.add_input(onnx_text(name), type_)
     convert_nodes(ctx, model.graph.node, env)
     for output in model.graph.output:
         if output.name not in env:
             raise UnsupportedModelError([Problem(output.name, "<output>", "", ctx.opset,
                                                  "graph output is never produced")])
         graph.outputs.append(env[output.name])
-    graph.metadata["output_names"] = [o.name for o in model.graph.output]
+    graph.metadata["output_names"] = [onnx_text(o.name) for o in model.graph.output]
     return graph
 
 
 def convert_nodes(ctx: ConvertContext, nodes: Sequence[onnx.NodeProto],
                   env: dict[str, Value]) -> None:
     """Convert `nodes` in order, binding each ONNX output name in `env`."""
+    ctx.env = env
     for node in nodes:
         domain = normalize_domain(node.domain)
         opset = ctx.opsets.get(domain, 0)
@@ -233,10 +332,20 @@ def convert_nodes(ctx: ConvertContext, nodes: Sequence[onnx.NodeProto],
             while inputs and inputs[-1] is None:
                 inputs.pop()
             first_new = len(ctx.graph.nodes)
+            check_attribute_names(node, domain, opset)
+            check_input_types(node, domain, opset, inputs, ctx.graph.inputs)
             result = fn(ctx, *inputs, **attribute_values(node))
         except ConversionError as exc:
             raise UnsupportedModelError([Problem(ctx.name, node.op_type, domain, opset,
                                                  exc.reason, exc.hint)]) from None
+        except ShapeError as exc:
+            raise UnsupportedModelError([Problem(ctx.name, node.op_type, domain, opset,
+                                                 str(exc))]) from None
+        except MemoryError:
+            raise UnsupportedModelError([Problem(ctx.name, node.op_type, domain, opset,
+                                                 "folding this node at compile time needs "
+                                                 "more memory than this machine has",
+                                                 "check the model's dims")]) from None
         except TypeError as exc:
             raise UnsupportedModelError([Problem(ctx.name, node.op_type, domain, opset,
                                                  f"unexpected inputs or attributes ({exc})")]) \
@@ -246,6 +355,6 @@ def convert_nodes(ctx: ConvertContext, nodes: Sequence[onnx.NodeProto],
             if not name:
                 continue
             created_here = any(value.producer is n for n in ctx.graph.nodes[first_new:])
-            if created_here and value.name != name:
-                ctx.graph.rename(value, name)
+            if created_here and value.name != onnx_text(name):
+                ctx.graph.rename(value, onnx_text(name))
             env[name] = value

@@ -56,6 +56,17 @@ for _onnx_op, (_ir_op, _since) in _UNARY.items():
     _unary(_onnx_op, _ir_op, _since)
 
 
+@converter("IsNaN", since=9)
+def is_nan(ctx, x):
+    return ctx.emit("isnan", [x])
+
+
+@converter("IsInf", since=10)
+def is_inf(ctx, x, detect_negative=1, detect_positive=1):
+    return ctx.emit("isinf", [x], detect_negative=int(detect_negative),
+                    detect_positive=int(detect_positive))
+
+
 # -- variadic ops: numpy broadcasting (equal shapes before opset 8, a subset of it) -------------
 
 def _variadic(onnx_op: str, ir_op: str) -> None:
@@ -88,7 +99,8 @@ def where(ctx, cond, a, b):
 
 
 @converter("Cast", since=1)
-def cast(ctx, x, to=None, saturate=1):
+def cast(ctx, x, to=None, saturate=1, round_mode="up"):
+    """saturate and round_mode (opset 24) only concern float8 targets, which Kiln refuses."""
     if to is None:
         ctx.fail("Cast has no 'to' attribute")
     dtype = onnx_dtype(ctx, to, "cast target")
@@ -98,7 +110,7 @@ def cast(ctx, x, to=None, saturate=1):
 
 
 @converter("CastLike", since=15)
-def cast_like(ctx, x, target, saturate=1):
+def cast_like(ctx, x, target, saturate=1, round_mode="up"):
     if x.dtype is target.dtype:
         return x
     return ctx.emit("cast", [x], to=target.dtype)

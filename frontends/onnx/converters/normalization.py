@@ -39,11 +39,17 @@ def batch_norm(ctx, x, scale, bias, mean, var, epsilon=1e-5, momentum=0.9, train
 @converter("LayerNormalization", since=17)
 def layer_norm(ctx, x, scale, bias=None, axis=-1, epsilon=1e-5, stash_type=1):
     if requested_outputs(ctx) != [0]:
-        ctx.fail("LayerNormalization's Mean and InvStdDev outputs are not supported",
-                 "use only the first output")
+        from .normalization_composed import layer_norm_with_stats
+
+        return layer_norm_with_stats(ctx, x, scale, bias, axis, epsilon, stash_type)
     inputs = [x, scale] + ([bias] if bias is not None else [])
-    return ctx.emit("layer_norm", inputs, axis=axis_of(ctx, axis, x.type.rank),
-                    epsilon=float(epsilon))
+    axis = axis_of(ctx, axis, x.type.rank)
+    for value in inputs[1:]:   # each must broadcast to the normalized dims
+        if len(value.shape) > x.type.rank - axis or any(
+                d not in (1, n) for d, n in zip(value.shape[::-1], x.shape[::-1])):
+            ctx.fail(f"scale/bias of shape {value.shape} does not broadcast to the normalized "
+                     f"dims {x.shape[axis:]} (axis {axis})")
+    return ctx.emit("layer_norm", inputs, axis=axis, epsilon=float(epsilon))
 
 
 @converter("InstanceNormalization", since=1)

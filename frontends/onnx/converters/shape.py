@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..importer import check_tensor_size
 from ..registry import converter
 from .common import axes_of, ints, reshape
 
@@ -119,6 +120,8 @@ def tile(ctx, x, repeats):
     if len(reps) != x.type.rank or any(r < 0 for r in reps):
         ctx.fail(f"repeats {list(reps)} do not fit an input of shape {x.shape}")
     if x.is_constant:
+        check_tensor_size([d * r for d, r in zip(x.shape, reps)], x.dtype.itemsize,
+                          "Tile's result")
         return ctx.const(np.tile(x.data, reps))
     if all(r == 1 for r in reps):
         return x

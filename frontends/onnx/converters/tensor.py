@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+from ..importer import check_tensor_size
 from ..registry import converter
 from .common import constant_array, ints, python_scalar, requested_outputs
 
@@ -39,12 +40,14 @@ def constant_of_shape(ctx, shape, value=None):
     fill = np.zeros(1, dtype=np.float32) if value is None else np.asarray(value)
     if fill.size != 1:
         ctx.fail(f"ConstantOfShape's value must hold one element, got {fill.size}")
+    check_tensor_size(dims, fill.dtype.itemsize, "ConstantOfShape's result")
     return constant_array(ctx, np.full(dims, fill.reshape(-1)[0], dtype=fill.dtype))
 
 
 @converter("Range", since=11)
-def range_(ctx, start, limit, delta):
-    """Folded at compile time: the length of the result fixes a static shape."""
+def range_(ctx, start, limit, delta, stash_type=1):
+    """Folded at compile time: the length of the result fixes a static shape (opset 27's
+    stash_type, the precision of the running sum, is moot when numpy computes it)."""
     first = ctx.value_of(start, "Range's start")
     last = ctx.value_of(limit, "Range's limit")
     step = ctx.value_of(delta, "Range's delta")

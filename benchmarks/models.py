@@ -1,0 +1,210 @@
+"""Kiln against ONNX Runtime (and Apache TVM when installed), side by side, in one process.
+
+    python -m kiln.benchmarks.models --output docs/performance.md
+
+For each test model (batch 1, BERT at seq 128): compile with Kiln, then at 1 and at 2
+threads time Kiln and ONNX Runtime alternately, run by run (warm-up first), and report the
+median and p90 latency of each and the Kiln/peer ratio of medians, as a markdown table
+headed by the machine's CPU model and vector flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .machine import cpu_summary
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from models import load_test_model  # noqa: E402  (tests/models.py: the project's test models)
+
+MODELS = ["resnet18", "mobilenet_v2", "squeezenet1_1", "bert_small_random"]
+SEQ = 128
+
+
+@dataclass
+class Timing:
+    """Latencies of one runner, in milliseconds."""
+
+    samples: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def p90(self) -> float:
+        ordered = sorted(self.samples)
+        return ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))]
+
+
+def model_inputs(model) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Deterministic inputs for a test model and the dims to pin."""
+    rng = np.random.default_rng(0)
+    names = [i.name for i in model.graph.input]
+    if "input_ids" in names:
+        feed = {"input_ids": rng.integers(0, 1000, (1, SEQ)).astype(np.int64),
+                "attention_mask": np.ones((1, SEQ), np.int64),
+                "token_type_ids": np.zeros((1, SEQ), np.int64)}
+        return {k: v for k, v in feed.items() if k in names}, {"batch": 1, "seq": SEQ}
+    return {names[0]: rng.standard_normal((1, 3, 224, 224)).astype(np.float32)}, {"batch": 1}
+
+
+def ort_runner(model, threads: int) -> Callable[[dict], object]:
+    """ONNX Runtime's CPU provider with all graph optimizations, `threads` intra-op threads."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    session = ort.InferenceSession(model.SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
+    return lambda feed: session.run(None, feed)
+
+
+def tvm_runner(model, feed: dict, threads: int) -> Callable[[dict], object] | None:
+    """Apache TVM (Relax frontend, default pipeline, no tuning) when it is importable."""
+    try:
+        import tvm
+        from tvm import relax
+        from tvm.relax.frontend.onnx import from_onnx
+    except ImportError:
+        return None
+    mod = from_onnx(model, shape_dict={k: v.shape for k, v in feed.items()})
+    target = tvm.target.Target({"kind": "llvm", "mcpu": "native", "num-cores": threads})
+    executable = relax.build(mod, target=target)
+    vm = relax.VirtualMachine(executable, tvm.cpu())
+    args = [tvm.nd.array(feed[i.name]) for i in model.graph.input if i.name in feed]
+    return lambda _feed: vm["main"](*args)
+
+
+def time_alternately(runners: dict[str, Callable], feed: dict, warmup: int,
+                     runs: int, budget_s: float) -> dict[str, Timing]:
+    """Warm every runner up, then time them in turn, run by run, so drift hits all alike."""
+    for _ in range(warmup):
+        for run in runners.values():
+            run(feed)
+    samples: dict[str, list[float]] = {name: [] for name in runners}
+    deadline = time.perf_counter() + budget_s
+    for i in range(runs):
+        for name, run in runners.items():
+            start = time.perf_counter()
+            run(feed)
+            samples[name].append((time.perf_counter() - start) * 1e3)
+        if i >= 4 and time.perf_counter() > deadline:
+            break
+    return {name: Timing(s) for name, s in samples.items()}
+
+
+def bench_model(name: str, threads_list: list[int], workdir: Path, args) -> list[dict]:
+    """Rows of the table for one model: one per thread count."""
+    import kiln
+    from kiln.compiler.driver import compile_detailed
+    from kiln.runtime import load
+
+    model = load_test_model(name)
+    feed, dims = model_inputs(model)
+    result = compile_detailed(model, target="host", output=workdir / f"{name}.so", dims=dims,
+                              cpu=args.cpu)
+    rows = []
+    for threads in threads_list:
+        session = load(str(result.library), threads=threads)
+        runners = {"kiln": session.run, "ort": ort_runner(model, threads)}
+        if args.tvm:
+            tvm = tvm_runner(model, feed, threads)
+            if tvm is not None:
+                runners["tvm"] = tvm
+        timings = time_alternately(runners, feed, args.warmup, args.runs, args.budget)
+        row = {"model": name, "threads": threads, "timings": timings,
+               "compile_s": result.compile_seconds, "so_bytes": result.library_size,
+               "weights": result.weights_size}
+        if args.profile and threads == threads_list[0]:
+            from kiln.runtime.profile import format_profile, profile
+            row["profile"] = format_profile(profile(session, feed, runs=10), top=8)
+        rows.append(row)
+        session.close()
+        print(f"{name} x{threads}: " + ", ".join(
+            f"{k} {t.median:.2f} ms" for k, t in timings.items()), file=sys.stderr)
+    del kiln
+    return rows
+
+
+def render(rows: list[dict], command: str) -> str:
+    """The markdown report."""
+    peers = [p for p in ("ort", "tvm") if any(p in r["timings"] for r in rows)]
+    head = ["model", "threads", "Kiln median ms", "Kiln p90 ms"]
+    for p in peers:
+        label = {"ort": "ORT", "tvm": "TVM"}[p]
+        head += [f"{label} median ms", f"{label} p90 ms", f"Kiln/{label}"]
+    lines = ["# Performance: Kiln against its peers", "",
+             f"Machine: {cpu_summary()}; Python {platform.python_version()}.", "",
+             f"Command: `{command}`", "",
+             "Latency of one inference at batch 1 (BERT: seq 128), Kiln and each peer timed "
+             "alternately in one process; ratio = Kiln median / peer median (< 1: Kiln is "
+             "faster).", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        t = r["timings"]
+        cells = [r["model"], str(r["threads"]), f"{t['kiln'].median:.2f}",
+                 f"{t['kiln'].p90:.2f}"]
+        for p in peers:
+            if p in t:
+                cells += [f"{t[p].median:.2f}", f"{t[p].p90:.2f}",
+                          f"{t['kiln'].median / t[p].median:.2f}"]
+            else:
+                cells += ["-", "-", "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "| model | compile s | artifact MiB | weights MiB |", "|---|---|---|---|"]
+    for r in rows:
+        if r["threads"] == rows[0]["threads"]:
+            lines.append(f"| {r['model']} | {r['compile_s']:.1f} | "
+                         f"{r['so_bytes'] / 2**20:.2f} | {r['weights'] / 2**20:.2f} |")
+    profiled = [r for r in rows if "profile" in r]
+    if profiled:
+        lines += ["", "## Where Kiln's time goes (`kiln run OUT.so --profile`, "
+                  f"{profiled[0]['threads']} thread, top groups)", ""]
+        for r in profiled:
+            lines += [f"{r['model']}:", "", "```", r["profile"], "```", ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Benchmark the models and print (and optionally write) the markdown table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="*", default=MODELS)
+    parser.add_argument("--threads", nargs="*", type=int, default=[1, 2])
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=50, help="most timed runs per runner")
+    parser.add_argument("--budget", type=float, default=20.0,
+                        help="seconds per model and thread count (at least 5 runs)")
+    parser.add_argument("--cpu", default=None, help="Kiln's --cpu (default: this host)")
+    parser.add_argument("--no-tvm", dest="tvm", action="store_false")
+    parser.add_argument("--profile", action="store_true",
+                        help="add each model's top fused groups by time (first thread count)")
+    parser.add_argument("--output", help="also write the table to this markdown file")
+    args = parser.parse_args(argv)
+    command = "python -m kiln.benchmarks.models " + " ".join(argv if argv is not None
+                                                             else sys.argv[1:])
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="kiln-bench-") as tmp:
+        for name in args.models:
+            rows += bench_model(name, args.threads, Path(tmp), args)
+    text = render(rows, command.strip())
+    print(text)
+    if args.output:
+        Path(args.output).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

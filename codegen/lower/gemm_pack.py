@@ -1,0 +1,35 @@
+"""Compile-time weight packing: the constants the microkernels read, in their panel layout.
+
+`prepack` decides, group by group, which conv/matmul goes through the GEMM path for a vector
+width and returns each packed constant by the id of the Value it replaces in the weights
+blob. The lowerings read `Storage.packed` to know the layout, so the decision is made once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...compiler.ir import FusedGroup, Graph
+from .conv_gemm import conv_gemm_tile, pack_conv_weight
+from .matmul_gemm import matmul_gemm_tile, pack_matmul_weight
+
+
+def prepack(graph: Graph, vector_bits: int) -> dict[int, np.ndarray]:
+    """id(constant) -> its packed data, for every group that takes the microkernel path."""
+    packed: dict[int, np.ndarray] = {}
+    for group in graph.groups or []:
+        data = _pack_group(group, vector_bits)
+        if data is not None:
+            packed[id(group.anchor.inputs[1])] = data
+    return packed
+
+
+def _pack_group(group: FusedGroup, vector_bits: int) -> np.ndarray | None:
+    node = group.anchor
+    if node.op == "conv2d":
+        tile = conv_gemm_tile(group, vector_bits)
+        return pack_conv_weight(node, tile) if tile is not None else None
+    if node.op == "matmul":
+        tile = matmul_gemm_tile(group, vector_bits)
+        return pack_matmul_weight(node, tile) if tile is not None else None
+    return None

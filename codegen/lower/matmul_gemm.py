@@ -1,0 +1,140 @@
+"""matmul through the microkernel: C[m, n] = A[m, k] @ B[k, n].
+
+Two cases take this path:
+- B is a constant (a linear layer): packed at compile time into panels of nr columns
+  (gemm.pack_columns, zero-padded); A's leading dims fold into M. A task is a group of
+  column panels; it walks A's rows mr at a time, splatting them straight from the
+  activation, and runs each row block against every panel of its group.
+- B is computed (attention) with N a multiple of nr: B's rows are read in place. A task is
+  one (batch, column panel) pair.
+The fused epilogue (bias, residual, scaling) is applied while the tile is written out.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ...compiler.dtypes import DType
+from ...compiler.ir import FusedGroup, Node
+from .. import kernel_ir as K
+from .common import LowerContext, epilogue, group_output
+from .gemm import Tile, merged_shape, microkernel, pack_columns, tile_for
+
+#: bytes of B panels a task keeps hot (half of a 1 MiB L2)
+_L2_BUDGET = 512 * 1024
+#: make at least this many tasks when there are enough panels (2 threads, with slack)
+_MIN_TASKS = 4
+
+
+def matmul_gemm_tile(group: FusedGroup, vector_bits: int) -> Tile | None:
+    """The tile the GEMM path uses for this matmul group, or None (use the scalar loops)."""
+    node = group.anchor
+    tile = tile_for(vector_bits)
+    if tile is None or node.op != "matmul":
+        return None
+    a, b = node.inputs
+    if a.dtype is not DType.float32 or b.dtype is not DType.float32 \
+            or group.nodes[-1].output.dtype is not DType.float32:
+        return None
+    out_shape = node.output.shape
+    rank = len(out_shape)
+    if _packed_b(node):
+        spans = [(0, rank - 1), (rank - 1, rank)]
+    elif b.shape[-1] % tile.nr == 0 and list(a.shape[:-2]) == list(out_shape[:-2]) \
+            and list(b.shape[:-2]) == list(out_shape[:-2]):
+        spans = [(0, rank - 2), (rank - 2, rank - 1), (rank - 1, rank)]
+    else:
+        return None
+    for member in group.nodes[1:]:
+        for v in member.inputs:
+            if merged_shape(v.shape, out_shape, spans) is None:
+                return None
+    return tile
+
+
+def _packed_b(node: Node) -> bool:
+    """B is a constant read only here, with no batch dims: it gets packed panels."""
+    b = node.inputs[1]
+    return b.is_constant and len(b.users) == 1 and math.prod(b.shape[:-2]) == 1
+
+
+def pack_matmul_weight(node: Node, tile: Tile) -> np.ndarray | None:
+    """B [.., K, N] as column panels, or None when B is not packed (computed B)."""
+    if not _packed_b(node):
+        return None
+    b = node.inputs[1].data.astype(np.float32)
+    return pack_columns(b.reshape(b.shape[-2], b.shape[-1]), tile.nr)
+
+
+def lower_matmul_gemm(ctx: LowerContext, group: FusedGroup, tile: Tile) -> list[K.Stmt]:
+    """The kernel of one matmul group through the microkernel."""
+    node = group.anchor
+    a, b = node.inputs
+    full_shape = node.output.shape
+    rank = len(full_shape)
+    k_, n_ = a.shape[-1], b.shape[-1]
+    nr = tile.nr
+    panels = -(-n_ // nr)
+    packed = id(b) in ctx.storage.packed
+    if packed:
+        batches, m_ = 1, math.prod(full_shape[:-1])
+        spans = [(0, rank - 1), (rank - 1, rank)]
+    else:
+        batches, m_ = math.prod(full_shape[:-2]), full_shape[-2]
+        spans = [(0, rank - 2), (rank - 2, rank - 1), (rank - 1, rank)]
+    names = ctx.names
+    out = ctx.buf(group_output(ctx, group))
+    abuf, bbuf = ctx.buf(a), ctx.buf(b)
+    acc = K.Buffer(names.var("tile").name, DType.float32, tile.mr * nr, "local")
+    ctx.buffers[id(acc)] = acc
+
+    # A task is a group of column panels: each block of mr rows of A, read once, meets
+    # every panel of the group while the group's B stays in L2.
+    group_size = max(1, min(_L2_BUDGET // (k_ * nr * 4), -(-panels // _MIN_TASKS)))
+    groups = -(-panels // group_size)
+    t = names.var("task")
+    bi = t // groups
+    pj = names.var("pj")
+    j0 = pj * nr
+    a_base = bi * (m_ * k_)
+    b_base = bi * (k_ * n_)
+    out_base = bi * (m_ * n_)
+    ncols = names.var("ncols")
+    pj_hi = names.var("pj_hi")
+    body: list[K.Stmt] = [K.Let(pj_hi, K.minimum(panels, (t % groups) * group_size
+                                                 + group_size))]
+    merged_out = [batches, m_, n_] if not packed else [m_, n_]
+
+    def shape_of(v):
+        return merged_shape(v.shape, full_shape, spans)
+
+    def b_at(k: K.Expr, v: int) -> K.Expr:
+        if packed:
+            return K.VecLoad(bbuf, pj * (k_ * nr) + k * nr + v * tile.lanes, tile.lanes)
+        return K.VecLoad(bbuf, b_base + k * n_ + j0 + v * tile.lanes, tile.lanes)
+
+    def rows_block(m0: K.Expr, rows: int) -> list[K.Stmt]:
+        def a_at(i: int, k: K.Expr) -> K.Expr:
+            return K.Load(abuf, a_base + (m0 + i) * k_ + k)
+
+        stmts: list[K.Stmt] = [K.Let(ncols, K.minimum(nr, n_ - j0))]
+        stmts += microkernel(names, tile, rows, k_, a_at, b_at, acc)
+        i, jc = names.var("i"), names.var("jc")
+        m = m0 + i
+        idx = [bi, m, j0 + jc] if not packed else [m, j0 + jc]
+        lets, value = epilogue(ctx, group.nodes[1:], node.output, K.Load(acc, i * nr + jc),
+                               merged_out, idx, shape_of)
+        index = out_base + m * n_ + j0 + jc
+        stmts.append(K.For(i, K.const(0), K.const(rows), [
+            K.For(jc, K.const(0), ncols, lets + [K.Store(out, index, value)], "vector")]))
+        return [K.For(pj, (t % groups) * group_size, pj_hi, stmts)]
+
+    full = m_ // tile.mr
+    if full:
+        mp = names.var("mp")
+        body.append(K.For(mp, K.const(0), K.const(full), rows_block(mp * tile.mr, tile.mr)))
+    if m_ % tile.mr:
+        body += rows_block(K.const(full * tile.mr), m_ % tile.mr)
+    return [K.For(t, K.const(0), K.const(batches * groups), body, "parallel")]

@@ -1,0 +1,107 @@
+"""Control flow: ONNX If.
+
+A branch is a subgraph that may read any name of the enclosing scopes. When the condition is
+known at compile time (a constant, a value computed from shapes, or an input the user pinned
+with `consts={"sr": 16000}` / `--const sr=16000`), only the branch taken is converted, inline,
+as if its nodes stood in place of the If.
+
+When the condition is only known at run time, both branches are converted inline and each
+output is chosen with an elementwise `where` on the condition. ONNX branches have no side
+effects, so this computes the same results; it costs the time of both branches, and needs both
+to produce the same types at the pinned shapes (otherwise pinning the condition is the fix).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from onnx import numpy_helper
+
+from ....compiler.dtypes import DType
+from ....compiler.errors import UnsupportedModelError
+from ..importer import convert_nodes
+from ..registry import converter, lookup, normalize_domain
+from .common import reshape
+
+
+
+def _pin_hint(ctx, cond) -> str:
+    """How to make `cond` known at compile time: name the graph inputs it depends on."""
+    inputs = {id(v): v.name for v in ctx.graph.inputs}
+    found, seen, stack = [], set(), [cond]
+    while stack:
+        value = stack.pop()
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        if id(value) in inputs:
+            found.append(inputs[id(value)])
+        elif value.producer is not None:
+            stack.extend(value.producer.inputs)
+    names = sorted(found) or ["INPUT"]
+    example = " ".join(f"--const {n}=VALUE" for n in names)
+    return (f"pin what the condition depends on at compile time: {example} "
+            f"(consts={{{', '.join(repr(n) + ': ...' for n in names)}}} in Python)")
+
+
+def convert_branch(ctx, branch: Any, which: str) -> list:
+    """Convert subgraph `branch` inline in the current scope; its output Values in order."""
+    missing = [f"{n.op_type} (node '{n.name or n.op_type}')" for n in branch.node
+               if lookup(normalize_domain(n.domain), n.op_type,
+                         ctx.opsets.get(normalize_domain(n.domain), 0)) is None]
+    if missing:
+        ctx.fail(f"the {which} branch uses ops Kiln has no converter for: "
+                 f"{', '.join(missing)}", "replace them with supported ops or file an issue")
+    outer_env, outer_node = ctx.env, ctx.node
+    scope = dict(outer_env)
+    for tensor in branch.initializer:
+        scope[tensor.name] = ctx.graph.constant(numpy_helper.to_array(tensor), tensor.name)
+    try:
+        convert_nodes(ctx, branch.node, scope)
+    finally:
+        ctx.env, ctx.node = outer_env, outer_node
+    outputs = []
+    for output in branch.output:
+        if output.name not in scope:
+            ctx.fail(f"the {which} branch never produces its output '{output.name}'")
+        outputs.append(scope[output.name])
+    return outputs
+
+
+def _run_time_branch(ctx, branch: Any, which: str, hint: str) -> list:
+    """convert_branch, for a condition known only at run time: say how to avoid it."""
+    try:
+        return convert_branch(ctx, branch, which)
+    except UnsupportedModelError as exc:
+        reasons = "; ".join(f"{p.node} ({p.op_type}): {p.reason}" for p in exc.problems)
+        ctx.fail(f"the condition is only known at run time, so both branches are compiled, "
+                 f"and the {which} branch cannot be at these shapes: {reasons}", hint)
+
+
+@converter("If", since=1)
+def if_(ctx, cond, then_branch=None, else_branch=None):
+    if then_branch is None or else_branch is None:
+        ctx.fail("If needs both then_branch and else_branch")
+    if cond.shape not in ((), (1,)) and int(np.prod(cond.shape)) != 1:
+        ctx.fail(f"If condition must hold one element, not shape {list(cond.shape)}")
+    if cond.is_constant:
+        taken = bool(np.asarray(cond.data).reshape(-1)[0])
+        outputs = convert_branch(ctx, then_branch if taken else else_branch,
+                                 "then" if taken else "else")
+        return outputs[0] if len(outputs) == 1 else outputs
+    hint = _pin_hint(ctx, cond)
+    then_out = _run_time_branch(ctx, then_branch, "then", hint)
+    else_out = _run_time_branch(ctx, else_branch, "else", hint)
+    if len(then_out) != len(else_out):
+        ctx.fail(f"the branches produce {len(then_out)} and {len(else_out)} outputs")
+    for index, (a, b) in enumerate(zip(then_out, else_out)):
+        if a.type != b.type:
+            ctx.fail(f"the condition is only known at run time, and output {index} differs "
+                     f"between branches ({a.type} vs {b.type}) at these shapes", hint)
+    flag = cond if cond.dtype is DType.bool else ctx.emit("cast", [cond], to=DType.bool)
+    if flag.shape != ():
+        flag = reshape(ctx, flag, ())
+    results = [a if a is b else ctx.emit("where", [flag, a, b])
+               for a, b in zip(then_out, else_out)]
+    return results[0] if len(results) == 1 else results

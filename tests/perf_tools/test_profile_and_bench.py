@@ -1,0 +1,56 @@
+"""`kiln run --profile` (time per fused group) and the benchmark report's table."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+from onnx import TensorProto, helper, numpy_helper
+
+import kiln
+from kiln.benchmarks.models import Timing, render
+from kiln.runtime import load
+from kiln.runtime.profile import format_profile, profile
+
+
+def _two_groups():
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((8, 4, 3, 3)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "W"], ["y"], name="conv", pads=[1] * 4),
+             helper.make_node("MaxPool", ["y"], ["o"], name="pool", kernel_shape=[2, 2],
+                              strides=[2, 2])]
+    graph = helper.make_graph(nodes, "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+                              [helper.make_tensor_value_info("o", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(w, "W")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_profile_names_every_group(tmp_path):
+    path = kiln.compile(_two_groups(), output=tmp_path / "m.so")
+    x = np.ones((1, 4, 8, 8), np.float32)
+    with load(path, threads=2) as session:
+        rows = profile(session, {"x": x}, runs=3)
+        before = session.run({"x": x})["o"]
+    assert [name for name, _ in rows] == ["conv", "pool"]
+    assert all(seconds >= 0 for _, seconds in rows) and sum(s for _, s in rows) > 0
+    assert before.shape == (1, 8, 4, 4)
+    text = format_profile(rows)
+    assert "conv" in text and "total" in text
+
+
+def test_cli_run_profile(tmp_path):
+    path = kiln.compile(_two_groups(), output=tmp_path / "m.so")
+    result = subprocess.run([sys.executable, "-m", "kiln", "run", str(path), "--repeat", "2",
+                             "--profile"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "pool" in result.stdout and "share" in result.stdout
+
+
+def test_benchmark_table_has_ratios():
+    rows = [{"model": "m", "threads": 1, "compile_s": 1.0, "so_bytes": 2 ** 20,
+             "weights": 2 ** 20,
+             "timings": {"kiln": Timing([1.0, 2.0, 3.0]), "ort": Timing([2.0, 4.0, 6.0])}}]
+    table = render(rows, "python -m kiln.benchmarks.models")
+    assert "| m | 1 | 2.00 | 3.00 | 4.00 | 6.00 | 0.50 |" in table
