@@ -14,6 +14,7 @@ _BINARY = {"+": "+", "-": "-", "*": "*", "/": "/", "%": "%", "<": "<", "<=": "<=
 
 #: generic intrinsic name -> C function, per float type (double drops the suffix)
 _MATH = {"exp": "expf", "log": "logf", "sqrt": "sqrtf", "tanh": "tanhf", "erf": "kiln_erff",
+         "exp_poly": "kiln_expf",
          "floor": "floorf", "ceil": "ceilf", "round": "nearbyintf", "sin": "sinf",
          "cos": "cosf", "abs": "fabsf", "log1p": "log1pf", "pow": "powf",
          "tan": "tanf", "asin": "asinf", "acos": "acosf", "atan": "atanf", "sinh": "sinhf",
@@ -58,6 +59,11 @@ class CRenderer:
             return f"({e.op}{self.expr(e.x)})"
         if isinstance(e, K.Call):
             return self._call(e)
+        if isinstance(e, K.Select) and _is_vector(e.a):   # a bitwise blend on the mask
+            cond, a, b = self.expr(e.cond), self.expr(e.a), self.expr(e.b)
+            mask = f"__typeof__({cond})"
+            return (f"((__typeof__({a}))(({cond} & ({mask}){a}) | "
+                    f"(~{cond} & ({mask}){b})))")
         if isinstance(e, K.Select):
             return f"({self.expr(e.cond)} ? {self.expr(e.a)} : {self.expr(e.b)})"
         if isinstance(e, K.Cast):
@@ -90,6 +96,8 @@ class CRenderer:
 
     def _call(self, e: K.Call) -> str:
         args = ", ".join(self.expr(a) for a in e.args)
+        if e.fn.startswith("kiln_"):   # a C prelude function (kiln_convert.h)
+            return f"{e.fn}({args})"
         if not e.dtype.is_float:
             if e.fn == "abs":
                 return f"kiln_iabs({args})"
@@ -137,7 +145,33 @@ class CRenderer:
             return lines + [f"{pad}}}"]
         if isinstance(s, K.Comment):
             return [f"{pad}/* {s.text.replace('*/', '* /')} */"]
+        if isinstance(s, K.Invoke):
+            return [f"{pad}{s.fn.name}({', '.join(self._argument(a) for a in s.args)});"]
         raise TypeError(f"cannot render {type(s).__name__}")
+
+    def _argument(self, a) -> str:
+        if isinstance(a, tuple):
+            buffer, index = a
+            return f"&{buffer.name}[{self.expr(index)}]"
+        return self.expr(a)
+
+    def function(self, fn: K.Function) -> str:
+        """A shared helper (K.Function): `static void <name>(params)`, never inlined, so one
+        copy serves every kernel that calls it."""
+        written = _written(fn.body)
+        params = []
+        for p in fn.params:
+            if isinstance(p, K.Buffer):
+                const = "" if id(p) in written else "const "
+                params.append(f"{const}{p.dtype.c_type} *restrict {p.name}")
+            else:
+                params.append(f"{p.dtype.c_type} {p.name}")
+        lines = vector_typedefs(fn.body)
+        lines += [f"/* {line} */" for line in fn.doc.splitlines()]
+        lines.append(f"static __attribute__((noinline)) void {fn.name}({', '.join(params)}) {{")
+        lines += self.stmts(fn.body, 1)
+        lines.append("}")
+        return "\n".join(lines)
 
     def buffer_decl(self, b: K.Buffer, written: bool) -> str:
         ctype = b.dtype.c_type
@@ -177,11 +211,26 @@ def _written(body: list[K.Stmt]) -> set[int]:
     for s in body:
         if isinstance(s, (K.Store, K.VecStore)):
             found.add(id(s.buffer))
+        elif isinstance(s, K.Invoke):   # a pointer the callee writes through
+            inner = _written(s.fn.body)
+            found |= {id(a[0]) for p, a in zip(s.fn.params, s.args)
+                      if isinstance(a, tuple) and id(p) in inner}
         elif isinstance(s, K.For):
             found |= _written(s.body)
         elif isinstance(s, K.If):
             found |= _written(s.then) | _written(s.orelse)
     return found
+
+
+def _is_vector(e: K.Expr) -> bool:
+    """Whether `e` has lanes (a vector epilogue's select arms are vectors or splats)."""
+    if isinstance(e, K.Select):
+        return _is_vector(e.a)
+    if isinstance(e, K.Unary):
+        return _is_vector(e.x)
+    if isinstance(e, K.Binary):
+        return _is_vector(e.a) or _is_vector(e.b)
+    return K.lanes_of(e) > 1
 
 
 def vector_type(dtype: DType, lanes: int) -> str:

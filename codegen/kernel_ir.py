@@ -405,3 +405,43 @@ def lanes_of(e: Expr) -> int:
 def fma(acc: Expr, a: Expr, b: Expr) -> Expr:
     """acc + a * b on vectors (the C compiler contracts it into one fused multiply-add)."""
     return Binary("+", acc, Binary("*", a, b, a.dtype), acc.dtype)
+
+
+# -- shared functions: a helper emitted once per module and called from kernels ---------------
+# A GEMM microkernel is the same code for every node with the same tile: kernels call one
+# static function instead of each inlining its own copy (C compile time stays flat).
+
+@dataclass(eq=False)
+class Function:
+    """A static helper shared by kernels, rendered once per module under `name` (two
+    Functions with one name must have one body). `params` are scalar Vars and Buffers of
+    storage 'param' (pointers)."""
+
+    name: str
+    params: list[Union[Var, Buffer]]
+    body: list[Stmt]
+    doc: str = ""
+
+
+@dataclass(eq=False)
+class Invoke(Stmt):
+    """Call `fn`: one argument per parameter, an Expr for a Var, an address (buffer, element
+    index) for a Buffer."""
+
+    fn: Function
+    args: list[Union[Expr, tuple[Buffer, Expr]]]
+
+
+def functions_called(body: list[Stmt]) -> list[Function]:
+    """The Functions `body` invokes, first use first, each once (by name)."""
+    found: dict[str, Function] = {}
+    for s in body:
+        if isinstance(s, Invoke):
+            found.setdefault(s.fn.name, s.fn)
+        elif isinstance(s, For):
+            for fn in functions_called(s.body):
+                found.setdefault(fn.name, fn)
+        elif isinstance(s, If):
+            for fn in functions_called(s.then) + functions_called(s.orelse):
+                found.setdefault(fn.name, fn)
+    return list(found.values())

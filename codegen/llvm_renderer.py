@@ -67,9 +67,9 @@ class KernelBuilder:
         i8 = ir.IntType(8)
         ptr = ir.PointerType()
         if buf.storage == "local":
-            slot = b.alloca(ir.ArrayType(elem, buf.numel), name=buf.name)
+            slot = b.alloca(elem, size=ir.Constant(ir.IntType(64), buf.numel), name=buf.name)
             slot.align = 64
-            return _Buffer(b.bitcast(slot, ptr), elem)
+            return _Buffer(slot, elem)
         if buf.storage == "weight":
             base = self.weights
         else:

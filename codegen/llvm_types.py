@@ -19,7 +19,8 @@ LLVM_MATH = {"exp": (None, "exp"), "log": (None, "log"), "tanh": (None, "tanh"),
              "log1p": (None, "log1p"), "pow": (None, "pow"),
              "sqrt": ("llvm.sqrt", "sqrt"), "floor": ("llvm.floor", "floor"),
              "ceil": ("llvm.ceil", "ceil"), "round": ("llvm.nearbyint", "nearbyint"),
-             "abs": ("llvm.fabs", "fabs")}
+             "abs": ("llvm.fabs", "fabs"),
+             "exp_poly": (None, "exp")}
 
 def is_signed(dtype: DType) -> bool:
     return dtype in _SIGNED

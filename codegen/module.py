@@ -13,6 +13,7 @@ import numpy as np
 from ..compiler.errors import Problem, UnsupportedModelError
 from ..compiler.ir import FusedGroup, Graph, Value
 from ..compiler.ops import op_def
+from ..compiler.ops.storage import check_storage_uses
 from . import kernel_ir as K
 from .c_renderer import CRenderer
 from .lower import LOWERINGS, LowerContext, Storage
@@ -63,6 +64,7 @@ def group_lowering(group: FusedGroup):
 
 def check_lowerable(graph: Graph) -> None:
     """Raise one error listing every group codegen has no lowering for."""
+    check_storage_uses(graph)
     problems = [Problem(g.anchor.name, g.anchor.op, "kiln", 0,
                         "no kernel lowering for this IR op",
                         "this is a gap in Kiln; please report it with the model")
@@ -109,6 +111,10 @@ def generate(graph: Graph, target_name: str, version: str,
         body = group_lowering(group)(ctx, group)
         kernel = K.Kernel(c_identifier(group.name, "k_", kernel_names), _describe(group),
                           list(ctx.buffers.values()), body)
+        for fn in K.functions_called(body):   # shared helpers (microkernels): once each
+            if fn.name not in kernel_names:
+                kernel_names.add(fn.name)
+                kernels.append(renderer.function(fn))
         if external_kernels is None:
             kernels.append(renderer.kernel(kernel))
         else:   # rendered elsewhere (the LLVM renderer): declared here, collected there

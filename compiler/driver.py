@@ -58,6 +58,7 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
     """
     from .. import __version__
     from ..codegen.module import generate
+    from .ops.storage import check_storage_uses
     from ..frontends.onnx import import_model, load_model
     from ..passes.manager import run_passes
     from ..runtime.abi import ModelSpec, TensorSpec, check_prefix
@@ -90,6 +91,7 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
     proto = load_model(model)
     t = phase("load", t)
     graph: Graph = import_model(proto, dims=dims, shapes=shapes, consts=consts)
+    check_storage_uses(graph, renderer=emit)
     t = phase("import", t)
     graph = run_passes(graph, verify_each=verify, dump_after=set(dump_ir_after), log=log)
     t = phase("passes", t)

@@ -10,6 +10,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from ..compiler.dtypes import DType
+
 #: The issue's tolerances: rtol 1e-3, atol 1e-7; integers and bools exactly; NaN equals NaN.
 RTOL, ATOL = 1e-3, 1e-7
 #: float16 outputs: two float16 ulps (2**-9), since the reference rounds every intermediate
@@ -129,6 +131,8 @@ def compare(actual: np.ndarray, expected: np.ndarray) -> str | None:
         return f"dtype {actual.dtype} != expected {expected.dtype}"
     if actual.shape != expected.shape:
         return f"shape {actual.shape} != expected {expected.shape}"
+    if _is_storage(expected.dtype):
+        return _compare_storage(actual, expected)
     if expected.dtype.kind in "fc":
         a = actual.astype(np.float64)
         e = expected.astype(np.float64)
@@ -152,4 +156,28 @@ def compare(actual: np.ndarray, expected: np.ndarray) -> str | None:
         where = tuple(int(i) for i in np.argwhere(bad)[0]) if bad.ndim else ()
         return (f"{int(np.sum(bad))}/{bad.size} elements differ, e.g. at {where}: "
                 f"{actual[where]!r} vs expected {expected[where]!r}")
+    return None
+
+
+def _is_storage(dtype: np.dtype) -> bool:
+    """Whether `dtype` is an ml_dtypes storage type (bfloat16, float8, int4, ...)."""
+    try:
+        return DType.from_numpy(dtype).is_storage
+    except KeyError:
+        return False
+
+
+def _compare_storage(actual: np.ndarray, expected: np.ndarray) -> str | None:
+    """ml_dtypes storage types (bfloat16, float8, float4, int4, int2, ...): exactly, as the
+    float32 values they stand for, NaN equal to NaN."""
+    try:
+        a = actual.astype(np.float32)
+        e = expected.astype(np.float32)
+    except (TypeError, ValueError):
+        return f"cannot compare dtype {expected.dtype} as float32"
+    bad = ~((a == e) | (np.isnan(a) & np.isnan(e)))
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0]) if bad.ndim else ()
+        return (f"{int(bad.sum())}/{bad.size} elements differ, e.g. at {where}: "
+                f"{a[where]!r} vs expected {e[where]!r}")
     return None

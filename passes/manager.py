@@ -20,6 +20,7 @@ from .decompose import decompose
 from .fold_batchnorm import fold_batchnorm
 from .fold_constants import fold_constants
 from .fuse import fuse
+from .fuse_attention import fuse_attention
 from .fuse_gelu import fuse_gelu
 from .fuse_layer_norm import fuse_layer_norm
 from .plan_memory import plan_memory
@@ -40,6 +41,8 @@ PIPELINE: list[Pass] = [
     Pass("dce", dce, "drop nodes whose results nobody reads"),
     Pass("fuse_layer_norm", fuse_layer_norm, "decomposed LayerNorm chains -> one layer_norm"),
     Pass("fuse_gelu", fuse_gelu, "x*0.5*(1+erf(x/sqrt2)) -> gelu, so it joins a matmul epilogue"),
+    Pass("fuse_attention", fuse_attention,
+         "QK^T, scale, mask, softmax, xV and the head transposes -> one attention kernel"),
     Pass("fold_batchnorm", fold_batchnorm, "merge batch_norm into the conv before it"),
     Pass("decompose", decompose, "lower the remaining batch_norms to mul + add"),
     Pass("fold_constants", fold_constants, "fold what decomposition made constant"),

@@ -62,7 +62,7 @@ class TensorSpec:
 
     @property
     def nbytes(self) -> int:
-        return math.prod(self.shape) * DType(self.dtype_code).itemsize
+        return DType(self.dtype_code).nbytes(math.prod(self.shape))
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ..compiler.dtypes import DType
+from ..compiler.dtypes import DType, pack_array, unpack_array
 from ..compiler.errors import ArtifactError, KilnError, RuntimeFailure
 from .build import INCLUDE_DIR, RUNTIME_DIR
 from .elf import ElfInfo
@@ -164,7 +164,8 @@ class EmulatedSession(Session):
             if self._handle is None:
                 raise RuntimeFailure(f"{self.path}: the session is closed")
             try:
-                self._process.stdin.write(b"R" + b"".join(a.tobytes() for a in arrays))
+                self._process.stdin.write(b"R" + b"".join(
+                    pack_array(a, DType.from_numpy(a.dtype)).tobytes() for a in arrays))
                 self._process.stdin.flush()
             except (OSError, ValueError):
                 raise self._failure("sending inputs") from None
@@ -172,7 +173,8 @@ class EmulatedSession(Session):
             if status != 0:
                 raise RuntimeFailure(f"{self.path}: running failed under emulation "
                                      f"({status}): {self._read_str()}")
-            return {t.name: np.frombuffer(self._read(t.nbytes), t.dtype).reshape(t.shape).copy()
+            return {t.name: unpack_array(np.frombuffer(self._read(t.nbytes), np.uint8),
+                                         DType.from_numpy(t.dtype), t.shape).copy()
                     for t in self.outputs}
 
     def close(self) -> None:

@@ -35,7 +35,13 @@ enum {
     KILN_DTYPE_FLOAT32 = 1, KILN_DTYPE_UINT8 = 2, KILN_DTYPE_INT8 = 3, KILN_DTYPE_UINT16 = 4,
     KILN_DTYPE_INT16 = 5, KILN_DTYPE_INT32 = 6, KILN_DTYPE_INT64 = 7, KILN_DTYPE_BOOL = 9,
     KILN_DTYPE_FLOAT16 = 10, KILN_DTYPE_FLOAT64 = 11, KILN_DTYPE_UINT32 = 12,
-    KILN_DTYPE_UINT64 = 13
+    KILN_DTYPE_UINT64 = 13,
+    /* Storage types, as ONNX encodes them. The 4- and 2-bit ones are packed: element i sits in
+     * byte i*bits/8, lowest bits first, so n elements take ceil(n*bits/8) bytes (nbytes). */
+    KILN_DTYPE_BFLOAT16 = 16, KILN_DTYPE_FLOAT8E4M3FN = 17, KILN_DTYPE_FLOAT8E4M3FNUZ = 18,
+    KILN_DTYPE_FLOAT8E5M2 = 19, KILN_DTYPE_FLOAT8E5M2FNUZ = 20, KILN_DTYPE_UINT4 = 21,
+    KILN_DTYPE_INT4 = 22, KILN_DTYPE_FLOAT4E2M1 = 23, KILN_DTYPE_FLOAT8E8M0 = 24,
+    KILN_DTYPE_UINT2 = 25, KILN_DTYPE_INT2 = 26
 };
 
 /* One input or output. Pointers stay valid while the library is loaded. */

@@ -34,8 +34,9 @@ typedef struct kiln_exec {
 /* A kernel body over tasks [lo, hi) of its parallel loop. */
 typedef void (*kiln_task_fn)(const kiln_exec *e, int64_t lo, int64_t hi);
 
-/* Run fn over tasks [0, n), split statically across the session's threads; returns when all
- * are done. With one thread (or n == 1) it calls fn(e, 0, n) on the calling thread. */
+/* Run fn over tasks [0, n), split into fixed contiguous chunks that the session's threads
+ * claim as they go (tasks must be independent); returns when all are done. With one thread
+ * (or n == 1) it calls fn(e, 0, n) on the calling thread. */
 KILN_HIDDEN void kiln_parallel_for(const kiln_exec *e, kiln_task_fn fn, int64_t n);
 
 typedef struct kiln_model {

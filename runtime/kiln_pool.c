@@ -1,11 +1,14 @@
 /* The thread pool behind kiln_parallel_for (kiln_model.h).
  *
  * A pool of T threads is the caller plus T-1 workers started once, at session create.
- * kiln_parallel_for(e, fn, n) splits [0, n) statically into T contiguous chunks (chunk c is
- * the same range whoever runs it). Worker c runs chunk c; the caller runs chunk 0 and then
- * every chunk no worker has claimed yet, so a worker that is asleep, or waiting for a CPU
- * when there are more threads than cores, does not hold the caller up. A chunk is claimed by
- * a compare-and-swap of its stamp from the previous job's number to this job's.
+ * kiln_parallel_for(e, fn, n) splits [0, n) statically into up to KILN_CHUNKS_PER_THREAD * T
+ * contiguous chunks (chunk c is the same range whoever runs it), and every thread, the
+ * caller included, claims the next unclaimed chunk until none is left. So a worker that is
+ * asleep, or waiting for a CPU when there are more threads than cores (a busy machine), holds
+ * the caller up by one small chunk at most, and uneven task counts balance out. A claim is a
+ * compare-and-swap on one 64-bit word holding the job's number (high half) and the next
+ * chunk (low half): a thread that wakes late for a finished job sees another number and
+ * claims nothing.
  *
  * Waiting threads spin (KILN_SPIN_COUNT pause instructions), then yield the CPU
  * (KILN_YIELD_COUNT times), then sleep on a condition variable: kernels come in quick
@@ -17,6 +20,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,11 +32,10 @@
 #ifndef KILN_YIELD_COUNT
 #define KILN_YIELD_COUNT 100
 #endif
+#ifndef KILN_CHUNKS_PER_THREAD
+#define KILN_CHUNKS_PER_THREAD 4
+#endif
 #define BACKOFF_STEPS (KILN_SPIN_COUNT + KILN_YIELD_COUNT)
-
-typedef struct kiln_chunk {
-    _Alignas(64) atomic_uint stamp; /* number of the last job whose chunk was claimed */
-} kiln_chunk;
 
 typedef struct kiln_worker {
     struct kiln_pool *pool;
@@ -43,12 +46,12 @@ typedef struct kiln_worker {
 struct kiln_pool {
     int num_threads;
     kiln_worker *workers;
-    kiln_chunk *chunks; /* num_threads of them, one cache line each */
     pthread_mutex_t mutex;
     pthread_cond_t wake;    /* workers sleep here */
     pthread_cond_t done;    /* the caller sleeps here */
     atomic_uint job;        /* number of the current job, bumped to publish one */
-    atomic_int pending;     /* chunks of the current job not finished yet */
+    _Alignas(64) _Atomic uint64_t next; /* (job number << 32) | next chunk to claim */
+    _Alignas(64) atomic_int pending;    /* chunks of the current job not finished yet */
     atomic_int sleepers;    /* workers asleep or about to sleep */
     atomic_int caller_asleep;
     int stop;
@@ -77,19 +80,26 @@ static inline void backoff(int step) {
 #endif
 }
 
-/* Run chunk c of job `job` unless another thread has claimed it. */
-static void try_chunk(kiln_pool *pool, unsigned job, int c) {
-    unsigned previous = job - 1;
-    if (!atomic_compare_exchange_strong(&pool->chunks[c].stamp, &previous, job)) return;
-    int64_t n = pool->n, t = pool->num_threads;
-    int64_t base = n / t, rem = n % t;
-    int64_t lo = c * base + (c < rem ? c : rem);
-    int64_t hi = lo + base + (c < rem ? 1 : 0);
-    if (lo < hi) pool->fn(pool->exec, lo, hi);
-    if (atomic_fetch_sub(&pool->pending, 1) == 1 && atomic_load(&pool->caller_asleep)) {
-        pthread_mutex_lock(&pool->mutex);
-        pthread_cond_signal(&pool->done);
-        pthread_mutex_unlock(&pool->mutex);
+/* Claim and run chunks of job `job` until none is left (or the job is over). The claim
+ * word is (job << 32) | (chunks << 16) | next: deciding from it alone, a thread never claims
+ * for a finished job, and once it holds a chunk the job (and pool->fn, n) cannot change. */
+static void run_chunks(kiln_pool *pool, unsigned job) {
+    uint64_t v = atomic_load(&pool->next);
+    for (;;) {
+        if ((unsigned)(v >> 32) != job) return;
+        int64_t chunks = (int64_t)((v >> 16) & 0xffffu), c = (int64_t)(v & 0xffffu);
+        if (c >= chunks) return;
+        if (!atomic_compare_exchange_weak(&pool->next, &v, v + 1)) continue;
+        int64_t n = pool->n, base = n / chunks, rem = n % chunks;
+        int64_t lo = c * base + (c < rem ? c : rem);
+        int64_t hi = lo + base + (c < rem ? 1 : 0);
+        if (lo < hi) pool->fn(pool->exec, lo, hi);
+        if (atomic_fetch_sub(&pool->pending, 1) == 1 && atomic_load(&pool->caller_asleep)) {
+            pthread_mutex_lock(&pool->mutex);
+            pthread_cond_signal(&pool->done);
+            pthread_mutex_unlock(&pool->mutex);
+        }
+        v = atomic_load(&pool->next);
     }
 }
 
@@ -114,7 +124,7 @@ static void *worker_main(void *arg) {
         }
         seen = job;
         if (pool->stop) return NULL;
-        try_chunk(pool, job, self->index);
+        run_chunks(pool, job);
     }
 }
 
@@ -138,14 +148,19 @@ KILN_HIDDEN void kiln_parallel_for(const kiln_exec *e, kiln_task_fn fn, int64_t 
         fn(e, 0, n);
         return;
     }
+    int64_t chunks = (int64_t)pool->num_threads * KILN_CHUNKS_PER_THREAD;
+    if (chunks > n) chunks = n;
+    if (chunks > 0xffff) chunks = 0xffff;
     pool->fn = fn;
     pool->exec = e;
     pool->n = n;
-    atomic_store(&pool->pending, pool->num_threads);
-    unsigned job = publish(pool);
+    atomic_store(&pool->pending, (int)chunks);
+    unsigned job = atomic_load(&pool->job) + 1;
+    atomic_store(&pool->next, ((uint64_t)job << 32) | ((uint64_t)chunks << 16));
+    publish(pool);
 
     in_task = 1;
-    for (int c = 0; c < pool->num_threads; c++) try_chunk(pool, job, c);
+    run_chunks(pool, job);
     in_task = 0;
 
     for (int i = 0; atomic_load(&pool->pending) != 0 && i < BACKOFF_STEPS; i++) backoff(i);
@@ -167,7 +182,6 @@ static void pool_free(kiln_pool *pool, int started) {
     pthread_cond_destroy(&pool->done);
     pthread_cond_destroy(&pool->wake);
     pthread_mutex_destroy(&pool->mutex);
-    free(pool->chunks);
     free(pool->workers);
     free(pool);
 }
@@ -175,19 +189,17 @@ static void pool_free(kiln_pool *pool, int started) {
 KILN_HIDDEN void kiln_pool_destroy(kiln_pool *pool) { pool_free(pool, pool->num_threads - 1); }
 
 KILN_HIDDEN int kiln_pool_create(int num_threads, kiln_pool **out, int *failed_worker) {
-    kiln_pool *pool = calloc(1, sizeof *pool);
+    kiln_pool *pool = aligned_alloc(64, sizeof *pool);   /* its atomics sit on own lines */
+    if (pool != NULL) memset(pool, 0, sizeof *pool);
     kiln_worker *workers = calloc((size_t)num_threads - 1, sizeof *workers);
-    kiln_chunk *chunks = aligned_alloc(64, (size_t)num_threads * sizeof *chunks);
-    if (pool == NULL || workers == NULL || chunks == NULL) {
+    if (pool == NULL || workers == NULL) {
         free(pool);
         free(workers);
-        free(chunks);
         return ENOMEM;
     }
-    for (int c = 0; c < num_threads; c++) atomic_init(&chunks[c].stamp, 0);
+    atomic_init(&pool->next, 0);
     pool->num_threads = num_threads;
     pool->workers = workers;
-    pool->chunks = chunks;
     pthread_mutex_init(&pool->mutex, NULL);
     pthread_cond_init(&pool->wake, NULL);
     pthread_cond_init(&pool->done, NULL);

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..compiler.dtypes import DType
+from ..compiler.dtypes import DType, pack_array, unpack_array
 from ..compiler.errors import ArtifactError, InputError, KilnError, RuntimeFailure
 from .abi import ABI_VERSION, Status, check_prefix
 from .elf import ET_DYN, host_arch, host_arch_name, read_elf
@@ -197,16 +197,19 @@ class Session:
 
     def run(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the model; returns {output name: array} in the model's output order."""
-        arrays = self._check_feed(feed)
-        results = {t.name: np.empty(t.shape, t.dtype) for t in self.outputs}
+        arrays = [pack_array(a, DType.from_numpy(a.dtype)) for a in self._check_feed(feed)]
+        buffers = {t.name: np.empty(t.shape, t.dtype) if not _packed(t.dtype)
+                   else np.empty(max(t.nbytes, 1), np.uint8) for t in self.outputs}
         inputs = (ctypes.c_void_p * max(len(arrays), 1))(*[a.ctypes.data for a in arrays])
-        outputs = (ctypes.c_void_p * max(len(results), 1))(
-            *[a.ctypes.data for a in results.values()])
+        outputs = (ctypes.c_void_p * max(len(buffers), 1))(
+            *[a.ctypes.data for a in buffers.values()])
         with self._lock:
             if self._handle is None:
                 raise RuntimeFailure(f"{self.path}: the session is closed")
             self._check(self._lib["session_run"](self._handle, inputs, outputs), "running")
-        return results
+        return {t.name: buffers[t.name] if not _packed(t.dtype)
+                else unpack_array(buffers[t.name], DType.from_numpy(t.dtype), t.shape)
+                for t in self.outputs}
 
     def _check_feed(self, feed) -> list[np.ndarray]:
         if not isinstance(feed, Mapping):
@@ -263,6 +266,15 @@ class Session:
         ins = ", ".join(map(str, self.inputs))
         outs = ", ".join(map(str, self.outputs))
         return f"<kiln Session {self.name!r} from {self.path}: ({ins}) -> ({outs})>"
+
+
+def _packed(dtype: np.dtype) -> bool:
+    """Whether numpy `dtype` is a sub-byte type (one item per element in numpy, packed
+    several to a byte in the artifact's buffers)."""
+    try:
+        return DType.from_numpy(dtype).is_packed
+    except KeyError:
+        return False
 
 
 def _check_threads(threads) -> int:

@@ -634,11 +634,13 @@ def cases() -> list[OpCase]:
     """Every single-node case, in a stable order with unique ids."""
     from op_cases_encoder import (_control_and_quantize_cases, _encoder_cases,
                                   _recurrent_cases)
+    from op_cases_more import more_cases
 
     everything = (_binary_cases() + _unary_cases() + _activation_cases() + _conv_cases()
                   + _pool_cases() + _matmul_cases() + _normalization_cases() + _reduce_cases()
                   + _shape_cases() + _movement_cases() + _tensor_cases()
-                  + _recurrent_cases() + _control_and_quantize_cases() + _encoder_cases())
+                  + _recurrent_cases() + _control_and_quantize_cases() + _encoder_cases()
+                  + more_cases())
     ids = [c.id for c in everything]
     duplicates = {i for i in ids if ids.count(i) > 1}
     assert not duplicates, f"duplicate case ids: {sorted(duplicates)}"

@@ -66,16 +66,16 @@ def _tiny_case(tmp_path, name="test_relu_tiny", expected_shift=0.0):
 def test_runner_classifies_pass_wrong_unsupported_and_hang(tmp_path):
     good = _tiny_case(tmp_path)
     bad = _tiny_case(tmp_path, "test_relu_off", expected_shift=1.0)
-    graph = helper.make_graph([helper.make_node("Det", ["x"], ["y"])], "g",
+    graph = helper.make_graph([helper.make_node("Bernoulli", ["x"], ["y"])], "g",
                               [helper.make_tensor_value_info("x", 1, [2, 2])],
-                              [helper.make_tensor_value_info("y", 1, [])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
-    _write_case(tmp_path / "test_det_x", model, [np.eye(2, dtype=np.float32)],
-                [np.array(1, np.float32)])
-    unsupported = NodeTest("test_det_x", tmp_path / "test_det_x")
+                              [helper.make_tensor_value_info("y", 1, [2, 2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 15)])
+    _write_case(tmp_path / "test_bernoulli_x", model, [np.eye(2, dtype=np.float32)],
+                [np.eye(2, dtype=np.float32)])
+    unsupported = NodeTest("test_bernoulli_x", tmp_path / "test_bernoulli_x")
     outcomes = run_tests([good, bad, unsupported], jobs=2)
     assert [o.status for o in outcomes] == ["pass", "wrong", "unsupported"], outcomes
-    assert outcomes[0].op == "Relu" and "Det" in outcomes[2].reason
+    assert outcomes[0].op == "Relu" and "Bernoulli" in outcomes[2].reason
     # a test past its time limit is killed and counted as a crash; the next one still runs
     hung = run_tests([good, good], jobs=1, timeout=0.05)
     assert [o.status for o in hung] == ["crash", "crash"]

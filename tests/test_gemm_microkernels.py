@@ -137,3 +137,97 @@ def test_depthwise_conv_with_clip(compile_and_load, channels, k, s, pads, d, siz
                                                   [2, channels, size, size])],
                    helper.make_tensor_value_info("o", TensorProto.FLOAT, None), initializers)
     _check(compile_and_load, model, {"x": _f32(rng, 2, channels, size, size)})
+
+
+# -- the cache-blocked matmul schedule (matmul_blocked.py) and shared microkernels --------------
+
+EPILOGUES = {  # name -> (nodes after MatMul y, extra graph inputs), output "o"
+    "bias_clip": lambda: ([helper.make_node("Add", ["y", "b"], ["z"]),
+                           helper.make_node("Clip", ["z", "lo", "hi"], ["o"])], ["b"]),
+    "residual_relu": lambda: ([helper.make_node("Add", ["y", "r"], ["z"]),
+                               helper.make_node("Relu", ["z"], ["o"])], ["r"]),
+    "row_scale_tanh": lambda: ([helper.make_node("Mul", ["y", "s"], ["z"]),
+                                helper.make_node("Tanh", ["z"], ["o"])], ["s"]),
+    "none": lambda: ([helper.make_node("Identity", ["y"], ["o"])], []),
+}
+
+
+@pytest.mark.parametrize("m,k,n,epi", [(200, 800, 50, "bias_clip"), (97, 400, 64, "residual_relu"),
+                                       (13, 1000, 35, "row_scale_tanh"), (90, 385, 16, "none"),
+                                       (2800, 8, 20, "bias_clip")])
+def test_blocked_matmul(compile_and_load, m, k, n, epi):
+    """Several row blocks (more than tasks, at M=2800), K blocks (partial sums in the
+    output) and a ragged last panel, with epilogues that run on vectors (bias, clip,
+    residual, relu) and one that falls back to the scalar loop (tanh)."""
+    rng = np.random.default_rng(m + k + n)
+    nodes, extra = EPILOGUES[epi]()
+    inits = [numpy_helper.from_array(_f32(rng, k, n), "W"),
+             numpy_helper.from_array(_f32(rng, n), "b"),
+             numpy_helper.from_array(np.float32(-0.5), "lo"),
+             numpy_helper.from_array(np.float32(1.5), "hi"),
+             numpy_helper.from_array(_f32(rng, m, 1), "s")]
+    used = {i for node in nodes for i in node.input} | {"W"}
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [m, k])]
+    feed = {"x": _f32(rng, m, k)}
+    if "r" in extra:
+        inputs.append(helper.make_tensor_value_info("r", TensorProto.FLOAT, [m, n]))
+        feed["r"] = _f32(rng, m, n)
+    model = _model([helper.make_node("MatMul", ["x", "W"], ["y"])] + nodes, inputs,
+                   helper.make_tensor_value_info("o", TensorProto.FLOAT, [m, n]),
+                   [t for t in inits if t.name in used])
+    _check(compile_and_load, model, feed, threads=2)
+
+
+def test_microkernels_are_shared_functions(tmp_path):
+    """Two layers with one tile shape call one static microkernel, emitted once."""
+    rng = np.random.default_rng(3)
+    model = _model([helper.make_node("MatMul", ["x", "W1"], ["h"]),
+                    helper.make_node("MatMul", ["h", "W2"], ["o"])],
+                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, [12, 40])],
+                   helper.make_tensor_value_info("o", TensorProto.FLOAT, [12, 32]),
+                   [numpy_helper.from_array(_f32(rng, 40, 40), "W1"),
+                    numpy_helper.from_array(_f32(rng, 40, 32), "W2")])
+    kiln.compile(model, output=tmp_path / "m.so", keep_sources=tmp_path / "src")
+    source = (tmp_path / "src" / "model.c").read_text()
+    if not HAS_VECTORS:
+        assert "kiln_mk_" not in source
+        return
+    definitions = [line for line in source.splitlines() if line.startswith("static")
+                   and "kiln_mk_" in line]
+    names = [line.split("void ")[1].split("(")[0] for line in definitions]
+    assert names and len(names) == len(set(names))
+    assert all(source.count(f"{name}(") >= 3 for name in names)   # defined once, called twice
+
+
+def test_shared_call_reads_constant_strides():
+    """The affine reading of a caller's index functions: constant strides give a call of the
+    shared function; a stride that is not constant keeps the inline loop."""
+    from kiln.codegen import kernel_ir as K
+    from kiln.codegen.lower.gemm_micro import shared_call
+    from kiln.compiler.dtypes import DType
+
+    w = K.Buffer("w", DType.float32, 4096, "weight")
+    col = K.Buffer("col", DType.float32, 4096, "arena")
+    koff = K.Buffer("koff", K.INDEX, 64, "local")
+    tile = K.Buffer("tile", DType.float32, 96, "local")
+    mp, blk, s = K.Var("mp"), K.Var("blk"), K.Var("s")
+    call = shared_call(8, 6, 2, 27, lambda i, k: K.Load(w, mp * 162 + k * 6 + i),
+                       lambda k, v: K.VecLoad(col, blk * 432 + k * 16 + v * 8, 8), tile, 16)
+    assert call is not None and call.fn.name == "kiln_mk_v8_6x2_a1_6_b16_8"
+    call = shared_call(8, 6, 2, 27, lambda i, k: K.Load(w, k * 6 + i),
+                       lambda k, v: K.VecLoad(col, K.Load(koff, k) + blk * 16 + v * 8, 8),
+                       tile, 16)
+    assert call is not None and call.fn.name == "kiln_mk_v8_6x2_a1_6_bind_8"
+    assert shared_call(8, 6, 2, 27, lambda i, k: K.Load(w, k * s + i),
+                       lambda k, v: K.VecLoad(col, k * 16 + v * 8, 8), tile, 16) is None
+
+
+@pytest.mark.parametrize("pack_a", [True, False])
+def test_blocked_matmul_small_blocks(compile_and_load, monkeypatch, pack_a):
+    """The schedule with small blocks (many K blocks, row blocks, panel blocks), A packed per
+    K block or read in place: the same results."""
+    import kiln.codegen.lower.matmul_blocked as blocked
+    from kiln.codegen.lower.gemm import Blocking
+
+    monkeypatch.setattr(blocked, "blocking_for", lambda tile: Blocking(64, 12, 2, pack_a))
+    test_blocked_matmul(compile_and_load, 45, 200, 70, "residual_relu")

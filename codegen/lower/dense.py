@@ -14,8 +14,10 @@ from ...compiler.ir import FusedGroup
 from .. import kernel_ir as K
 from .common import LowerContext, epilogue, group_output, lowering, strides
 from .conv_depthwise import depthwise_tile, lower_conv_depthwise
-from .conv_direct import direct_applies, lower_conv_direct
-from .conv_gemm import conv_gemm_tile, lower_conv_gemm
+from .conv_band import band_applies, lower_conv_band
+from .conv_gemm import conv_gemm_tile
+from .conv_im2col import lower_conv_im2col
+from .conv_geometry import conv_geometry
 from .matmul_gemm import lower_matmul_gemm, matmul_gemm_tile, pack_matmul_weight
 
 
@@ -45,19 +47,13 @@ def lower_conv2d(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
         return lower_conv_depthwise(ctx, group, depthwise)
     tile = conv_gemm_tile(group, ctx.storage.vector_bits)
     if tile is not None and id(group.anchor.inputs[1]) in ctx.storage.packed:
-        if direct_applies(group):
-            return lower_conv_direct(ctx, group, tile)
-        return lower_conv_gemm(ctx, group, tile)
+        if band_applies(group):
+            return lower_conv_band(ctx, group, tile)
+        return lower_conv_im2col(ctx, group, tile)
     node = group.anchor
-    x, w = node.inputs[0], node.inputs[1]
-    bias = node.inputs[2] if len(node.inputs) > 2 else None
-    n_, c_, h_, w_ = x.shape
-    oc_, icg, kh_, kw_ = w.shape
-    _, _, oh_, ow_ = node.output.shape
-    sh, sw = node.attrs["strides"]
-    dh, dw = node.attrs["dilations"]
-    pt, pl, _, _ = node.attrs["pads"]
-    ocg = oc_ // node.attrs["group"]
+    (x, w, bias, (n_, c_, h_, w_), (oc_, icg, kh_, kw_), (oh_, ow_), (sh, sw), (dh, dw),
+     (pt, pl, _, _), groups) = conv_geometry(node)
+    ocg = oc_ // groups
     out = ctx.buf(group_output(ctx, group))
     names = ctx.names
 

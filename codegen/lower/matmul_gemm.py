@@ -2,12 +2,12 @@
 
 Two cases take this path:
 - B is a constant (a linear layer): packed at compile time into panels of nr columns
-  (gemm.pack_columns, zero-padded); A's leading dims fold into M. A task is a group of
-  column panels; it walks A's rows mr at a time, splatting them straight from the
-  activation, and runs each row block against every panel of its group.
-- B is computed (attention) with N a multiple of nr: B's rows are read in place. A task is
-  one (batch, column panel) pair.
-The fused epilogue (bias, residual, scaling) is applied while the tile is written out.
+  (gemm.pack_columns, zero-padded); A's leading dims fold into M; the kernel is the
+  cache-blocked schedule of matmul_blocked.py (vector epilogue in the output).
+- B is computed (attention) with N a multiple of nr: B's rows are read in place (below). A
+  task is a group of column panels of one batch; it walks A's rows mr at a time and runs
+  each row block against every panel of its group; the fused epilogue (bias, residual,
+  scaling) is applied while the tile is written out.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from ...compiler.ir import FusedGroup, Node
 from .. import kernel_ir as K
 from .common import LowerContext, epilogue, group_output
 from .gemm import Tile, merged_shape, microkernel, pack_columns, tile_for
+from .matmul_blocked import lower_matmul_blocked
 
 #: bytes of B panels a task keeps hot (half of a 1 MiB L2)
 _L2_BUDGET = 512 * 1024
@@ -77,13 +78,10 @@ def lower_matmul_gemm(ctx: LowerContext, group: FusedGroup, tile: Tile) -> list[
     k_, n_ = a.shape[-1], b.shape[-1]
     nr = tile.nr
     panels = -(-n_ // nr)
-    packed = id(b) in ctx.storage.packed
-    if packed:
-        batches, m_ = 1, math.prod(full_shape[:-1])
-        spans = [(0, rank - 1), (rank - 1, rank)]
-    else:
-        batches, m_ = math.prod(full_shape[:-2]), full_shape[-2]
-        spans = [(0, rank - 2), (rank - 2, rank - 1), (rank - 1, rank)]
+    if id(b) in ctx.storage.packed:   # constant B: the cache-blocked schedule
+        return lower_matmul_blocked(ctx, group, tile)
+    batches, m_ = math.prod(full_shape[:-2]), full_shape[-2]
+    spans = [(0, rank - 2), (rank - 2, rank - 1), (rank - 1, rank)]
     names = ctx.names
     out = ctx.buf(group_output(ctx, group))
     abuf, bbuf = ctx.buf(a), ctx.buf(b)
@@ -105,14 +103,12 @@ def lower_matmul_gemm(ctx: LowerContext, group: FusedGroup, tile: Tile) -> list[
     pj_hi = names.var("pj_hi")
     body: list[K.Stmt] = [K.Let(pj_hi, K.minimum(panels, (t % groups) * group_size
                                                  + group_size))]
-    merged_out = [batches, m_, n_] if not packed else [m_, n_]
+    merged_out = [batches, m_, n_]
 
     def shape_of(v):
         return merged_shape(v.shape, full_shape, spans)
 
     def b_at(k: K.Expr, v: int) -> K.Expr:
-        if packed:
-            return K.VecLoad(bbuf, pj * (k_ * nr) + k * nr + v * tile.lanes, tile.lanes)
         return K.VecLoad(bbuf, b_base + k * n_ + j0 + v * tile.lanes, tile.lanes)
 
     def rows_block(m0: K.Expr, rows: int) -> list[K.Stmt]:
@@ -123,7 +119,7 @@ def lower_matmul_gemm(ctx: LowerContext, group: FusedGroup, tile: Tile) -> list[
         stmts += microkernel(names, tile, rows, k_, a_at, b_at, acc)
         i, jc = names.var("i"), names.var("jc")
         m = m0 + i
-        idx = [bi, m, j0 + jc] if not packed else [m, j0 + jc]
+        idx = [bi, m, j0 + jc]
         lets, value = epilogue(ctx, group.nodes[1:], node.output, K.Load(acc, i * nr + jc),
                                merged_out, idx, shape_of)
         index = out_base + m * n_ + j0 + jc

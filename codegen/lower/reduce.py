@@ -9,6 +9,7 @@ from ...compiler.dtypes import DType
 from ...compiler.ir import FusedGroup
 from .. import kernel_ir as K
 from .common import LowerContext, epilogue, flat_index, group_output, lowering, strides
+from .rows import Loader, lane_reduce
 
 _INIT = {"reduce_sum": lambda t: K.const(0, t), "reduce_mean": lambda t: K.const(0, t),
          "reduce_prod": lambda t: K.const(1, t), "reduce_max": K.lowest,
@@ -82,6 +83,8 @@ def lower_softmax(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
     x = node.inputs[0]
     out = ctx.buf(group_output(ctx, group))
     outer, length, inner = _rows(x.shape, node.attrs["axis"])
+    if inner == 1 and x.dtype is DType.float32:
+        return _contiguous_softmax(ctx, node.op, x, out, outer, length)
     names = ctx.names
     t, i = names.var("row"), names.var("i")
     acc_t = DType.float32 if x.dtype is DType.float16 else x.dtype   # float16 sums in float32
@@ -114,6 +117,37 @@ def lower_softmax(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
     return [K.For(t, K.const(0), K.const(outer * inner), body, "parallel")]
 
 
+def _contiguous_softmax(ctx: LowerContext, op: str, x, out: K.Buffer, rows: int,
+                        length: int) -> list[K.Stmt]:
+    """Softmax over contiguous float32 rows: lane-split max, exp and sum, then one scaling
+    pass; every loop vectorizes (exp is the branch-free polynomial)."""
+    t = ctx.names.var("row")
+    base = t * length
+
+    def shifted(peak: K.Expr) -> Loader:
+        return lambda i: ctx.load(x, base + i) - peak
+
+    find_peak, peak = lane_reduce(ctx, length, lambda i: ctx.load(x, base + i), "max",
+                                  hint="peak")
+    if op == "softmax":
+        sum_exp, total = lane_reduce(
+            ctx, length, lambda i: K.call("exp_poly", shifted(peak)(i)), "sum", hint="total",
+            per_element=lambda i, v: [K.Store(out, base + i, v)])
+        scale = ctx.names.var("inv", DType.float32)
+        i = ctx.names.var("i")
+        finish = [K.Let(scale, K.binary("/", K.const(1.0, DType.float32), total)),
+                  K.For(i, K.const(0), K.const(length),
+                        [K.Store(out, base + i, K.Load(out, base + i) * scale)], "vector")]
+    else:
+        sum_exp, total = lane_reduce(
+            ctx, length, lambda i: K.call("exp_poly", shifted(peak)(i)), "sum", hint="total")
+        i = ctx.names.var("i")
+        finish = [K.Assign(total, K.call("log", total) + peak),
+                  K.For(i, K.const(0), K.const(length),
+                        [K.Store(out, base + i, ctx.load(x, base + i) - total)], "vector")]
+    return [K.For(t, K.const(0), K.const(rows), find_peak + sum_exp + finish, "parallel")]
+
+
 @lowering("layer_norm")
 def lower_layer_norm(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
     node = group.anchor
@@ -127,10 +161,18 @@ def lower_layer_norm(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
     norm_shape = x.shape[axis:]
     names = ctx.names
     t, i = names.var("row"), names.var("i")
-    mean, var = names.var("mean", DType.float32), names.var("var", DType.float32)
     base = t * length
     xi = ctx.load(x, base + i)
     inv_len = K.const(1.0 / length, DType.float32)
+
+    def centered(j: K.Expr) -> K.Expr:
+        d = K.cast(ctx.load(x, base + j), DType.float32) - mean
+        return d * d
+
+    # mean and variance: lane-split sums, so both loops vectorize
+    total, mean = lane_reduce(ctx, length, lambda j: K.cast(ctx.load(x, base + j),
+                                                            DType.float32), "sum", hint="mean")
+    squares, var = lane_reduce(ctx, length, centered, "sum", hint="var")
 
     def param(v):
         # scale/bias broadcast against the normalized dims [axis, rank)
@@ -145,13 +187,7 @@ def lower_layer_norm(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
                for d, s in zip(norm_shape, strides(norm_shape))]
     lets, y = epilogue(ctx, group.nodes[1:], node.output, y, out_value.shape,
                        row_idx + col_idx)
-    body = [
-        K.Let(mean, K.const(0.0, DType.float32)),
-        K.For(i, K.const(0), K.const(length), [K.Assign(mean, mean + xi)], "vector"),
-        K.Assign(mean, mean * inv_len),
-        K.Let(var, K.const(0.0, DType.float32)),
-        K.For(i, K.const(0), K.const(length),
-              [K.Assign(var, var + (xi - mean) * (xi - mean))], "vector"),
+    body = total + [K.Assign(mean, mean * inv_len)] + squares + [
         K.Assign(var, K.binary("/", K.const(1.0, DType.float32),
                                K.call("sqrt", var * inv_len
                                       + K.const(node.attrs["epsilon"], DType.float32)))),

@@ -148,6 +148,24 @@ def cast(x, dtype, to):
     return K.cast(x, to)
 
 
+#: E8M0's rounding modes as kiln_encode_float8e8m0 (runtime/kiln_convert.h) numbers them
+_ROUND_MODES = {"up": 0, "down": 1, "nearest": 2}
+
+
+@scalar("convert")
+def convert(x, dtype, to, saturate=1, round_mode="up"):
+    """A cast through float32 where a side is a storage type: kiln_decode_<type> after the
+    load, kiln_encode_<type> (C prelude functions) before the store."""
+    if x.dtype.is_storage:
+        x = K.Call(f"kiln_decode_{x.dtype.name}", (x,), DType.float32)
+    if not to.is_storage:
+        return cast(x, dtype, to)
+    args = [K.cast(x, DType.float32), K.const(int(bool(saturate)), DType.int32)]
+    if to is DType.float8e8m0:
+        args.append(K.const(_ROUND_MODES[round_mode], DType.int32))
+    return K.Call(f"kiln_encode_{to.name}", tuple(args), to)
+
+
 #: binary IR ops that are one kernel-IR operator
 _OPERATORS = {"add": "+", "sub": "-", "mul": "*", "equal": "==", "less": "<",
               "less_equal": "<=", "greater": ">", "greater_equal": ">=", "and": "&&",

@@ -7,3 +7,6 @@ compare a kernel against it. Codegen looks ops up here by name and kind.
 from .registry import OPS, OpDef, evaluate, infer_types, op_def  # noqa: F401
 from . import elementwise, nn, movement, reduce  # noqa: F401  (populate the registry)
 from . import indexing, math, sampling  # noqa: F401
+from . import storage  # noqa: F401
+from . import bits  # noqa: F401
+from . import attention  # noqa: F401

@@ -62,12 +62,13 @@ def qemu_version(target_name: str) -> tuple[int, ...]:
 
 
 def skip_known_qemu_bugs(target_name: str, library: Path) -> None:
-    """QEMU 7.2 (Debian 12) aborts translating RVV's vfcvt.rtz.* (float -> int with round
-    toward zero; valid RVV 1.0, fixed in QEMU 8): skip artifacts that use it there."""
+    """QEMU 7.2 (Debian 12) aborts translating RVV's round-toward-zero conversions
+    (vfcvt.rtz.*, vfncvt.rtz.*, vfwcvt.rtz.*: valid RVV 1.0, fixed in QEMU 8): skip
+    artifacts that use them there."""
     if get_target(target_name).elf_machine != "riscv64" or qemu_version(target_name) >= (8,):
         return
-    if "vfcvt.rtz" in objdump(target_name, library):
-        pytest.skip("QEMU < 8 aborts on RVV vfcvt.rtz.* (assertion in decode_save_opc)")
+    if re.search(r"\bvf[nw]?cvt\.rtz\.", objdump(target_name, library)):
+        pytest.skip("QEMU < 8 aborts on RVV vf[n|w]cvt.rtz.* (assertion in decode_save_opc)")
 
 
 def compile_cross(model, target: str, emit: str, folder: Path, name: str = "model",

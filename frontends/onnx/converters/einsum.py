@@ -5,7 +5,7 @@ needed later), a contracted index (in both, not needed later), or kept by one si
 indices of one operand that nothing needs are summed away first. The pair becomes one batched
 matmul [B, M, K] x [B, K, N] between transposes and reshapes, so exporters' attention einsums
 ('bhid,bhjd->bhij', 'bhij,bhjd->bhid') land on the matmul kernels. Ellipsis is supported;
-repeated indices within one operand (diagonals) are not.
+an index repeated within one operand first takes that operand's diagonal.
 """
 
 from __future__ import annotations
@@ -36,8 +36,6 @@ def _parse(ctx, equation: str, operands) -> tuple[list[str], str]:
             term = term.replace("...", dots[ellipsis_rank - own:])
         if len(term) != x.type.rank:
             ctx.fail(f"einsum term '{term}' does not match an operand of rank {x.type.rank}")
-        if len(set(term)) != len(term):
-            ctx.fail(f"einsum term '{term}' repeats an index (a diagonal): not supported")
         expanded.append(term)
     if arrow:
         output = rhs.replace("...", dots)
@@ -89,6 +87,8 @@ def einsum(ctx, *operands, equation=""):
     if not operands or any(x is None for x in operands):
         ctx.fail("Einsum needs at least one operand")
     terms, output = _parse(ctx, equation, operands)
+    from .rearrange import diagonal   # a repeated index in one term takes a diagonal
+    operands, terms = zip(*[diagonal(ctx, x, t) for x, t in zip(operands, terms)])
     x, term = operands[0], terms[0]
     for index in range(1, len(operands)):
         later = set(output).union(*terms[index + 1:])

@@ -7,6 +7,7 @@ from functools import reduce
 
 from ..registry import converter
 from .common import legacy_broadcast, onnx_dtype, scalar
+from .dtype_cast import convert_to
 
 # -- binary ops: numpy broadcasting from opset 7, `broadcast`/`axis` attributes before ----------
 
@@ -100,17 +101,12 @@ def where(ctx, cond, a, b):
 
 @converter("Cast", since=1)
 def cast(ctx, x, to=None, saturate=1, round_mode="up"):
-    """saturate and round_mode (opset 24) only concern float8 targets, which Kiln refuses."""
+    """saturate (opset 19) and round_mode (opset 24) concern float8 targets."""
     if to is None:
         ctx.fail("Cast has no 'to' attribute")
-    dtype = onnx_dtype(ctx, to, "cast target")
-    if dtype is x.dtype:
-        return x
-    return ctx.emit("cast", [x], to=dtype)
+    return convert_to(ctx, x, onnx_dtype(ctx, to, "cast target"), saturate, round_mode)
 
 
 @converter("CastLike", since=15)
 def cast_like(ctx, x, target, saturate=1, round_mode="up"):
-    if x.dtype is target.dtype:
-        return x
-    return ctx.emit("cast", [x], to=target.dtype)
+    return convert_to(ctx, x, target.dtype, saturate, round_mode)

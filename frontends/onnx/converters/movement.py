@@ -141,7 +141,8 @@ def gather_nd(ctx, data, indices, batch_dims=0):
     """batch_dims=0: flat index = sum(index * stride) over the first k dims of data, then
     a gather along axis 0 of data viewed as [d0 * ... * d(k-1), rest...]."""
     if batch_dims:
-        ctx.fail(f"GatherND with batch_dims={batch_dims} is not supported")
+        from .rearrange import gather_nd_batched
+        return gather_nd_batched(ctx, data, indices, int(batch_dims))
     if indices.type.rank == 0:
         ctx.fail("GatherND's indices must have rank 1 or more")
     k = indices.shape[-1]

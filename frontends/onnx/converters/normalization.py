@@ -31,8 +31,8 @@ def batch_norm_legacy(ctx, x, scale, bias, mean, var, epsilon=1e-5, is_test=0, m
 @converter("BatchNormalization", since=9)
 def batch_norm(ctx, x, scale, bias, mean, var, epsilon=1e-5, momentum=0.9, training_mode=0):
     if training_mode:
-        ctx.fail("BatchNormalization with training_mode=1 is not supported",
-                 "export the model in inference mode (model.eval())")
+        from .batch_norm_training import batch_norm_training
+        return batch_norm_training(ctx, x, scale, bias, mean, var, epsilon, momentum)
     return _inference_batch_norm(ctx, x, scale, bias, mean, var, epsilon)
 
 

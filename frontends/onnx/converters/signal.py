@@ -72,7 +72,8 @@ def _dft(ctx, x, dft_length, axis, inverse, onesided):
     if axis == rank - 1:
         ctx.fail("the DFT axis cannot be the last (real, imaginary) axis")
     if inverse and onesided:
-        ctx.fail("an inverse DFT with onesided=1 is not supported", "use onesided=0")
+        from .irfft import inverse_onesided_dft
+        return inverse_onesided_dft(ctx, x, dft_length, axis)
     n = x.shape[axis]
     length = int(python_scalar(ctx.value_of(dft_length, "dft_length"))) \
         if dft_length is not None else n

@@ -85,12 +85,15 @@ def dropout(ctx, x, ratio=None, training_mode=None, is_test=0, seed=None,
             consumed_inputs=None):
     """Inference: the output is the input and the mask (if asked for) is all ones.
 
-    From opset 12 ratio and training_mode are inputs; a training_mode that is true, or not
-    known at compile time, cannot be compiled. Before opset 7 `is_test` is ignored.
+    From opset 12 ratio and training_mode are inputs; they must be known at compile time, and
+    training (random drops) compiles only with ratio 0. Before opset 7 `is_test` is ignored.
     """
     if training_mode is not None:
-        if python_scalar(ctx.value_of(training_mode, "Dropout's training_mode")):
-            ctx.fail("Dropout with training_mode=true is not supported",
+        if python_scalar(ctx.value_of(training_mode, "Dropout's training_mode")) and (
+                ratio is None or python_scalar(ctx.value_of(ratio, "Dropout's ratio"))):
+            # training with ratio 0 drops nothing and scales by 1: the same as inference
+            ctx.fail("Dropout with training_mode=true (and a ratio other than 0) is not "
+                     "supported: it draws random numbers",
                      "export the model in inference mode (model.eval())")
     outputs = [x]
     if 1 in requested_outputs(ctx):

@@ -1,0 +1,91 @@
+"""A fused epilogue (bias, activation, residual, scaling) on vectors of a GEMM tile.
+
+The scalar definitions of the ops (scalar.py) are reused with vector operands: the running
+value is a vector of `lanes` consecutive output columns; another operand is a vector load
+where it varies along the columns and a splat where it does not. The result may only use
+what C vector extensions print (+ - * /, comparisons, selects over a comparison, unary
+minus); anything else (math calls, casts, integer ops) returns None and the caller keeps its
+scalar loop.
+
+    for i, v in tile:   y = out[row i, cols v*8 ...]        (a vector)
+                        y = select(y < 0, 0, y) ...          (relu, on 8 lanes)
+                        out[row i, cols v*8 ...] = y
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from ...compiler.dtypes import DType
+from ...compiler.ir import Node, Value
+from .. import kernel_ir as K
+from .common import LowerContext, broadcast_index
+from .scalar import scalar_expr
+
+_ARITH = ("+", "-", "*", "/")
+
+
+def _vectorize(e: K.Expr, lanes: int, loads: dict[int, bool]) -> K.Expr | None:
+    """`e` with every operand a vector of `lanes`; None where C vectors cannot print it.
+    loads: id(buffer) -> whether a Load of it varies along the columns."""
+    if isinstance(e, (K.VecVar, K.VecLoad, K.Broadcast)):
+        return e
+    if isinstance(e, K.Const):
+        return K.Broadcast(e, lanes) if e.dtype is DType.float32 else None
+    if isinstance(e, K.Load):
+        if e.dtype is not DType.float32 or id(e.buffer) not in loads:
+            return None
+        return K.VecLoad(e.buffer, e.index, lanes) if loads[id(e.buffer)] \
+            else K.Broadcast(e, lanes)
+    if isinstance(e, K.Binary) and e.op in _ARITH + K.COMPARISONS:
+        if e.a.dtype is not DType.float32 or e.b.dtype is not DType.float32:
+            return None
+        a, b = _vectorize(e.a, lanes, loads), _vectorize(e.b, lanes, loads)
+        if a is None or b is None:
+            return None
+        return K.Binary(e.op, a, b, e.dtype)
+    if isinstance(e, K.Select) and isinstance(e.cond, K.Binary) \
+            and e.cond.op in K.COMPARISONS and e.dtype is DType.float32:
+        parts = [_vectorize(x, lanes, loads) for x in (e.cond, e.a, e.b)]
+        if any(p is None for p in parts):
+            return None
+        return K.Select(parts[0], parts[1], parts[2], e.dtype)
+    if isinstance(e, K.Unary) and e.op == "-" and e.dtype is DType.float32:
+        x = _vectorize(e.x, lanes, loads)
+        return None if x is None else K.Unary("-", x, e.dtype)
+    return None
+
+
+def vector_epilogue(ctx: LowerContext, nodes: Sequence[Node], source: Value, acc: K.Expr,
+                    lanes: int, out_shape: Sequence[int], out_idx: Sequence[K.Expr],
+                    shape_of: Callable[[Value], Sequence[int]]
+                    ) -> tuple[list[K.Stmt], K.Expr] | None:
+    """The chain `nodes` applied to `acc`, a vector of `source` at output columns
+    out_idx[-1] .. + lanes (the last dim of `out_shape` is the column dim), as local vector
+    definitions and a vector expression; None when some op has no vector form."""
+    stmts: list[K.Stmt] = []
+    current, value = acc, source
+    for node in nodes:
+        if node.output.dtype is not DType.float32:
+            return None
+        args: list[K.Expr] = []
+        loads: dict[int, bool] = {}
+        for v in node.inputs:
+            if v is value:
+                args.append(current)
+                continue
+            shape = list(shape_of(v))
+            arg = ctx.load(v, broadcast_index(shape, out_shape, out_idx))
+            if isinstance(arg, K.Load):
+                loads[id(arg.buffer)] = bool(shape) and shape[-1] != 1
+            args.append(arg)
+        vec = _vectorize(scalar_expr(node.op, args, node.attrs, node.output.dtype), lanes,
+                         loads)
+        if vec is None:
+            return None
+        if not isinstance(vec, (K.VecVar, K.VecLoad, K.Broadcast)):   # keep C text small
+            local = K.VecVar(ctx.names.var("vv").name, lanes)
+            stmts.append(K.Let(local, vec))
+            vec = local
+        current, value = vec, node.output
+    return stmts, current
