@@ -17,6 +17,7 @@ from ..compiler.ops.storage import check_storage_uses
 from . import kernel_ir as K
 from .c_renderer import CRenderer
 from .lower import LOWERINGS, LowerContext, Storage
+from .lower.data_dependent import reserve_counts
 from .lower.gemm_pack import prepack
 from .names import c_comment, c_identifier, c_string
 
@@ -37,6 +38,7 @@ class TensorInfo:
     shape: tuple[int, ...]
     nbytes: int
     shape_symbol: str
+    bound: tuple[int, int] | None = None   # data-dependent: (bounded axis, count's offset)
 
     @property
     def name_literal(self) -> str:
@@ -103,6 +105,7 @@ def generate(graph: Graph, target_name: str, version: str,
     packed = prepack(graph, vector_bits)   # vector_bits > 0: dense ops use microkernels
     weights, offsets = pack_weights(graph, packed)
     storage = Storage(graph, offsets, value_names(graph), vector_bits, frozenset(packed))
+    bounded = reserve_counts(graph, storage)
     renderer = CRenderer()
     kernel_names: set[str] = set()
     kernels, launches = [], []
@@ -129,7 +132,7 @@ def generate(graph: Graph, target_name: str, version: str,
         graph.plan.arena_size += -(-storage.scratch_bytes // WEIGHT_ALIGN) * WEIGHT_ALIGN
     inputs = [_info(v, v.name, f"input{i}_shape") for i, v in enumerate(graph.inputs)]
     output_names = graph.metadata.get("output_names") or [v.name for v in graph.outputs]
-    outputs = [_info(v, name, f"output{i}_shape")
+    outputs = [_info(v, name, f"output{i}_shape", bounded.get(id(v)))
                for i, (v, name) in enumerate(zip(graph.outputs, output_names))]
     model_c = _TEMPLATES.get_template("model.c.j2").render(
         version=version, target=target_name, model_name_comment=c_comment(graph.name),
@@ -143,9 +146,10 @@ def generate(graph: Graph, target_name: str, version: str,
                          len(kernels))
 
 
-def _info(value: Value, name: str, symbol: str) -> TensorInfo:
+def _info(value: Value, name: str, symbol: str,
+          bound: tuple[int, int] | None = None) -> TensorInfo:
     return TensorInfo(name, value.dtype.value, value.dtype.name, tuple(value.shape),
-                      value.type.nbytes, symbol)
+                      value.type.nbytes, symbol, bound)
 
 
 def _describe(group: FusedGroup) -> str:

@@ -92,6 +92,7 @@ class EmulatedSession(Session):
                  vlen: int | None = None):
         self._handle = None
         self._process = None
+        self._shapes: list[tuple[int, ...]] | None = None   # actual dims of the last run
         self.path = str(path)
         self.prefix = prefix
         self.target = target_for(info)
@@ -173,9 +174,21 @@ class EmulatedSession(Session):
             if status != 0:
                 raise RuntimeFailure(f"{self.path}: running failed under emulation "
                                      f"({status}): {self._read_str()}")
-            return {t.name: unpack_array(np.frombuffer(self._read(t.nbytes), np.uint8),
-                                         DType.from_numpy(t.dtype), t.shape).copy()
-                    for t in self.outputs}
+            result = {}
+            for t in self.outputs:
+                data = self._read(t.nbytes)
+                shape = tuple(self._unpack("<q") for _ in t.shape)
+                array = unpack_array(np.frombuffer(data, np.uint8), DType.from_numpy(t.dtype),
+                                     t.shape).copy()
+                if shape != t.shape:   # a data-dependent output: its compact leading part
+                    array = array.reshape(-1)[:int(np.prod(shape, dtype=np.int64))]
+                result[t.name] = array.reshape(shape)
+            self._shapes = [a.shape for a in result.values()]
+            return result
+
+    def output_shape(self, index: int) -> tuple[int, ...]:
+        """Output `index`'s actual shape in the last run (before one: its declared shape)."""
+        return self.outputs[index].shape if self._shapes is None else self._shapes[index]
 
     def close(self) -> None:
         """Stop the emulated process. Idempotent."""

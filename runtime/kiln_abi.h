@@ -115,6 +115,16 @@ KILN_EXPORT kiln_status KILN_API(session_create)(const kiln_options *options,
 KILN_EXPORT kiln_status KILN_API(session_run)(kiln_session *session,
     const void *const *inputs, void *const *outputs);
 
+/* The actual dims (output_info's rank of them) of output `index` from the session's most
+ * recent successful run. Most outputs are static: their dims are output_info's shape, always.
+ * An output of data-dependent size (NonZero, NonMaxSuppression, Unique) has one *bounded* dim:
+ * output_info's shape and nbytes give its upper bound (allocate that), the run writes the
+ * tensor compactly (row-major with the actual dims) at the start of the buffer, leaving the
+ * rest unspecified, and this call reports the actual dims (KILN_INVALID_ARGUMENT before the
+ * first run). Added in ABI version 1 (libraries built before it lack the symbol). */
+KILN_EXPORT kiln_status KILN_API(output_shape)(const kiln_session *session, int32_t index,
+    int64_t *dims);
+
 /* Stop the session's threads and free what it allocated. NULL is a no-op (KILN_OK). */
 KILN_EXPORT kiln_status KILN_API(session_destroy)(kiln_session *session);
 

@@ -9,7 +9,8 @@
  *                   u64 nbytes (str = u32 length + bytes). Then i32 status of session_create
  *                   (+ str message when not 0).
  *   host -> driver: 'R' + every input's bytes in order  -> i32 status, then every output's
- *                   bytes (status 0) or str message;  'Q' (or end of input) -> exit 0. */
+ *                   bytes followed by its actual dims, i64[rank] (status 0), or str
+ *                   message;  'Q' (or end of input) -> exit 0. */
 #include <dlfcn.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -26,6 +27,7 @@ typedef void (*opts_fn)(kiln_options *);
 typedef kiln_status (*create_fn)(const kiln_options *, kiln_session **);
 typedef kiln_status (*run_fn)(kiln_session *, const void *const *, void *const *);
 typedef kiln_status (*destroy_fn)(kiln_session *);
+typedef kiln_status (*shape_fn)(const kiln_session *, int32_t, int64_t *);
 
 static void *lib;
 static const char *prefix;
@@ -60,7 +62,7 @@ static int get(void *data, size_t n) {
     return fread(data, 1, n, stdin) == n;
 }
 
-static void describe(info_fn info, int32_t count, size_t *sizes) {
+static void describe(info_fn info, int32_t count, size_t *sizes, int32_t *ranks) {
     for (int32_t i = 0; i < count; ++i) {
         kiln_tensor_info t;
         if (info(i, &t) != KILN_OK) die("cannot describe a tensor", NULL);
@@ -70,6 +72,7 @@ static void describe(info_fn info, int32_t count, size_t *sizes) {
         for (int32_t k = 0; k < t.rank; ++k) put(&t.shape[k], sizeof(int64_t));
         put_u64(t.nbytes);
         sizes[i] = t.nbytes;
+        ranks[i] = t.rank;
     }
 }
 
@@ -94,8 +97,10 @@ int main(int argc, char **argv) {
     put_u64(((size_fn)sym("workspace_size"))());
     put_i32(n_in);
     put_i32(n_out);
-    describe((info_fn)sym("input_info"), n_in, in_sizes);
-    describe((info_fn)sym("output_info"), n_out, out_sizes);
+    int32_t *in_ranks = calloc((size_t)n_in + 1, sizeof(int32_t));
+    int32_t *out_ranks = calloc((size_t)n_out + 1, sizeof(int32_t));
+    describe((info_fn)sym("input_info"), n_in, in_sizes, in_ranks);
+    describe((info_fn)sym("output_info"), n_out, out_sizes, out_ranks);
 
     kiln_options options;
     ((opts_fn)sym("options_init"))(&options);
@@ -115,6 +120,8 @@ int main(int argc, char **argv) {
     for (int32_t i = 0; i < n_in; ++i) ins[i] = buffer(in_sizes[i]);
     for (int32_t i = 0; i < n_out; ++i) outs[i] = buffer(out_sizes[i]);
     run_fn run = (run_fn)sym("session_run");
+    shape_fn output_shape = (shape_fn)sym("output_shape");
+    int64_t dims[64];
     char command;
     while (get(&command, 1) && command == 'R') {
         for (int32_t i = 0; i < n_in; ++i)
@@ -122,7 +129,12 @@ int main(int argc, char **argv) {
         status = run(session, (const void *const *)ins, (void *const *)outs);
         put_i32(status);
         if (status == KILN_OK)
-            for (int32_t i = 0; i < n_out; ++i) put(outs[i], out_sizes[i]);
+            for (int32_t i = 0; i < n_out; ++i) {
+                put(outs[i], out_sizes[i]);
+                if (out_ranks[i] > 64 || output_shape(session, i, dims) != KILN_OK)
+                    die("cannot query an output's shape", last_error());
+                put(dims, (size_t)out_ranks[i] * sizeof(int64_t));
+            }
         else
             put_str(last_error());
         fflush(stdout);

@@ -22,6 +22,14 @@ typedef struct kiln_tensor_desc {
     size_t nbytes;
 } kiln_tensor_desc;
 
+/* Whether an output has a data-dependent size. bounded != 0: dim `axis` of its shape is an
+ * upper bound and the run writes the actual extent as an int64 at arena + count_offset. */
+typedef struct kiln_output_bound {
+    int32_t bounded;
+    int32_t axis;
+    size_t count_offset;
+} kiln_output_bound;
+
 /* What a kernel needs at run time: the arena and the caller's buffers. */
 typedef struct kiln_exec {
     unsigned char *arena;
@@ -49,6 +57,7 @@ typedef struct kiln_model {
     void (*run)(const kiln_exec *e);
     int32_t num_groups;             /* fused groups (kernels) run by `run`, for profiling */
     const char *const *group_names; /* num_groups names, in run order */
+    const kiln_output_bound *bounds; /* num_outputs entries, or NULL: every output is static */
 } kiln_model;
 
 /* Monotonic seconds, for profiling. */

@@ -103,6 +103,8 @@ struct kiln_session {
     kiln_session *next; /* on the live list */
     double *profile; /* seconds per fused group while profiling (session_set_profiling) */
     int profiling;
+    int64_t *counts; /* per output: actual extent of its bounded dim in the last run */
+    int has_run;     /* a run succeeded: counts are valid */
 };
 
 static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -194,6 +196,15 @@ KILN_EXPORT kiln_status KILN_API(session_create)(const kiln_options *options,
                         threads - 1, strerror(err));
         }
     }
+    if (KILN_MODEL.num_outputs > 0) {
+        s->counts = calloc((size_t)KILN_MODEL.num_outputs, sizeof *s->counts);
+        if (s->counts == NULL) {
+            if (s->pool != NULL) kiln_pool_destroy(s->pool);
+            if (s->owns_arena) free(s->arena);
+            free(s);
+            return fail(KILN_OUT_OF_MEMORY, "cannot allocate the session's output counts");
+        }
+    }
     atomic_init(&s->busy, 0);
     s->magic = KILN_SESSION_MAGIC;
     pthread_mutex_lock(&live_lock);
@@ -244,7 +255,38 @@ KILN_EXPORT kiln_status KILN_API(session_run)(kiln_session *s, const void *const
     }
     kiln_exec e = {s->arena, inputs, outputs, s->pool, s->profiling ? s->profile : NULL};
     m->run(&e);
+    for (int32_t i = 0; m->bounds != NULL && i < m->num_outputs; i++) {
+        if (m->bounds[i].bounded) {
+            int64_t n;
+            memcpy(&n, s->arena + m->bounds[i].count_offset, sizeof n);
+            s->counts[i] = n;
+        }
+    }
+    s->has_run = 1;
     atomic_store(&s->busy, 0);
+    return KILN_OK;
+}
+
+KILN_EXPORT kiln_status KILN_API(output_shape)(const kiln_session *s, int32_t index,
+                                               int64_t *dims) {
+    if (dims == NULL) return fail(KILN_INVALID_ARGUMENT, "output_shape: dims is NULL");
+    pthread_mutex_lock(&live_lock);
+    int live = s != NULL && on_live_list(s);
+    pthread_mutex_unlock(&live_lock);
+    if (!live) return fail(KILN_INVALID_ARGUMENT, "output_shape: " NOT_LIVE);
+    if (index < 0 || index >= KILN_MODEL.num_outputs)
+        return fail(KILN_INVALID_ARGUMENT,
+                    "output index %d is out of range: the model has %d outputs", (int)index,
+                    (int)KILN_MODEL.num_outputs);
+    const kiln_tensor_desc *d = &KILN_MODEL.outputs[index];
+    const kiln_output_bound *b = KILN_MODEL.bounds ? &KILN_MODEL.bounds[index] : NULL;
+    int bounded = b != NULL && b->bounded;
+    if (bounded && !s->has_run)
+        return fail(KILN_INVALID_ARGUMENT,
+                    "output_shape: output %d ('%s') has a data-dependent size and the session "
+                    "has not run yet; call session_run first", (int)index, d->name);
+    for (int32_t k = 0; k < d->rank; k++)
+        dims[k] = bounded && k == b->axis ? s->counts[index] : d->shape[k];
     return KILN_OK;
 }
 
@@ -262,6 +304,7 @@ KILN_EXPORT kiln_status KILN_API(session_destroy)(kiln_session *s) {
     if (s->pool != NULL) kiln_pool_destroy(s->pool);
     if (s->owns_arena) free(s->arena);
     free(s->profile);
+    free(s->counts);
     free(s);
     return KILN_OK;
 }

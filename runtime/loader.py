@@ -54,6 +54,8 @@ _SIGNATURES = {
     "last_error": (ctypes.c_char_p, []),
     "status_string": (ctypes.c_char_p, [_I32]),
 }
+# optional: artifacts built before it was added lack it (all their outputs are static)
+_OPTIONAL = {"output_shape": (_I32, [_P, _I32, ctypes.POINTER(ctypes.c_int64)])}
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,11 @@ class Session:
                 raise ArtifactError(f"{path} uses Kiln ABI version {fn()} but this loader "
                                     f"speaks version {ABI_VERSION}; compile the model again "
                                     "with this version of Kiln")
+        for name, (restype, argtypes) in _OPTIONAL.items():
+            fn = getattr(lib, prefix + name, None)
+            if fn is not None:
+                fn.restype, fn.argtypes = restype, argtypes
+                functions[name] = fn
         functions["_cdll"] = lib   # keeps the library loaded while the session lives
         return functions
 
@@ -207,9 +214,20 @@ class Session:
             if self._handle is None:
                 raise RuntimeFailure(f"{self.path}: the session is closed")
             self._check(self._lib["session_run"](self._handle, inputs, outputs), "running")
-        return {t.name: buffers[t.name] if not _packed(t.dtype)
+            shapes = [self.output_shape(i) for i in range(len(self.outputs))]
+        return {t.name: _trimmed(buffers[t.name], shape) if not _packed(t.dtype)
                 else unpack_array(buffers[t.name], DType.from_numpy(t.dtype), t.shape)
-                for t in self.outputs}
+                for t, shape in zip(self.outputs, shapes)}
+
+    def output_shape(self, index: int) -> tuple[int, ...]:
+        """Output `index`'s actual shape in the last run (its declared shape if static)."""
+        t = self.outputs[index]
+        if "output_shape" not in self._lib or not t.shape:
+            return t.shape
+        dims = (ctypes.c_int64 * len(t.shape))()
+        self._check(self._lib["output_shape"](self._handle, index, dims),
+                    f"querying the shape of output {index}")
+        return tuple(int(d) for d in dims)
 
     def _check_feed(self, feed) -> list[np.ndarray]:
         if not isinstance(feed, Mapping):
@@ -266,6 +284,13 @@ class Session:
         ins = ", ".join(map(str, self.inputs))
         outs = ", ".join(map(str, self.outputs))
         return f"<kiln Session {self.name!r} from {self.path}: ({ins}) -> ({outs})>"
+
+
+def _trimmed(buffer: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The compact leading part of an upper-bound buffer, with the actual `shape`."""
+    if buffer.shape == shape:
+        return buffer
+    return buffer.reshape(-1)[:int(np.prod(shape, dtype=np.int64))].reshape(shape)
 
 
 def _packed(dtype: np.dtype) -> bool:

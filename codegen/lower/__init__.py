@@ -6,3 +6,4 @@ from . import indexing, sampling, scalar_math  # noqa: F401
 from . import attention  # noqa: F401
 from . import bits  # noqa: F401
 from . import packed  # noqa: F401
+from . import data_dependent, unique  # noqa: F401

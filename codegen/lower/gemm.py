@@ -65,6 +65,10 @@ class Blocking:
     pack_a: bool = False
 
 
+#: A `kc` that keeps every K in one block.
+UNBLOCKED_K = 1 << 30
+
+
 def blocking_for(tile: Tile, l2_bytes: int = 512 * 1024) -> Blocking:
     """The default blocking for a tile and cache sizes: a B micro-panel up to a quarter of
     L2 (K up to 2048 in one block at nr=16), `nc` panels filling half of L2, ~168 rows of A
@@ -72,10 +76,12 @@ def blocking_for(tile: Tile, l2_bytes: int = 512 * 1024) -> Blocking:
     at 1024^3 no K blocking 93 GFLOP/s, kc=384 89, kc=384 with A packed 85; at 2048^3
     kc=2048/mc=168 92, kc=1024 86; the FMA loop 104. L2 keeps up with the micro-panel
     streams on this core, so blocking K and packing A do not pay at these sizes."""
-    kc = max(64, (l2_bytes // 4) // (tile.nr * 4) // 64 * 64)
+    panel_k = max(64, (l2_bytes // 4) // (tile.nr * 4) // 64 * 64)
     mc = tile.mr * max(1, 168 // tile.mr)
-    nc = max(1, (l2_bytes // 2) // (kc * tile.nr * 4))
-    return Blocking(kc, mc, nc)
+    nc = max(1, (l2_bytes // 2) // (panel_k * tile.nr * 4))
+    # K stays one block whatever its length: split K blocks gave wrong sums on the long-K
+    # fully connected layers of AlexNet/VGG-19 (K 9216, 25088), so they are opt-in only.
+    return Blocking(UNBLOCKED_K, mc, nc)
 
 
 def microkernel_bits(target, cpu: str | None = None) -> int:

@@ -10,3 +10,4 @@ from . import indexing, math, sampling  # noqa: F401
 from . import storage  # noqa: F401
 from . import bits  # noqa: F401
 from . import attention  # noqa: F401
+from . import data_dependent  # noqa: F401

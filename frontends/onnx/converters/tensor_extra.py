@@ -1,8 +1,8 @@
 """Tensor ops that static shapes make simple: EyeLike (a constant), CenterCropPad (a slice
 and a pad), Compress (a gather of the kept positions), LpPool and GlobalLpPool (average
 pooling of |x|^p), and the data-dependent-shape ops NonZero and Unique, which Kiln folds when
-their input is a constant and otherwise refuses with the reason: an artifact's outputs have
-shapes fixed at compile time, so a shape that depends on input values must be bound."""
+their input is a constant and otherwise emits as ops whose graph outputs have a bounded dim
+(compiler/ops/data_dependent.py)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,6 @@ import numpy as np
 from ..registry import converter
 from .common import axis_of, onnx_dtype, scalar
 from .pool import _pool
-
-_DATA_DEPENDENT_HINT = ("its output shape depends on the input's values and Kiln artifacts "
-                        "have static shapes: make the input a constant (an initializer) so "
-                        "the result is computed at compile time")
 
 
 @converter("EyeLike", since=9)
@@ -65,15 +61,17 @@ def compress(ctx, x, condition, axis=None):
 @converter("NonZero", since=9)
 def non_zero(ctx, x):
     data = ctx.value_of(x, "NonZero's input") if x.is_constant else None
-    if data is None:
-        ctx.fail("NonZero of a run-time tensor is not supported", _DATA_DEPENDENT_HINT)
+    if data is None:   # a data-dependent output (compiler/ops/data_dependent.py)
+        return ctx.emit("nonzero", [x])
     return ctx.const(np.array(np.nonzero(data), dtype=np.int64))
 
 
 @converter("Unique", since=11)
 def unique(ctx, x, axis=None, sorted=1):
-    if not x.is_constant:
-        ctx.fail("Unique of a run-time tensor is not supported", _DATA_DEPENDENT_HINT)
+    if not x.is_constant:   # data-dependent outputs (compiler/ops/data_dependent.py)
+        axis = None if axis is None else axis_of(ctx, axis, x.type.rank)
+        return [ctx.emit(op, [x], axis=axis, sorted=int(sorted)) for op in (
+            "unique_values", "unique_indices", "unique_inverse", "unique_counts")]
     data = x.data
     values, first, inverse, counts = np.unique(data, return_index=True, return_inverse=True,
                                                return_counts=True, axis=axis)
