@@ -26,7 +26,7 @@ from ...compiler.ir import FusedGroup
 from .. import kernel_ir as K
 from .common import LowerContext, epilogue, group_output
 from .conv_geometry import conv_geometry
-from .gemm import Tile, merged_shape, vec_var
+from .gemm import Tile, fma_loop, merged_shape, vec_var
 
 #: aim for at least this many output positions per task (a band shared by many blocks)
 _MIN_POSITIONS = 192
@@ -79,14 +79,7 @@ def band_microkernel(names: K.Names, tile: Tile, rows: int, k_lo: K.Expr, k_hi: 
     else:
         stmts += [K.Let(accs[i][v], K.VecLoad(acc, at(i, v), lanes))
                   for i in range(rows) for v in range(tile.nv)]
-    k = names.var("k")
-    bs = [vec_var(names, f"b{v}", lanes) for v in range(tile.nv)]
-    step: list[K.Stmt] = [K.Let(b, b_at(k, v)) for v, b in enumerate(bs)]
-    for i in range(rows):
-        a = vec_var(names, f"a{i}", lanes)
-        step.append(K.Let(a, K.Broadcast(a_at(i, k), lanes)))
-        step += [K.Assign(accs[i][v], K.fma(accs[i][v], a, bs[v])) for v in range(tile.nv)]
-    stmts.append(K.For(k, k_lo, k_hi, step))
+    stmts.append(fma_loop(names, tile, rows, k_lo, k_hi, a_at, b_at, accs))
     stmts += [K.VecStore(acc, at(i, v), accs[i][v], lanes)
               for i in range(rows) for v in range(tile.nv)]
     return stmts

@@ -22,7 +22,7 @@ from ...compiler.dtypes import DType
 from ...compiler.ir import FusedGroup
 from .. import kernel_ir as K
 from .common import LowerContext, epilogue, group_output
-from .conv_geometry import conv_geometry
+from .conv_geometry import conv_geometry, epilogue_fits
 from .gemm import Tile, merged_shape, tile_for, vec_var
 
 #: taps unrolled into straight-line code at most (7x7)
@@ -47,12 +47,7 @@ def depthwise_tile(group: FusedGroup, vector_bits: int) -> Tile | None:
         return None
     if w.shape[2] * w.shape[3] > _MAX_TAPS:
         return None
-    out_shape = node.output.shape
-    for member in group.nodes[1:]:
-        for v in member.inputs:
-            if merged_shape(v.shape, out_shape, [(0, 1), (1, 2), (2, 4)]) is None:
-                return None
-    return tile
+    return tile if epilogue_fits(group) else None
 
 
 def _per_task(channels: int) -> int:

@@ -12,7 +12,8 @@ import numpy as np
 
 from ...compiler.dtypes import DType
 from ...compiler.ir import FusedGroup, Node
-from .gemm import Tile, merged_shape, pack_rows, tile_for
+from .conv_geometry import epilogue_fits
+from .gemm import Tile, pack_rows, tile_for
 
 
 def conv_gemm_tile(group: FusedGroup, vector_bits: int) -> Tile | None:
@@ -29,12 +30,7 @@ def conv_gemm_tile(group: FusedGroup, vector_bits: int) -> Tile | None:
     oc, icg = w.shape[0], w.shape[1]
     if node.attrs["group"] > 1 and icg == 1 and oc == node.attrs["group"]:
         return None   # depthwise: too little reuse for a GEMM
-    out_shape = node.output.shape
-    for member in group.nodes[1:]:
-        for v in member.inputs:
-            if merged_shape(v.shape, out_shape, [(0, 1), (1, 2), (2, 4)]) is None:
-                return None
-    return tile
+    return tile if epilogue_fits(group) else None
 
 
 def group_output_dtype(group: FusedGroup) -> DType:

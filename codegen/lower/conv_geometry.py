@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from ...compiler.ir import Node, Value
+from ...compiler.ir import FusedGroup, Node, Value
+from .gemm import merged_shape
 
 
 class ConvGeometry(NamedTuple):
@@ -30,3 +31,10 @@ def conv_geometry(node: Node) -> ConvGeometry:
                         tuple(node.output.shape[2:]), tuple(node.attrs["strides"]),
                         tuple(node.attrs["dilations"]), tuple(node.attrs["pads"]),
                         node.attrs["group"])
+
+
+def epilogue_fits(group: FusedGroup) -> bool:
+    """Every epilogue operand of a conv group folds onto the output as (N, C, H*W)."""
+    out_shape = group.anchor.output.shape
+    return all(merged_shape(v.shape, out_shape, [(0, 1), (1, 2), (2, 4)]) is not None
+               for member in group.nodes[1:] for v in member.inputs)

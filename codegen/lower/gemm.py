@@ -133,14 +133,7 @@ def microkernel(names: K.Names, tile: Tile, rows: int, depth: int,
     zero = K.Broadcast(K.const(0.0, DType.float32), lanes)
     accs = [[vec_var(names, f"c{i}_{v}", lanes) for v in range(tile.nv)] for i in range(rows)]
     stmts: list[K.Stmt] = [K.Let(acc, zero) for row in accs for acc in row]
-    k = names.var("k")
-    bs = [vec_var(names, f"b{v}", lanes) for v in range(tile.nv)]
-    step: list[K.Stmt] = [K.Let(b, b_at(k, v)) for v, b in enumerate(bs)]
-    for i in range(rows):
-        a = vec_var(names, f"a{i}", lanes)
-        step.append(K.Let(a, K.Broadcast(a_at(i, k), lanes)))
-        step += [K.Assign(accs[i][v], K.fma(accs[i][v], a, bs[v])) for v in range(tile.nv)]
-    stmts.append(K.For(k, K.const(0), K.const(depth), step))
+    stmts.append(fma_loop(names, tile, rows, K.const(0), K.const(depth), a_at, b_at, accs))
     stmts += [K.VecStore(out, K.const(i * tile.nr + v * lanes), accs[i][v], lanes)
               for i in range(rows) for v in range(tile.nv)]
     return stmts
@@ -161,3 +154,17 @@ def merged_shape(shape, out_shape, spans: list[tuple[int, int]]) -> list[int] | 
         else:
             return None
     return merged
+
+
+def fma_loop(names: K.Names, tile: Tile, rows: int, k_lo: K.Expr, k_hi: K.Expr, a_at, b_at,
+             accs: list[list[K.Var]]) -> K.For:
+    """The register tile's K loop: load nv B vectors, splat each row's A, accs += a * b."""
+    lanes = tile.lanes
+    k = names.var("k")
+    bs = [vec_var(names, f"b{v}", lanes) for v in range(tile.nv)]
+    step: list[K.Stmt] = [K.Let(b, b_at(k, v)) for v, b in enumerate(bs)]
+    for i in range(rows):
+        a = vec_var(names, f"a{i}", lanes)
+        step.append(K.Let(a, K.Broadcast(a_at(i, k), lanes)))
+        step += [K.Assign(accs[i][v], K.fma(accs[i][v], a, bs[v])) for v in range(tile.nv)]
+    return K.For(k, k_lo, k_hi, step)
