@@ -16,13 +16,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from onnx import numpy_helper
 
 from ....compiler.dtypes import DType
 from ....compiler.errors import UnsupportedModelError
-from ..importer import convert_nodes
 from ..registry import converter, lookup, normalize_domain
 from .common import reshape
+from .scan import run_body
 
 
 
@@ -53,20 +52,7 @@ def convert_branch(ctx, branch: Any, which: str) -> list:
     if missing:
         ctx.fail(f"the {which} branch uses ops Kiln has no converter for: "
                  f"{', '.join(missing)}", "replace them with supported ops or file an issue")
-    outer_env, outer_node = ctx.env, ctx.node
-    scope = dict(outer_env)
-    for tensor in branch.initializer:
-        scope[tensor.name] = ctx.graph.constant(numpy_helper.to_array(tensor), tensor.name)
-    try:
-        convert_nodes(ctx, branch.node, scope)
-    finally:
-        ctx.env, ctx.node = outer_env, outer_node
-    outputs = []
-    for output in branch.output:
-        if output.name not in scope:
-            ctx.fail(f"the {which} branch never produces its output '{output.name}'")
-        outputs.append(scope[output.name])
-    return outputs
+    return run_body(ctx, branch, [], f"{which} branch")
 
 
 def _run_time_branch(ctx, branch: Any, which: str, hint: str) -> list:
