@@ -89,11 +89,15 @@ def tvm_runner(model, feed: dict, threads: int) -> Callable[[dict], object] | No
 
 
 def time_alternately(runners: dict[str, Callable], feed: dict, warmup: int,
-                     runs: int, budget_s: float) -> dict[str, Timing]:
-    """Warm every runner up, then time them in turn, run by run, so drift hits all alike."""
+                     runs: int, budget_s: float, pause_s: float = 0.05) -> dict[str, Timing]:
+    """Warm every runner up, then time them in turn, run by run, so drift hits all alike.
+    After every run the benchmark pauses `pause_s`: a runtime's worker threads spin for a
+    while after a run (ONNX Runtime's for over 10 ms), and would otherwise hold a core
+    while the next runner is timed."""
     for _ in range(warmup):
         for run in runners.values():
             run(feed)
+            time.sleep(pause_s)
     samples: dict[str, list[float]] = {name: [] for name in runners}
     deadline = time.perf_counter() + budget_s
     for i in range(runs):
@@ -101,6 +105,7 @@ def time_alternately(runners: dict[str, Callable], feed: dict, warmup: int,
             start = time.perf_counter()
             run(feed)
             samples[name].append((time.perf_counter() - start) * 1e3)
+            time.sleep(pause_s)
         if i >= 4 and time.perf_counter() > deadline:
             break
     return {name: Timing(s) for name, s in samples.items()}
@@ -124,7 +129,8 @@ def bench_model(name: str, threads_list: list[int], workdir: Path, args) -> list
             tvm = tvm_runner(model, feed, threads)
             if tvm is not None:
                 runners["tvm"] = tvm
-        timings = time_alternately(runners, feed, args.warmup, args.runs, args.budget)
+        timings = time_alternately(runners, feed, args.warmup, args.runs, args.budget,
+                                   args.pause)
         row = {"model": name, "threads": threads, "timings": timings,
                "compile_s": result.compile_seconds, "so_bytes": result.library_size,
                "weights": result.weights_size}
@@ -150,8 +156,9 @@ def render(rows: list[dict], command: str) -> str:
              f"Machine: {cpu_summary()}; Python {platform.python_version()}.", "",
              f"Command: `{command}`", "",
              "Latency of one inference at batch 1 (BERT: seq 128), Kiln and each peer timed "
-             "alternately in one process; ratio = Kiln median / peer median (< 1: Kiln is "
-             "faster).", "",
+             "alternately in one process, idle for a moment after each run (so no runtime's "
+             "spinning threads hold a core while another is timed); ratio = Kiln median / "
+             "peer median (< 1: Kiln is faster).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         t = r["timings"]
@@ -187,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=50, help="most timed runs per runner")
     parser.add_argument("--budget", type=float, default=20.0,
                         help="seconds per model and thread count (at least 5 runs)")
+    parser.add_argument("--pause", type=float, default=0.05,
+                        help="seconds of idle after every timed run (lets spinning worker "
+                             "threads of the previous runner go to sleep)")
     parser.add_argument("--cpu", default=None, help="Kiln's --cpu (default: this host)")
     parser.add_argument("--no-tvm", dest="tvm", action="store_false")
     parser.add_argument("--profile", action="store_true",
