@@ -93,11 +93,12 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
     graph: Graph = import_model(proto, dims=dims, shapes=shapes, consts=consts)
     check_storage_uses(graph, renderer=emit)
     t = phase("import", t)
+    from ..codegen.lower.gemm import microkernel_bits
+    vector_bits = microkernel_bits(target_spec, cpu) if emit == "c" else 0
+    graph.metadata["vector_bits"] = vector_bits   # layout and kernel choices depend on it
     graph = run_passes(graph, verify_each=verify, dump_after=set(dump_ir_after), log=log)
     t = phase("passes", t)
     llvm_kernels: list | None = [] if emit == "llvm" else None
-    from ..codegen.lower.gemm import microkernel_bits
-    vector_bits = microkernel_bits(target_spec, cpu) if emit == "c" else 0
     sources = generate(graph, target_spec.name, __version__, external_kernels=llvm_kernels,
                        vector_bits=vector_bits)
     t = phase("codegen", t)

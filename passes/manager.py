@@ -15,6 +15,7 @@ from ..compiler.errors import KilnError
 from ..compiler.ir import Graph
 from ..compiler.printer import print_graph
 from ..compiler.verifier import VerificationError, verify
+from .channels_last import channels_last
 from .dce import dce
 from .decompose import decompose
 from .fold_batchnorm import fold_batchnorm
@@ -23,6 +24,7 @@ from .fuse import fuse
 from .fuse_attention import fuse_attention
 from .fuse_gelu import fuse_gelu
 from .fuse_layer_norm import fuse_layer_norm
+from .pad_convs import pad_convs
 from .plan_memory import plan_memory
 
 
@@ -47,6 +49,9 @@ PIPELINE: list[Pass] = [
     Pass("decompose", decompose, "lower the remaining batch_norms to mul + add"),
     Pass("fold_constants", fold_constants, "fold what decomposition made constant"),
     Pass("dce", dce, "drop what folding left unread"),
+    Pass("channels_last", channels_last,
+         "convs and the ops between them in NHWC on vector targets; transposes at the edges"),
+    Pass("pad_convs", pad_convs, "dense NHWC convs read an explicitly zero-padded input"),
     Pass("fuse", fuse, "group nodes into the kernels codegen emits"),
     Pass("plan_memory", plan_memory, "place intermediates in one fixed-size arena"),
 ]

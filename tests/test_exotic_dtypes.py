@@ -121,26 +121,34 @@ def test_cast_storage_floats_to_float(compile_and_load):
 
 @pytest.mark.parametrize("count", [1, 7, 12, 9999])
 def test_packed_integers_round_trip(compile_and_load, count):
-    """float -> int4/uint4/int2/uint2 (wrapping) -> int8/uint8 and float, odd counts; the
-    largest count spans several threads' tasks."""
-    nodes, outputs = [], []
+    """float -> int4/uint4/int2/uint2 -> int8/uint8 and float, and int16 -> each (wrapping),
+    odd counts; the largest count spans several threads' tasks. Floats are cast from inside
+    each type's range: ONNX leaves out-of-range float casts undefined (ml_dtypes 0.7 makes
+    them 0, earlier releases wrapped)."""
+    rng = np.random.default_rng(count)
+    nodes, inputs, outputs, feed = [], [], [], {}
     for to in PACKED_INTS:
         short = T.DataType.Name(to).lower()
         wide = T.INT8 if short.startswith("int") else T.UINT8
-        nodes += [helper.make_node("Cast", ["x"], [f"p_{short}"], to=to),
+        bits = 4 if "4" in short else 2
+        lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1)) if wide == T.INT8 else (0, 2 ** bits)
+        nodes += [helper.make_node("Cast", [f"x_{short}"], [f"p_{short}"], to=to),
                   helper.make_node("Cast", [f"p_{short}"], [f"w_{short}"], to=wide),
                   helper.make_node("Cast", [f"p_{short}"], [f"f_{short}"], to=T.FLOAT),
                   helper.make_node("Cast", ["i"], [f"q_{short}"], to=to)]
         outputs += [(f"p_{short}", to, None), (f"w_{short}", wide, None),
                     (f"f_{short}", T.FLOAT, None), (f"q_{short}", to, None)]
+        inputs.append((f"x_{short}", T.FLOAT, [count]))
+        feed[f"x_{short}"] = rng.uniform(lo, hi, count).astype(np.float32)
     nodes.append(helper.make_node("Cast", ["x"], ["f4"], to=T.FLOAT4E2M1))
     outputs.append(("f4", T.FLOAT4E2M1, None))
-    rng = np.random.default_rng(count)
     x = (rng.standard_normal(count) * 12).astype(np.float32)
     x[:4] = [np.inf, -np.inf, np.nan, 3e30][:count] if count >= 4 else x[:4]
-    i = rng.integers(-300, 300, count).astype(np.int16)
-    model = _model(nodes, [("x", T.FLOAT, [count]), ("i", T.INT16, [count])], outputs)
-    session = _run_both(compile_and_load, model, {"x": x, "i": i}, threads=2)
+    feed["x"] = x
+    feed["i"] = rng.integers(-300, 300, count).astype(np.int16)
+    inputs += [("x", T.FLOAT, [count]), ("i", T.INT16, [count])]
+    model = _model(nodes, inputs, outputs)
+    session = _run_both(compile_and_load, model, feed, threads=2)
     packed = {t.name: t for t in session.outputs}
     assert packed["p_int4"].nbytes == math.ceil(count / 2)
     assert packed["p_uint2"].nbytes == math.ceil(count / 4)

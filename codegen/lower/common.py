@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
+from ...compiler.dtypes import DType
 from ...compiler.ir import FusedGroup, Graph, Node, Value
 from .. import kernel_ir as K
 from .scalar import scalar_expr
@@ -104,28 +105,56 @@ def broadcast_index(shape: Sequence[int], out_shape: Sequence[int],
     return flat_index(shape, idx)
 
 
+#: one op of a fused epilogue: (op, inputs with None for the running value, attrs, dtype)
+Step = tuple[str, tuple[Value | None, ...], dict, DType]
+
+
+def steps_of(nodes: Sequence[Node], source: Value | None, bias: Value | None = None
+             ) -> list[Step]:
+    """The chain `nodes` as steps: each node's reads of the previous result (of `source`
+    for the first) become the running value. `bias` (an anchor's own bias input) is added
+    first when given."""
+    steps: list[Step] = []
+    if bias is not None:
+        steps.append(("add", (None, bias), {}, bias.dtype))
+    running = source
+    for node in nodes:
+        steps.append((node.op, tuple(None if running is not None and v is running else v
+                                     for v in node.inputs),
+                      dict(node.attrs), node.output.dtype))
+        running = node.output
+    return steps
+
+
+def apply_steps(ctx: LowerContext, steps: Sequence[Step], acc: K.Expr | None,
+                out_shape: Sequence[int], out_idx: Sequence[K.Expr],
+                shape_of: Callable[[Value], Sequence[int]] = lambda v: v.shape
+                ) -> tuple[list[K.Stmt], K.Expr]:
+    """Apply `steps` to `acc` (the running value at output position `out_idx`); other
+    operands are loaded, broadcast to `out_shape` (`shape_of` may give them a coalesced
+    shape). Returns local definitions and the final expression: a running value read more
+    than once by a step is bound to a local rather than computed twice."""
+    stmts: list[K.Stmt] = []
+    current = acc
+    for op, inputs, attrs, dtype in steps:
+        if sum(v is None for v in inputs) > 1 and not isinstance(current, (K.Var, K.Const)):
+            local = ctx.names.var("v", current.dtype)
+            stmts.append(K.Let(local, current))
+            current = local
+        args = [current if v is None else ctx.load(v, broadcast_index(shape_of(v), out_shape,
+                                                                       out_idx))
+                for v in inputs]
+        current = scalar_expr(op, args, attrs, dtype)
+    return stmts, current
+
+
 def epilogue(ctx: LowerContext, nodes: Sequence[Node], source: Value | None,
              acc: K.Expr | None, out_shape: Sequence[int], out_idx: Sequence[K.Expr],
              shape_of: Callable[[Value], Sequence[int]] = lambda v: v.shape
              ) -> tuple[list[K.Stmt], K.Expr]:
-    """Apply the elementwise chain `nodes` to `acc`, the value of `source` at output position
-    `out_idx`; other operands are loaded, broadcast to `out_shape` (`shape_of` may give them
-    a coalesced shape). Returns local definitions and the final expression: a result read
-    more than once by the next op is bound to a local rather than computed twice."""
-    stmts: list[K.Stmt] = []
-    current, value = acc, source
-    for node in nodes:
-        if value is not None and sum(v is value for v in node.inputs) > 1 \
-                and not isinstance(current, (K.Var, K.Const)):
-            local = ctx.names.var("v", current.dtype)
-            stmts.append(K.Let(local, current))
-            current = local
-        args = [current if v is value else ctx.load(v, broadcast_index(shape_of(v), out_shape,
-                                                                        out_idx))
-                for v in node.inputs]
-        current = scalar_expr(node.op, args, node.attrs, node.output.dtype)
-        value = node.output
-    return stmts, current
+    """apply_steps for the elementwise chain `nodes` following `source` (None: an
+    elementwise group, whose first node loads all its inputs)."""
+    return apply_steps(ctx, steps_of(nodes, source), acc, out_shape, out_idx, shape_of)
 
 
 def group_output(ctx: LowerContext, group: FusedGroup) -> Value:

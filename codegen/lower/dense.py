@@ -11,12 +11,15 @@ from __future__ import annotations
 import math
 
 from ...compiler.ir import FusedGroup
+from ...passes.channels_last import nhwc_conv_kind
 from .. import kernel_ir as K
 from .common import LowerContext, epilogue, group_output, lowering, strides
 from .conv_depthwise import depthwise_tile, lower_conv_depthwise
 from .conv_band import band_applies, lower_conv_band
 from .conv_gemm import conv_gemm_tile
 from .conv_im2col import lower_conv_im2col
+from .conv_nhwc import lower_conv_nhwc
+from .conv_nhwc_depthwise import lower_conv_nhwc_depthwise
 from .conv_geometry import conv_geometry
 from .matmul_gemm import lower_matmul_gemm, matmul_gemm_tile, pack_matmul_weight
 
@@ -42,6 +45,10 @@ def _apply_epilogue(ctx: LowerContext, group: FusedGroup, out_buf: K.Buffer, bas
 @lowering("conv2d")
 def lower_conv2d(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
     """The GEMM microkernel path where the target has vectors for it, else scalar loops."""
+    if group.anchor.attrs.get("layout") == "NHWC":
+        if nhwc_conv_kind(group.anchor) == "depthwise":
+            return lower_conv_nhwc_depthwise(ctx, group)
+        return lower_conv_nhwc(ctx, group)
     depthwise = depthwise_tile(group, ctx.storage.vector_bits)
     if depthwise is not None:
         return lower_conv_depthwise(ctx, group, depthwise)

@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 from ...compiler.dtypes import DType
 from ...compiler.ir import Node, Value
 from .. import kernel_ir as K
-from .common import LowerContext, broadcast_index
+from .common import LowerContext, Step, broadcast_index, steps_of
 from .scalar import scalar_expr
 
 _ARITH = ("+", "-", "*", "/")
@@ -56,22 +56,22 @@ def _vectorize(e: K.Expr, lanes: int, loads: dict[int, bool]) -> K.Expr | None:
     return None
 
 
-def vector_epilogue(ctx: LowerContext, nodes: Sequence[Node], source: Value, acc: K.Expr,
-                    lanes: int, out_shape: Sequence[int], out_idx: Sequence[K.Expr],
-                    shape_of: Callable[[Value], Sequence[int]]
-                    ) -> tuple[list[K.Stmt], K.Expr] | None:
-    """The chain `nodes` applied to `acc`, a vector of `source` at output columns
-    out_idx[-1] .. + lanes (the last dim of `out_shape` is the column dim), as local vector
-    definitions and a vector expression; None when some op has no vector form."""
+def vector_steps(ctx: LowerContext, steps: Sequence[Step], acc: K.Expr, lanes: int,
+                 out_shape: Sequence[int], out_idx: Sequence[K.Expr],
+                 shape_of: Callable[[Value], Sequence[int]]
+                 ) -> tuple[list[K.Stmt], K.Expr] | None:
+    """`steps` (common.Step) applied to `acc`, a vector of the running value at output
+    columns out_idx[-1] .. + lanes (the last dim of `out_shape` is the column dim), as local
+    vector definitions and a vector expression; None when some op has no vector form."""
     stmts: list[K.Stmt] = []
-    current, value = acc, source
-    for node in nodes:
-        if node.output.dtype is not DType.float32:
+    current = acc
+    for op, inputs, attrs, dtype in steps:
+        if dtype is not DType.float32:
             return None
         args: list[K.Expr] = []
         loads: dict[int, bool] = {}
-        for v in node.inputs:
-            if v is value:
+        for v in inputs:
+            if v is None:
                 args.append(current)
                 continue
             shape = list(shape_of(v))
@@ -79,13 +79,21 @@ def vector_epilogue(ctx: LowerContext, nodes: Sequence[Node], source: Value, acc
             if isinstance(arg, K.Load):
                 loads[id(arg.buffer)] = bool(shape) and shape[-1] != 1
             args.append(arg)
-        vec = _vectorize(scalar_expr(node.op, args, node.attrs, node.output.dtype), lanes,
-                         loads)
+        vec = _vectorize(scalar_expr(op, args, attrs, dtype), lanes, loads)
         if vec is None:
             return None
         if not isinstance(vec, (K.VecVar, K.VecLoad, K.Broadcast)):   # keep C text small
             local = K.VecVar(ctx.names.var("vv").name, lanes)
             stmts.append(K.Let(local, vec))
             vec = local
-        current, value = vec, node.output
+        current = vec
     return stmts, current
+
+
+def vector_epilogue(ctx: LowerContext, nodes: Sequence[Node], source: Value, acc: K.Expr,
+                    lanes: int, out_shape: Sequence[int], out_idx: Sequence[K.Expr],
+                    shape_of: Callable[[Value], Sequence[int]]
+                    ) -> tuple[list[K.Stmt], K.Expr] | None:
+    """vector_steps for the elementwise chain `nodes` following `source`."""
+    return vector_steps(ctx, steps_of(nodes, source), acc, lanes, out_shape, out_idx,
+                        shape_of)

@@ -24,6 +24,7 @@ from typing import Callable
 
 from ...compiler.dtypes import DType
 from .. import kernel_ir as K
+from .tile_epilogue import TileEpilogue
 
 #: an affine index: term key -> coefficient ("" is the constant term) and key -> term
 Affine = tuple[dict[str, int], dict[str, K.Expr]]
@@ -108,14 +109,22 @@ def _stride(rows: list[dict[str, int]]) -> int | None:
 
 
 def microkernel_function(lanes: int, rows: int, nv: int, a_rs: int, a_ks: int,
-                         b_ks: int | None, b_vs: int) -> K.Function:
+                         b_ks: int | None, b_vs: int, segmented: bool = False,
+                         epilogue: TileEpilogue | None = None) -> K.Function:
     """The shared microkernel for a rows x (nv*lanes) tile: A[i*a_rs + k*a_ks] splatted,
     B[k*b_ks + v*b_vs] (b_ks None: B[koff[k] + v*b_vs]) loaded, C[i*ldc + v*lanes] stored
-    (first loaded when `accumulate` is non-zero)."""
+    (first loaded when `accumulate` is non-zero).
+
+    segmented: K runs over `nseg` segments of `depth`, segment s reading A from s*a_seg
+    on (B continues where the previous segment ended): a conv window row by row.
+    epilogue: applied to the accumulators before the store when `finish` is non-zero."""
     f32 = DType.float32
     b_tag = "ind" if b_ks is None else str(b_ks)
     name = f"kiln_mk_v{lanes}_{rows}x{nv}_a{a_rs}_{a_ks}_b{b_tag}_{b_vs}"
+    name += "_seg" if segmented else ""
+    name += f"_{epilogue.tag}" if epilogue is not None else ""
     depth, ldc, accumulate, k = K.Var("depth"), K.Var("ldc"), K.Var("accumulate"), K.Var("k")
+    nseg, a_seg, seg, finish = K.Var("nseg"), K.Var("a_seg"), K.Var("s"), K.Var("finish")
     a = K.Buffer("a", f32, 0, "param")
     b = K.Buffer("b", f32, 0, "param")
     c = K.Buffer("c", f32, 0, "param")
@@ -126,30 +135,59 @@ def microkernel_function(lanes: int, rows: int, nv: int, a_rs: int, a_ks: int,
     body.append(K.If(K.binary("!=", accumulate, 0), [
         K.Assign(accs[i][v], K.VecLoad(c, ldc * i + v * lanes, lanes))
         for i in range(rows) for v in range(nv)]))
-    b_row = k * b_ks if b_ks is not None else K.Load(koff, k)
+    kk = seg * depth + k if segmented else k
+    a_at = seg * a_seg + k * a_ks if segmented else k * a_ks
+    b_row = kk * b_ks if b_ks is not None else K.Load(koff, kk)
     bs = [K.VecVar(f"b{v}", lanes) for v in range(nv)]
     step: list[K.Stmt] = [K.Let(bv, K.VecLoad(b, b_row + v * b_vs, lanes))
                           for v, bv in enumerate(bs)]
     for i in range(rows):
         av = K.VecVar(f"a{i}", lanes)
-        step.append(K.Let(av, K.Broadcast(K.Load(a, k * a_ks + i * a_rs), lanes)))
+        step.append(K.Let(av, K.Broadcast(K.Load(a, a_at + i * a_rs), lanes)))
         step += [K.Assign(accs[i][v], K.fma(accs[i][v], av, bs[v])) for v in range(nv)]
-    body.append(K.For(k, K.const(0), depth, step))
+    loop: K.Stmt = K.For(k, K.const(0), depth, step)
+    if segmented:
+        loop = K.For(seg, K.const(0), nseg, [loop])
+    body.append(loop)
+    params: list = [depth, a, b] + ([koff] if b_ks is None else []) + [c, ldc, accumulate]
+    if segmented:
+        params += [nseg, a_seg]
+    if epilogue is not None:
+        eparams = epilogue.params()
+        names = K.Names()
+        finishing: list[K.Stmt] = []
+        for i in range(rows):
+            for v in range(nv):
+                lets, value = epilogue.apply(accs[i][v], i, v, lanes, ldc, eparams, names)
+                finishing += lets + [K.Assign(accs[i][v], value)]
+        body.append(K.If(K.binary("!=", finish, 0), finishing))
+        params += [finish] + eparams
     body += [K.VecStore(c, ldc * i + v * lanes, accs[i][v], lanes)
              for i in range(rows) for v in range(nv)]
-    params: list = [depth, a, b] + ([koff] if b_ks is None else []) + [c, ldc, accumulate]
     doc = (f"GEMM microkernel: {rows}x{nv * lanes} tile, A stride (row {a_rs}, k {a_ks}), "
            f"B stride (k {b_tag}, vector {b_vs})")
+    if segmented:
+        doc += ", K in nseg segments of depth (A segment stride a_seg)"
+    if epilogue is not None:
+        doc += f", epilogue {' + '.join(op for op, *_ in epilogue.steps)} when finish"
     return K.Function(name, params, body, doc)
 
 
 def invoke(fn: K.Function, depth: K.ExprLike, a: tuple[K.Buffer, K.Expr],
            b: tuple[K.Buffer, K.Expr], c: tuple[K.Buffer, K.Expr], ldc: K.ExprLike,
-           accumulate: K.ExprLike = 0, koff: tuple[K.Buffer, K.Expr] | None = None
+           accumulate: K.ExprLike = 0, koff: tuple[K.Buffer, K.Expr] | None = None,
+           segments: tuple[K.ExprLike, K.ExprLike] | None = None,
+           finish: tuple[K.ExprLike, list[tuple[K.Buffer, K.Expr]]] | None = None
            ) -> K.Invoke:
-    """A call of microkernel `fn` on the given base addresses."""
+    """A call of microkernel `fn` on the given base addresses; `segments` is (nseg, a_seg)
+    of a segmented kernel, `finish` (flag, operand addresses) of one with an epilogue."""
     args: list = [K.as_expr(depth), a, b] + ([koff] if koff is not None else [])
-    return K.Invoke(fn, args + [c, K.as_expr(ldc), K.as_expr(accumulate)])
+    args += [c, K.as_expr(ldc), K.as_expr(accumulate)]
+    if segments is not None:
+        args += [K.as_expr(segments[0]), K.as_expr(segments[1])]
+    if finish is not None:
+        args += [K.as_expr(finish[0])] + list(finish[1])
+    return K.Invoke(fn, args)
 
 
 def _analyze(lanes: int, rows: int, nv: int, a_at: Callable[[int, K.Expr], K.Expr],

@@ -11,6 +11,9 @@ import numpy as np
 
 from ...compiler.ir import FusedGroup, Graph
 from .conv_gemm import conv_gemm_tile, pack_conv_weight
+from .conv_nhwc import nhwc_tile, pack_nhwc_weight
+from .conv_nhwc_depthwise import pack_depthwise_weight
+from ...passes.channels_last import nhwc_conv_kind
 from .matmul_gemm import matmul_gemm_tile, pack_matmul_weight
 
 
@@ -26,6 +29,10 @@ def prepack(graph: Graph, vector_bits: int) -> dict[int, np.ndarray]:
 
 def _pack_group(group: FusedGroup, vector_bits: int) -> np.ndarray | None:
     node = group.anchor
+    if node.op == "conv2d" and node.attrs.get("layout") == "NHWC":
+        if nhwc_conv_kind(node) == "depthwise":
+            return pack_depthwise_weight(node)
+        return pack_nhwc_weight(node, nhwc_tile(node, vector_bits))
     if node.op == "conv2d":
         tile = conv_gemm_tile(group, vector_bits)
         return pack_conv_weight(node, tile) if tile is not None else None

@@ -48,7 +48,7 @@ def lower_matmul_blocked(ctx: LowerContext, group: FusedGroup, tile: Tile,
     mr, nr, lanes = tile.mr, tile.nr, tile.lanes
     blocking = blocking or blocking_for(tile)
     kc = min(blocking.kc, k_)
-    mc = min(blocking.mc, -(-m_ // mr) * mr)
+    mc = min(-(-blocking.mc // mr) * mr, -(-m_ // mr) * mr)   # whole row blocks
     kblocks = -(-k_ // kc)
     panels, full_panels = -(-n_ // nr), n_ // nr
     mblocks = -(-m_ // mc)

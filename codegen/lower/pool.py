@@ -1,4 +1,5 @@
-"""Max and average pooling: one task per (n, c) plane, a window loop per output element."""
+"""Max and average pooling: one task per (n, c) plane, a window loop per output element;
+in NHWC one task per output row, the window loop outside a contiguous loop over channels."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from .common import LowerContext, epilogue, group_output, lowering
 @lowering("max_pool2d", "avg_pool2d")
 def lower_pool2d(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
     node = group.anchor
+    if node.attrs.get("layout") == "NHWC":
+        return _pool_nhwc(ctx, group)
     is_max = node.op == "max_pool2d"
     x = node.inputs[0]
     n_, c_, h_, w_ = x.shape
@@ -52,3 +55,58 @@ def lower_pool2d(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
         window] + lets + [K.Store(out, (t * oh_ + oh) * ow_ + ow, result)]
     row = K.For(oh, K.const(0), K.const(oh_), [K.For(ow, K.const(0), K.const(ow_), stmts)])
     return [K.For(t, K.const(0), K.const(n_ * c_), [row], "parallel")]
+
+
+def _pool_nhwc(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
+    """out[n, oh, ow, :] accumulates in place over the window's in-bounds taps, each a
+    contiguous (vectorized) loop over channels; then the mean and the epilogue."""
+    node = group.anchor
+    is_max = node.op == "max_pool2d"
+    x = node.inputs[0]
+    n_, h_, w_, c_ = x.shape
+    _, oh_, ow_, _ = node.output.shape
+    kh_, kw_ = node.attrs["kernel"]
+    sh, sw = node.attrs["strides"]
+    dh, dw = node.attrs.get("dilations", (1, 1))
+    pt, pl, pb, pr = node.attrs["pads"]
+    include_pad = node.attrs.get("count_include_pad", False)
+    out_value = group_output(ctx, group)
+    out = ctx.buf(out_value)
+    names = ctx.names
+    dtype = x.dtype
+
+    t, ow, kh, kw, c = (names.var(v) for v in ("row", "ow", "kh", "kw", "c"))
+    count = names.var("count")
+    ih, iw = names.var("ih"), names.var("iw")
+    n, oh = t // oh_, t % oh_
+    at = ((t * ow_) + ow) * c_
+    src = ((n * h_ + ih) * w_ + iw) * c_
+    init = K.lowest(dtype) if is_max else K.const(0, dtype)
+    current = K.Load(out, at + c)
+    value = ctx.load(x, src + c)
+    merged = K.select(K.binary(">", value, current), value, current) if is_max \
+        else current + value
+    tap = [K.For(c, K.const(0), K.const(c_), [K.Store(out, at + c, merged)], "vector")]
+    inside_w = K.all_of([K.binary(">=", iw, 0), K.binary("<", iw, w_)])
+    inside_h = K.all_of([K.binary(">=", ih, 0), K.binary("<", ih, h_)])
+    counted = K.all_of([K.binary("<", ih, h_ + pb), K.binary("<", iw, w_ + pr)]) \
+        if include_pad else K.all_of([inside_h, inside_w])
+    counting = [] if is_max else [K.If(counted, [K.Assign(count, count + 1)])]
+    window = K.For(kh, K.const(0), K.const(kh_), [
+        K.Let(ih, oh * sh + (kh * dh - pt)),
+        K.For(kw, K.const(0), K.const(kw_), [
+            K.Let(iw, ow * sw + (kw * dw - pl)),
+            K.If(K.all_of([inside_h, inside_w]), tap)] + counting)])
+    result: K.Expr = K.Load(out, at + c)
+    if not is_max:
+        result = result / K.cast(K.maximum(count, 1), dtype)
+    lets, result = epilogue(ctx, group.nodes[1:], node.output, result, out_value.shape,
+                            [n, oh, ow, c])
+    stmts: list[K.Stmt] = [
+        K.For(c, K.const(0), K.const(c_), [K.Store(out, at + c, init)], "vector")]
+    stmts += ([] if is_max else [K.Let(count, K.const(0))]) + [window]
+    if lets or not is_max or len(group.nodes) > 1:
+        stmts.append(K.For(c, K.const(0), K.const(c_), lets + [K.Store(out, at + c, result)],
+                           "vector"))
+    return [K.For(t, K.const(0), K.const(n_ * oh_),
+                  [K.For(ow, K.const(0), K.const(ow_), stmts)], "parallel")]

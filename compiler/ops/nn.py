@@ -1,6 +1,8 @@
 """Dense and windowed ops: conv2d, matmul, pooling, softmax and normalizations.
 
-Layouts are NCHW; 1-D and 3-D spatial forms are reshaped to these by the frontend.
+Layouts are NCHW; 1-D and 3-D spatial forms are reshaped to these by the frontend. conv2d
+and the pools also take `layout="NHWC"` (channels last; passes/channels_last.py sets it on
+vector targets): input and output are then [N, H, W, C], the weight stays OIHW.
 Attributes are normalized: `pads` is (top, left, bottom, right); strides and dilations
 are (h, w).
 """
@@ -33,9 +35,36 @@ def pool_out(size: int, kernel: int, stride: int, pad_begin: int, pad_end: int, 
     return out
 
 
+NCHW_TO_NHWC = (0, 2, 3, 1)
+NHWC_TO_NCHW = (0, 3, 1, 2)
+
+
+def _nchw_shape(shape: tuple[int, ...], layout: str) -> tuple[int, ...]:
+    return tuple(shape[p] for p in NHWC_TO_NCHW) if layout == "NHWC" else tuple(shape)
+
+
+def _in_layout(shape: tuple[int, ...], layout: str) -> tuple[int, ...]:
+    """An NCHW shape in `layout`."""
+    return tuple(shape[p] for p in NCHW_TO_NHWC) if layout == "NHWC" else tuple(shape)
+
+
+def _channels_last(reference):
+    """A reference written for NCHW, also run on NHWC arrays (layout="NHWC")."""
+
+    def run(x, *rest, layout="NCHW", **attrs):
+        if layout == "NCHW":
+            return reference(x, *rest, **attrs)
+        y = reference(np.transpose(x, NHWC_TO_NCHW), *rest, **attrs)
+        return np.transpose(y, NCHW_TO_NHWC)
+
+    run.__doc__ = reference.__doc__
+    return run
+
+
 def _conv_type(types: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     x, w = types[0], types[1]
-    n, c, h, wd = x.shape
+    layout = attrs.get("layout", "NCHW")
+    n, c, h, wd = _nchw_shape(x.shape, layout)
     oc, icg, kh, kw = w.shape
     if c != icg * attrs["group"]:
         raise ShapeError(f"conv input has {c} channels but the weight expects {icg} x group "
@@ -43,8 +72,8 @@ def _conv_type(types: list[TensorType], attrs: dict[str, Any]) -> list[TensorTyp
     sh, sw = attrs["strides"]
     dh, dw = attrs["dilations"]
     pt, pl, pb, pr = attrs["pads"]
-    return [TensorType(x.dtype, (n, oc, pool_out(h, kh, sh, pt, pb, dh),
-                                 pool_out(wd, kw, sw, pl, pr, dw)))]
+    return [TensorType(x.dtype, _in_layout((n, oc, pool_out(h, kh, sh, pt, pb, dh),
+                                            pool_out(wd, kw, sw, pl, pr, dw)), layout))]
 
 
 def _windows(x: np.ndarray, kernel, strides, pads, dilations, out_hw, fill: float):
@@ -68,6 +97,7 @@ def _windows(x: np.ndarray, kernel, strides, pads, dilations, out_hw, fill: floa
 
 
 @register("conv2d", "conv", _conv_type)
+@_channels_last
 def conv2d(x, w, b=None, *, strides, pads, dilations, group):
     """Grouped 2-D cross-correlation, NCHW input, OIHW weight, optional bias [OC]."""
     oc, icg, kh, kw = w.shape
@@ -104,17 +134,20 @@ def matmul(a, b):
 
 def _pool_type(types: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     x = types[0]
-    n, c, h, w = x.shape
+    layout = attrs.get("layout", "NCHW")
+    n, c, h, w = _nchw_shape(x.shape, layout)
     kh, kw = attrs["kernel"]
     pt, pl, pb, pr = attrs["pads"]
     sh, sw = attrs["strides"]
     dh, dw = attrs.get("dilations", (1, 1))
     ceil_mode = attrs.get("ceil_mode", False)
-    return [TensorType(x.dtype, (n, c, pool_out(h, kh, sh, pt, pb, dh, ceil_mode),
-                                 pool_out(w, kw, sw, pl, pr, dw, ceil_mode)))]
+    return [TensorType(x.dtype, _in_layout((n, c, pool_out(h, kh, sh, pt, pb, dh, ceil_mode),
+                                            pool_out(w, kw, sw, pl, pr, dw, ceil_mode)),
+                                           layout))]
 
 
 @register("max_pool2d", "pool", _pool_type)
+@_channels_last
 def max_pool2d(x, *, kernel, strides, pads, dilations=(1, 1), ceil_mode=False):
     """Max over each window; padding never wins."""
     (t,) = _pool_type([_type_of(x)], dict(kernel=kernel, strides=strides, pads=pads,
@@ -125,6 +158,7 @@ def max_pool2d(x, *, kernel, strides, pads, dilations=(1, 1), ceil_mode=False):
 
 
 @register("avg_pool2d", "pool", _pool_type)
+@_channels_last
 def avg_pool2d(x, *, kernel, strides, pads, dilations=(1, 1), ceil_mode=False,
                count_include_pad=False):
     """Mean over each window. Positions past the padded input (ceil mode) never count;

@@ -36,8 +36,8 @@ def resnet_like(blocks: int = 3) -> Graph:
 def test_pipeline_order():
     assert [p.name for p in PIPELINE] == ["fold_constants", "dce", "fuse_layer_norm",
                                           "fuse_gelu", "fuse_attention", "fold_batchnorm",
-                                          "decompose", "fold_constants", "dce", "fuse",
-                                          "plan_memory"]
+                                          "decompose", "fold_constants", "dce",
+                                          "channels_last", "pad_convs", "fuse", "plan_memory"]
     assert all(p.why for p in PIPELINE)
 
 
@@ -64,7 +64,7 @@ def test_dump_after_a_named_pass():
     dumps = []
     run_passes(g, dump_after={"fuse"}, log=dumps.append)
     (dump,) = [d for d in dumps if d.startswith("// IR after")]
-    assert dump.startswith("// IR after pass 9: fuse\ngraph resnetish(")
+    assert dump.startswith("// IR after pass 11: fuse\ngraph resnetish(")
     assert "  group stem (conv2d+relu) -> %stem_relu {" in dump and "plan arena" not in dump
 
 

@@ -33,7 +33,8 @@ def test_profile_names_every_group(tmp_path):
     with load(path, threads=2) as session:
         rows = profile(session, {"x": x}, runs=3)
         before = session.run({"x": x})["o"]
-    assert [name for name, _ in rows] == ["conv", "pool"]
+    names = [name for name, _ in rows]
+    assert "conv" in names and "pool" in names and names.index("conv") < names.index("pool")
     assert all(seconds >= 0 for _, seconds in rows) and sum(s for _, s in rows) > 0
     assert before.shape == (1, 8, 4, 4)
     text = format_profile(rows)

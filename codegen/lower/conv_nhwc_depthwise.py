@@ -1,0 +1,149 @@
+"""Depthwise conv2d in NHWC: one vector of channels at a time, every tap a vector FMA.
+
+With channels last, the KH*KW weights of a vector of channels are KH*KW vectors (packed at
+compile time as [KH*KW][C]) held in registers, and an output pixel is a sum of vector
+products with the input pixels of its window. A task is (image, output row, chunk of
+channel vectors); per channel vector:
+
+    w{kh}_{kw} = wp[(kh*KW + kw)*C + c ...]                  (registers)
+    for ow in R-pixel blocks of the interior:                (every kw tap inside the row)
+        acc{r} = 0;  for kh with ih in the image:  acc{r} += w{kh}_{kw} * x[ih, iw(r, kw), c ...]
+        out[oh, ow + r, c ...] = epilogue(acc{r} + bias)     (straight-line over r and kw)
+    the other pixels (left and right borders, the block remainder): the same per pixel,
+    each tap checked against the image
+
+so no padded copy of the input is made. Channels are covered by whole vectors, the last
+one overlapping its neighbour when C is not a multiple of the lanes (a pixel's channels are
+independent, so the overlap writes the same values twice).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...compiler.dtypes import DType
+from ...compiler.ir import FusedGroup, Node
+from .. import kernel_ir as K
+from .common import LowerContext, apply_steps, group_output, steps_of
+from .gemm import merged_shape, vec_var
+from .gemm_epilogue import vector_steps
+
+#: make at least this many tasks where the shape allows (2 threads, with slack)
+MIN_TASKS = 16
+
+
+def pack_depthwise_weight(node: Node) -> np.ndarray:
+    """W [C, 1, KH, KW] as [KH*KW][C]: a tap's weights for consecutive channels together."""
+    w = node.inputs[1].data.astype(np.float32)
+    c = w.shape[0]
+    return np.ascontiguousarray(w.reshape(c, -1).T).reshape(-1)
+
+
+def lower_conv_nhwc_depthwise(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
+    """The kernel of one depthwise NHWC conv group (weights packed by pack_depthwise_weight)."""
+    node = group.anchor
+    x, w = node.inputs[0], node.inputs[1]
+    bias = node.inputs[2] if len(node.inputs) > 2 else None
+    n_, h_, w_, c_ = x.shape
+    _, oh_, ow_, _ = node.output.shape
+    _, _, kh_, kw_ = w.shape
+    sh, sw = node.attrs["strides"]
+    dh, dw = node.attrs["dilations"]
+    pt, pl, _, _ = node.attrs["pads"]
+    lanes = 16 if ctx.storage.vector_bits >= 512 else 8
+    block = 8 if lanes == 16 else 4
+    names = ctx.names
+    out_value = group_output(ctx, group)
+    out, xbuf, wbuf = ctx.buf(out_value), ctx.buf(x), ctx.buf(w)
+    merged_out = [n_ * oh_ * ow_, c_]
+    steps = steps_of(group.nodes[1:], node.output, bias)
+
+    def shape_of(v):
+        return merged_shape(v.shape, out_value.shape, [(0, 3), (3, 4)])
+
+    vectors = -(-c_ // lanes)
+    rows = n_ * oh_
+    chunks = max(1, min(vectors, -(-MIN_TASKS // rows)))
+    per_chunk = -(-vectors // chunks)
+    chunks = -(-vectors // per_chunk)
+
+    t = names.var("task")
+    r_, chunk = t // chunks, t % chunks
+    n, oh = names.var("n"), names.var("oh")
+    cv, c = names.var("cv"), names.var("c")
+    body: list[K.Stmt] = [K.Let(n, r_ // oh_), K.Let(oh, r_ % oh_)]
+
+    wv = {}
+    per_vector: list[K.Stmt] = [K.Let(c, K.minimum(cv * lanes, c_ - lanes))]
+    for kh in range(kh_):
+        for kw in range(kw_):
+            wv[kh, kw] = vec_var(names, f"w{kh}_{kw}", lanes)
+            per_vector.append(K.Let(wv[kh, kw],
+                                    K.VecLoad(wbuf, c + (kh * kw_ + kw) * c_, lanes)))
+    ih0 = oh * sh - pt
+    row_ok = {kh: K.all_of([K.binary(">=", ih0 + kh * dh, 0),
+                            K.binary("<", ih0 + kh * dh, h_)]) for kh in range(kh_)}
+
+    def x_at(kh: int, iw: K.Expr) -> K.Expr:
+        return K.VecLoad(xbuf, ((n * h_ + ih0 + kh * dh) * w_ + iw) * c_ + c, lanes)
+
+    mergeable = all(shape_of(v) is not None for _, ins, _, _ in steps for v in ins
+                    if v is not None)
+    spill = K.Buffer(names.var("lane").name, DType.float32, lanes, "local")
+
+    def store(ow: K.Expr, acc: K.Expr) -> list[K.Stmt]:
+        """The epilogue on the vector, or lane by lane where it has no vector form."""
+        pixel = (n * oh_ + oh) * ow_ + ow
+        res = vector_steps(ctx, steps, acc, lanes, merged_out, [pixel, c], shape_of) \
+            if mergeable else None
+        if res is not None:
+            lets, value = res
+            return lets + [K.VecStore(out, pixel * c_ + c, value, lanes)]
+        ctx.buffers[id(spill)] = spill
+        j = names.var("j")
+        lets, value = apply_steps(ctx, steps, K.Load(spill, j), [0, 0, 0, c_],
+                                  [n, oh, ow, c + j])
+        return [K.VecStore(spill, K.const(0), acc, lanes),
+                K.For(j, K.const(0), K.const(lanes),
+                      lets + [K.Store(out, pixel * c_ + c + j, value)])]
+
+    zero = K.Broadcast(K.const(0.0, DType.float32), lanes)
+
+    # Interior: columns whose every kw tap lies inside the row, `block` at a time.
+    ow_lo = min(ow_, max(0, -(-pl // sw)))
+    ow_hi = max(ow_lo, min(ow_, (w_ - 1 + pl - (kw_ - 1) * dw) // sw + 1))
+    full = (ow_hi - ow_lo) // block
+    if full:
+        ob = names.var("ob")
+        ow0 = ow_lo + ob * block
+        accs = [vec_var(names, f"acc{r}", lanes) for r in range(block)]
+        tile: list[K.Stmt] = [K.Let(a, zero) for a in accs]
+        for kh in range(kh_):
+            taps: list[K.Stmt] = []
+            for kw in range(kw_):
+                for r, a in enumerate(accs):
+                    iw = (ow0 + r) * sw + (kw * dw - pl)
+                    taps.append(K.Assign(a, K.fma(a, wv[kh, kw], x_at(kh, iw))))
+            tile.append(K.If(row_ok[kh], taps))
+        for r, a in enumerate(accs):
+            tile += store(ow0 + r, a)
+        per_vector.append(K.For(ob, K.const(0), K.const(full), tile))
+
+    # Every other column, one pixel at a time with each tap checked.
+    ow = names.var("ow")
+    acc = vec_var(names, "acc", lanes)
+    pixel: list[K.Stmt] = [K.Let(acc, zero)]
+    for kh in range(kh_):
+        taps = []
+        for kw in range(kw_):
+            iw = ow * sw + (kw * dw - pl)
+            inside = K.all_of([K.binary(">=", iw, 0), K.binary("<", iw, w_)])
+            taps.append(K.If(inside, [K.Assign(acc, K.fma(acc, wv[kh, kw], x_at(kh, iw)))]))
+        pixel.append(K.If(row_ok[kh], taps))
+    pixel += store(ow, acc)
+    for lo, hi in ((0, ow_lo), (ow_lo + full * block, ow_)):
+        if lo < hi:
+            per_vector.append(K.For(ow, K.const(lo), K.const(hi), pixel))
+    body.append(K.For(cv, chunk * per_chunk, K.minimum(vectors, chunk * per_chunk + per_chunk),
+                      per_vector))
+    return [K.For(t, K.const(0), K.const(rows * chunks), body, "parallel")]

@@ -1,0 +1,44 @@
+"""Give every padded dense NHWC conv an explicit zero `pad` of its input.
+
+The dense NHWC kernel is an implicit GEMM: with the borders in memory, every output pixel
+reads the same window shape and a row of outputs is a row of equally spaced input pixels.
+
+    conv2d{NHWC, pads=(1, 1, 1, 1)}(x)  =>  conv2d{NHWC, pads=0}(pad(x, H and W by 1))
+
+Convs reading one value with the same padding share one pad. Depthwise convs keep their
+padding: their kernel checks bounds per tap, which costs less than a copy of the input.
+"""
+
+from __future__ import annotations
+
+from ..compiler.ir import Graph, Node, TensorType, Value
+from .channels_last import nhwc_conv_kind
+
+
+def pad_convs(graph: Graph) -> Graph:
+    """Dense NHWC convs read a zero-padded copy of their input and have no padding left."""
+    padded: dict[tuple[int, tuple[int, ...]], Value] = {}
+    for node in list(graph.nodes):
+        if node.op != "conv2d" or node.attrs.get("layout") != "NHWC" \
+                or nhwc_conv_kind(node) != "dense" or not any(node.attrs["pads"]):
+            continue
+        x = node.inputs[0]
+        pt, pl, pb, pr = node.attrs["pads"]
+        key = (id(x), (pt, pl, pb, pr))
+        if key not in padded:
+            padded[key] = _pad(graph, x, (0, pt, pl, 0, 0, pb, pr, 0), node)
+        graph.set_input(node, 0, padded[key])
+        node.attrs["pads"] = (0, 0, 0, 0)
+    return graph
+
+
+def _pad(graph: Graph, x: Value, pads: tuple[int, ...], before: Node) -> Value:
+    """A zero pad of `x` inserted right after x's producer (or before `before`)."""
+    shape = tuple(d + pads[i] + pads[i + 4] for i, d in enumerate(x.shape))
+    out = Value(graph.unique_name(x.name + "_padded"), TensorType(x.dtype, shape))
+    node = Node("pad", [x], [out], {"pads": pads, "mode": "constant", "value": 0.0},
+                graph.unique_name(x.name + "_pad", graph._node_names))
+    at = graph.nodes.index(x.producer) + 1 if x.producer is not None \
+        else graph.nodes.index(before)
+    graph.insert(at, node)
+    return out
