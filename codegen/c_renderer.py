@@ -143,6 +143,8 @@ class CRenderer:
             if s.orelse:
                 lines += [f"{pad}}} else {{"] + self.stmts(s.orelse, indent + 1)
             return lines + [f"{pad}}}"]
+        if isinstance(s, K.Prefetch):
+            return [f"{pad}__builtin_prefetch(&{s.buffer.name}[{self.expr(s.index)}], 0, 3);"]
         if isinstance(s, K.Comment):
             return [f"{pad}/* {s.text.replace('*/', '* /')} */"]
         if isinstance(s, K.Invoke):

@@ -295,6 +295,14 @@ class Comment(Stmt):
 
 
 @dataclass(eq=False)
+class Prefetch(Stmt):
+    """A hint to bring buffer[index]'s cache line in ahead of use (no effect on results)."""
+
+    buffer: Buffer
+    index: Expr
+
+
+@dataclass(eq=False)
 class Kernel:
     """One fused group as a function. If body[0] is a For of kind 'parallel', its iterations
     are the kernel's tasks and the runtime splits them across threads."""

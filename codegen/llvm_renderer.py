@@ -342,7 +342,7 @@ class KernelBuilder:
             self.b.store(self.expr(s.value), self.vars[s.var.name])
         elif isinstance(s, K.If):
             self.branch(s)
-        elif isinstance(s, K.Comment):
+        elif isinstance(s, (K.Comment, K.Prefetch)):
             pass
         else:
             raise RenderError(f"the LLVM renderer cannot print kernel IR statement "

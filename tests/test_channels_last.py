@@ -224,3 +224,67 @@ def test_layout_pass_leaves_scalar_targets_alone():
     graph = _ir(_network(), 0)
     assert not any(n.attrs.get("layout") == "NHWC" for n in graph.nodes)
     assert not any(n.op in ("transpose", "pad") for n in graph.nodes)
+
+
+# name: C, OC, H, W, batch, epilogue -- 3x3 stride-1 convs that conv_winograd.py runs
+WINOGRAD = {
+    "f4_ragged_tiles": (32, 64, 26, 30, 1, "relu"),
+    "f4_batch2": (48, 32, 24, 24, 2, "none"),
+    "f2_ragged_tiles": (64, 64, 13, 11, 1, "relu6"),
+    "f2_sigmoid": (32, 32, 10, 12, 1, "sigmoid"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(WINOGRAD))
+def test_winograd_conv(name, tmp_path):
+    c, oc, h, w, batch, kind = WINOGRAD[name]
+    inits: list = []
+    nodes = [_conv("x", "y", c, oc, 3, inits, 1, 1)]
+    out = _epilogue(kind, "y", nodes, inits)
+    _check(_model(nodes, [("x", [batch, c, h, w])], [out], inits), {"x": (batch, c, h, w)},
+           tmp_path, threads=2, name=name)
+
+
+def test_winograd_with_residual(tmp_path):
+    inits: list = []
+    nodes = [_conv("x", "y", 32, 32, 3, inits, 1, 1), helper.make_node("Add", ["y", "x"], ["s"]),
+             helper.make_node("Relu", ["s"], ["z"])]
+    _check(_model(nodes, [("x", [1, 32, 28, 28])], ["z"], inits), {"x": (1, 32, 28, 28)},
+           tmp_path, name="wres")
+
+
+@pytest.mark.skipif(not _has_avx2(), reason="needs an x86-64 CPU with AVX2 to run the build")
+@pytest.mark.parametrize("name", ["f4_ragged_tiles", "f2_ragged_tiles"])
+def test_winograd_conv_avx2(name, tmp_path):
+    c, oc, h, w, batch, kind = WINOGRAD[name]
+    inits: list = []
+    nodes = [_conv("x", "y", c, oc, 3, inits, 1, 1)]
+    out = _epilogue(kind, "y", nodes, inits)
+    _check(_model(nodes, [("x", [batch, c, h, w])], [out], inits), {"x": (batch, c, h, w)},
+           tmp_path, cpu="haswell", name=name)
+
+
+@pytest.mark.parametrize("m", [2, 4])
+def test_winograd_transforms_compute_a_correlation(m):
+    """A^T ((G g) * (B^T d)) equals the direct 3-tap correlation of d with g."""
+    from kiln.codegen.lower.conv_winograd import transforms
+
+    at, g, bt = transforms(m)
+    rng = np.random.default_rng(m)
+    for _ in range(5):
+        taps, data = rng.standard_normal(3), rng.standard_normal(m + 2)
+        direct = np.array([data[i:i + 3] @ taps for i in range(m)])
+        np.testing.assert_allclose(at @ ((g @ taps) * (bt @ data)), direct, atol=1e-12)
+
+
+def test_winograd_is_chosen_for_large_3x3_convs():
+    from kiln.codegen.lower.conv_winograd import winograd_plan
+
+    graph = _ir(_model([_conv("x", "y", 64, 64, 3, inits := [], 1, 1)],
+                       [("x", [1, 64, 56, 56])], ["y"], inits), 512)
+    conv = next(n for n in graph.nodes if n.op == "conv2d")
+    assert winograd_plan(conv, 512).m == 4
+    graph = _ir(_model([_conv("x", "y", 64, 64, 3, inits := [], 2, 1)],
+                       [("x", [1, 64, 56, 56])], ["y"], inits), 512)
+    conv = next(n for n in graph.nodes if n.op == "conv2d")
+    assert winograd_plan(conv, 512) is None      # strided: the direct kernel

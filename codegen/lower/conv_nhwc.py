@@ -12,7 +12,7 @@ nr output channels over K in (kh, kw, c) order ([OC/nr][K][nr], gemm.pack_column
 stride-1 conv is a plain GEMM whose rows are all the pixels. A task is (chunk of tiles,
 group of panels); per task:
 
-    for kb in K blocks:                    (whole segments, or a slice of one: ~KC deep)
+    for kb in K blocks:                    (whole segments, or a slice of one: KC deep)
         for panel in the task's group:     (its KC x nr block of weights stays in L1)
             for tile in the task's tiles:  (A streams from L2)
                 out[tile, panel] (+)= A[tile, kb] @ B[panel, kb]
@@ -36,11 +36,14 @@ from .. import kernel_ir as K
 from .common import LowerContext, apply_steps, group_output, steps_of
 from .gemm import Tile, merged_shape, pack_columns
 from .gemm_epilogue import vector_steps
+from .conv_winograd import lower_conv_winograd, winograd_plan
 from .gemm_micro import invoke, microkernel_function
 from .tile_epilogue import tile_epilogue
 
-#: aim for K blocks about this deep (a block of a 32-wide panel is then 24 KiB, in L1)
-KC = 192
+#: bytes of one K block of one panel: half of a 48 KiB L1 (KC = 192 deep at nr = 32)
+BLOCK_BYTES = 24 * 1024
+#: weights of more bytes than this stream from memory: kernels prefetch them a block ahead
+STREAMED_WEIGHTS = 1 << 20
 #: make at least this many tasks where the shape allows (2 threads, 4 chunks each)
 MIN_TASKS = 8
 
@@ -130,20 +133,26 @@ def pack_nhwc_weight(node: Node, tile: Tile) -> np.ndarray:
     return pack_columns(matrix, tile.nr)
 
 
-def _k_blocks(g: Geometry) -> tuple[int, int, int, bool]:
+def _k_blocks(g: Geometry, nr: int) -> tuple[int, int, int, bool]:
     """(blocks, segments per block, depth of a block's slice, sliced): whole segments
-    grouped up to ~KC deep, or each segment cut into slices of ~KC."""
-    if g.seg_depth <= KC:
-        per = max(1, min(g.kh, KC // g.seg_depth))
+    grouped up to KC deep (a panel's block of weights in BLOCK_BYTES), or each segment cut
+    into slices of about KC."""
+    kc = max(16, BLOCK_BYTES // (4 * nr))
+    if g.seg_depth <= kc:
+        per = max(1, min(g.kh, kc // g.seg_depth))
         return -(-g.kh // per), per, g.seg_depth, False
-    slices = -(-g.seg_depth // KC)
+    slices = -(-g.seg_depth // kc)
     size = -(-g.seg_depth // slices)
     return g.kh * slices, 1, size, True
 
 
 def lower_conv_nhwc(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
-    """The kernel of one dense NHWC conv group (weights packed by pack_nhwc_weight)."""
+    """The kernel of one dense NHWC conv group (weights packed by pack_nhwc_weight, or by
+    conv_winograd.pack_winograd_weight where winograd_plan says so)."""
     node = group.anchor
+    plan = winograd_plan(node, ctx.storage.vector_bits)
+    if plan is not None:
+        return lower_conv_winograd(ctx, group, plan)
     g = geometry(node)
     tile = nhwc_tile(node, ctx.storage.vector_bits)
     lanes, mr, nv, nr = tile.lanes, tile.mr, tile.nv, tile.nr
@@ -173,7 +182,7 @@ def lower_conv_nhwc(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
     ragged = g.row_len % mr
     tiles = g.rows * tpr
     panels, full_panels = -(-g.oc // nr), g.oc // nr
-    kblocks, per_block, slice_depth, sliced = _k_blocks(g)
+    kblocks, per_block, slice_depth, sliced = _k_blocks(g, nr)
     slices = -(-g.seg_depth // slice_depth) if sliced else 1
     a_rs = g.c if g.flat else g.sw * g.c
     a_seg = g.dh * g.w * g.c
@@ -217,29 +226,46 @@ def lower_conv_nhwc(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
         return (seg0 * a_seg, seg0 * g.seg_depth, K.minimum(per_block, g.kh - seg0),
                 K.const(g.seg_depth))
 
-    def micro(rows: int, kb: K.Expr, a0: K.Expr, row0: K.Expr, pj: K.Expr) -> list[K.Stmt]:
+    streaming = 4 * g.depth * g.oc > STREAMED_WEIGHTS
+
+    def micro(rows: int, kb: K.Expr, a0: K.Expr, row0: K.Expr, pj: K.Expr, ti: K.Expr
+              ) -> list[K.Stmt]:
         a_off, b_row, nseg, depth = block(kb)
-        fn = microkernel_function(lanes, rows, nv, a_rs, 1, nr, lanes, segmented=True,
-                                  epilogue=ep)
         last = K.binary("==", kb, kblocks - 1)
         finish = None
         if ep is not None:
             finish = (last, ep.arguments(row0, pj * nr, g.oc, ctx.buf))
-        call = invoke(fn, depth, (xbuf, a0 + a_off), (wbuf, pj * (g.depth * nr) + b_row * nr),
-                      (out, row0 * g.oc + pj * nr), g.oc, K.binary(">", kb, 0),
-                      segments=(nseg, a_seg), finish=finish)
+
+        def call(prefetch: bool) -> K.Invoke:
+            fn = microkernel_function(lanes, rows, nv, a_rs, 1, nr, lanes, segmented=True,
+                                      epilogue=ep, prefetch=prefetch)
+            ahead = None
+            if prefetch:   # the block this task needs next: the next panel, or next K block
+                nxt = K.binary("<", pj + 1, p1)
+                n_pj = K.select(nxt, pj + 1, p0)
+                _, n_row, _, _ = block(K.select(nxt, kb, kb + 1))
+                ahead = (wbuf, n_pj * (g.depth * nr) + n_row * nr)
+            return invoke(fn, depth, (xbuf, a0 + a_off),
+                          (wbuf, pj * (g.depth * nr) + b_row * nr),
+                          (out, row0 * g.oc + pj * nr), g.oc, K.binary(">", kb, 0),
+                          segments=(nseg, a_seg), finish=finish, prefetch=ahead)
+
+        # weights too big for the caches: the first tile of each block fetches the next
+        calls: list[K.Stmt] = [K.If(K.binary("==", ti, t0), [call(True)], [call(False)])] \
+            if streaming else [call(False)]
         if ep is not None or not steps:
-            return [call]
+            return calls
         finish_tile = _finish_in_memory(ctx, steps, out, row0, rows, pj * nr, nv, lanes,
                                         merged_out, shape_of, at4, vector_finish)
-        return [call, K.If(last, finish_tile)]
+        return calls + [K.If(last, finish_tile)]
 
     kb, ti, pj = names.var("kb"), names.var("ti"), names.var("pj")
     a0v, row0v, ttv = names.var("a0"), names.var("row0"), names.var("tt")
     a0, row0, tt = tile_at(ti)
-    inner = micro(mr, kb, a0v, row0v, pj)
+    inner = micro(mr, kb, a0v, row0v, pj, ti)
     if ragged:
-        inner = [K.If(K.binary("==", ttv, tpr - 1), micro(ragged, kb, a0v, row0v, pj), inner)]
+        inner = [K.If(K.binary("==", ttv, tpr - 1), micro(ragged, kb, a0v, row0v, pj, ti),
+                      inner)]
     body.append(K.For(kb, K.const(0), K.const(kblocks), [
         K.For(pj, p0, p1, [
             K.For(ti, t0, t1, [K.Let(a0v, a0), K.Let(row0v, row0), K.Let(ttv, tt)] + inner)])]))

@@ -24,9 +24,9 @@ import numpy as np
 from ...compiler.dtypes import DType
 from ...compiler.ir import FusedGroup, Node
 from .. import kernel_ir as K
-from .common import LowerContext, apply_steps, group_output, steps_of
+from .common import LowerContext, group_output, steps_of
 from .gemm import merged_shape, vec_var
-from .gemm_epilogue import vector_steps
+from .gemm_epilogue import finish_vector
 
 #: make at least this many tasks where the shape allows (2 threads, with slack)
 MIN_TASKS = 16
@@ -87,25 +87,13 @@ def lower_conv_nhwc_depthwise(ctx: LowerContext, group: FusedGroup) -> list[K.St
     def x_at(kh: int, iw: K.Expr) -> K.Expr:
         return K.VecLoad(xbuf, ((n * h_ + ih0 + kh * dh) * w_ + iw) * c_ + c, lanes)
 
-    mergeable = all(shape_of(v) is not None for _, ins, _, _ in steps for v in ins
-                    if v is not None)
     spill = K.Buffer(names.var("lane").name, DType.float32, lanes, "local")
 
     def store(ow: K.Expr, acc: K.Expr) -> list[K.Stmt]:
-        """The epilogue on the vector, or lane by lane where it has no vector form."""
         pixel = (n * oh_ + oh) * ow_ + ow
-        res = vector_steps(ctx, steps, acc, lanes, merged_out, [pixel, c], shape_of) \
-            if mergeable else None
-        if res is not None:
-            lets, value = res
-            return lets + [K.VecStore(out, pixel * c_ + c, value, lanes)]
-        ctx.buffers[id(spill)] = spill
-        j = names.var("j")
-        lets, value = apply_steps(ctx, steps, K.Load(spill, j), [0, 0, 0, c_],
-                                  [n, oh, ow, c + j])
-        return [K.VecStore(spill, K.const(0), acc, lanes),
-                K.For(j, K.const(0), K.const(lanes),
-                      lets + [K.Store(out, pixel * c_ + c + j, value)])]
+        return finish_vector(ctx, steps, out, acc, lanes, pixel * c_ + c,
+                             (merged_out, [pixel, c]), shape_of,
+                             lambda j: [n, oh, ow, c + j], out_value.shape, spill)
 
     zero = K.Broadcast(K.const(0.0, DType.float32), lanes)
 

@@ -19,7 +19,7 @@ from typing import Callable, Sequence
 from ...compiler.dtypes import DType
 from ...compiler.ir import Node, Value
 from .. import kernel_ir as K
-from .common import LowerContext, Step, broadcast_index, steps_of
+from .common import LowerContext, Step, apply_steps, broadcast_index, steps_of
 from .scalar import scalar_expr
 
 _ARITH = ("+", "-", "*", "/")
@@ -97,3 +97,26 @@ def vector_epilogue(ctx: LowerContext, nodes: Sequence[Node], source: Value, acc
     """vector_steps for the elementwise chain `nodes` following `source`."""
     return vector_steps(ctx, steps_of(nodes, source), acc, lanes, out_shape, out_idx,
                         shape_of)
+
+
+def finish_vector(ctx: LowerContext, steps: Sequence[Step], out: K.Buffer, acc: K.Expr,
+                  lanes: int, at: K.Expr, merged: tuple[Sequence[int], Sequence[K.Expr]],
+                  shape_of: Callable[[Value], Sequence[int] | None],
+                  index4: Callable[[K.Expr], list[K.Expr]], out_shape: Sequence[int],
+                  spill: K.Buffer) -> list[K.Stmt]:
+    """out[at .. at + lanes) = steps(acc), where acc holds `lanes` consecutive channels of
+    one output pixel: on the vector (merged = ([M, N] output, [pixel, channel]) index), or
+    lane by lane through the local `spill` where some step has no vector form or an operand
+    does not fold onto [M, N]; index4(j) is lane j's index in the output's own shape."""
+    foldable = all(shape_of(v) is not None for _, ins, _, _ in steps for v in ins
+                   if v is not None)
+    res = vector_steps(ctx, steps, acc, lanes, merged[0], merged[1], shape_of) \
+        if foldable else None
+    if res is not None:
+        lets, value = res
+        return lets + [K.VecStore(out, at, value, lanes)]
+    ctx.buffers[id(spill)] = spill
+    j = ctx.names.var("j")
+    lets, value = apply_steps(ctx, steps, K.Load(spill, j), out_shape, index4(j))
+    return [K.VecStore(spill, K.const(0), acc, lanes),
+            K.For(j, K.const(0), K.const(lanes), lets + [K.Store(out, at + j, value)])]

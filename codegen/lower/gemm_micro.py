@@ -110,19 +110,23 @@ def _stride(rows: list[dict[str, int]]) -> int | None:
 
 def microkernel_function(lanes: int, rows: int, nv: int, a_rs: int, a_ks: int,
                          b_ks: int | None, b_vs: int, segmented: bool = False,
-                         epilogue: TileEpilogue | None = None) -> K.Function:
+                         epilogue: TileEpilogue | None = None,
+                         prefetch: bool = False) -> K.Function:
     """The shared microkernel for a rows x (nv*lanes) tile: A[i*a_rs + k*a_ks] splatted,
     B[k*b_ks + v*b_vs] (b_ks None: B[koff[k] + v*b_vs]) loaded, C[i*ldc + v*lanes] stored
     (first loaded when `accumulate` is non-zero).
 
     segmented: K runs over `nseg` segments of `depth`, segment s reading A from s*a_seg
     on (B continues where the previous segment ended): a conv window row by row.
-    epilogue: applied to the accumulators before the store when `finish` is non-zero."""
+    epilogue: applied to the accumulators before the store when `finish` is non-zero.
+    prefetch: every k step also prefetches what it loads of B from `pf` instead: a caller
+    streaming weights from memory passes the next block of B it will need."""
     f32 = DType.float32
     b_tag = "ind" if b_ks is None else str(b_ks)
     name = f"kiln_mk_v{lanes}_{rows}x{nv}_a{a_rs}_{a_ks}_b{b_tag}_{b_vs}"
     name += "_seg" if segmented else ""
     name += f"_{epilogue.tag}" if epilogue is not None else ""
+    name += "_pf" if prefetch else ""
     depth, ldc, accumulate, k = K.Var("depth"), K.Var("ldc"), K.Var("accumulate"), K.Var("k")
     nseg, a_seg, seg, finish = K.Var("nseg"), K.Var("a_seg"), K.Var("s"), K.Var("finish")
     a = K.Buffer("a", f32, 0, "param")
@@ -145,6 +149,9 @@ def microkernel_function(lanes: int, rows: int, nv: int, a_rs: int, a_ks: int,
         av = K.VecVar(f"a{i}", lanes)
         step.append(K.Let(av, K.Broadcast(K.Load(a, a_at + i * a_rs), lanes)))
         step += [K.Assign(accs[i][v], K.fma(accs[i][v], av, bs[v])) for v in range(nv)]
+    pf = K.Buffer("pf", f32, 0, "param")
+    if prefetch:
+        step += [K.Prefetch(pf, b_row + v * b_vs) for v in range(nv)]
     loop: K.Stmt = K.For(k, K.const(0), depth, step)
     if segmented:
         loop = K.For(seg, K.const(0), nseg, [loop])
@@ -152,6 +159,8 @@ def microkernel_function(lanes: int, rows: int, nv: int, a_rs: int, a_ks: int,
     params: list = [depth, a, b] + ([koff] if b_ks is None else []) + [c, ldc, accumulate]
     if segmented:
         params += [nseg, a_seg]
+    if prefetch:
+        params.append(pf)
     if epilogue is not None:
         eparams = epilogue.params()
         names = K.Names()
@@ -170,6 +179,8 @@ def microkernel_function(lanes: int, rows: int, nv: int, a_rs: int, a_ks: int,
         doc += ", K in nseg segments of depth (A segment stride a_seg)"
     if epilogue is not None:
         doc += f", epilogue {' + '.join(op for op, *_ in epilogue.steps)} when finish"
+    if prefetch:
+        doc += ", prefetching the next block of B (pf)"
     return K.Function(name, params, body, doc)
 
 
@@ -177,14 +188,17 @@ def invoke(fn: K.Function, depth: K.ExprLike, a: tuple[K.Buffer, K.Expr],
            b: tuple[K.Buffer, K.Expr], c: tuple[K.Buffer, K.Expr], ldc: K.ExprLike,
            accumulate: K.ExprLike = 0, koff: tuple[K.Buffer, K.Expr] | None = None,
            segments: tuple[K.ExprLike, K.ExprLike] | None = None,
-           finish: tuple[K.ExprLike, list[tuple[K.Buffer, K.Expr]]] | None = None
-           ) -> K.Invoke:
+           finish: tuple[K.ExprLike, list[tuple[K.Buffer, K.Expr]]] | None = None,
+           prefetch: tuple[K.Buffer, K.Expr] | None = None) -> K.Invoke:
     """A call of microkernel `fn` on the given base addresses; `segments` is (nseg, a_seg)
-    of a segmented kernel, `finish` (flag, operand addresses) of one with an epilogue."""
+    of a segmented kernel, `finish` (flag, operand addresses) of one with an epilogue,
+    `prefetch` the address a prefetching one reads ahead from."""
     args: list = [K.as_expr(depth), a, b] + ([koff] if koff is not None else [])
     args += [c, K.as_expr(ldc), K.as_expr(accumulate)]
     if segments is not None:
         args += [K.as_expr(segments[0]), K.as_expr(segments[1])]
+    if prefetch is not None:
+        args.append(prefetch)
     if finish is not None:
         args += [K.as_expr(finish[0])] + list(finish[1])
     return K.Invoke(fn, args)
