@@ -185,6 +185,7 @@ class CRenderer:
             "output": f"e->outputs[{b.location}]",
             "arena": f"e->arena + {b.location}",
             "weight": f"kiln_weights + {b.location}",
+            "prepared": f"e->arena + KILN_PREPARED + {b.location}",
         }[b.storage]
         return f"    {const}{ctype} *restrict {b.name} = ({const}{ctype} *)({source});"
 

@@ -75,7 +75,8 @@ class Var(Expr):
 class Buffer:
     """A tensor a kernel reads or writes. `storage` says where it lives:
     'input'/'output' (caller's buffer #slot), 'arena' (byte offset), 'weight' (byte offset
-    into the weights blob) or 'local' (a stack array of `numel` elements)."""
+    into the weights blob), 'prepared' (byte offset into the arena's region of data made
+    once, when a session is created) or 'local' (a stack array of `numel` elements)."""
 
     name: str
     dtype: DType

@@ -108,10 +108,12 @@ def generate(graph: Graph, target_name: str, version: str,
     bounded = reserve_counts(graph, storage)
     renderer = CRenderer()
     kernel_names: set[str] = set()
-    kernels, launches = [], []
+    kernels, launches, launched = [], [], []
     for group in graph.groups:
         ctx = LowerContext(storage)
         body = group_lowering(group)(ctx, group)
+        if not body:   # nothing to do at run time (a concat its producers did in place)
+            continue
         kernel = K.Kernel(c_identifier(group.name, "k_", kernel_names), _describe(group),
                           list(ctx.buffers.values()), body)
         for fn in K.functions_called(body):   # shared helpers (microkernels): once each
@@ -126,10 +128,25 @@ def generate(graph: Graph, target_name: str, version: str,
                            f"int64_t hi);")
         loop = kernel.parallel_loop
         tasks = renderer.expr(loop.stop) if loop is not None else "1"
+        launched.append(c_string(group.name))
         launches.append(f"KILN_LAUNCH({len(launches)}, "
                         f"kiln_parallel_for(e, {kernel.name}, {tasks}));")
+    inits = []
+    for name, doc, ctx, body in storage.preparations:
+        kernel = K.Kernel(c_identifier(name, "k_", kernel_names), c_comment(doc),
+                          list(ctx.buffers.values()), body)
+        for fn in K.functions_called(body):
+            if fn.name not in kernel_names:
+                kernel_names.add(fn.name)
+                kernels.append(renderer.function(fn))
+        kernels.append(renderer.kernel(kernel))
+        loop = kernel.parallel_loop
+        tasks = renderer.expr(loop.stop) if loop is not None else "1"
+        inits.append(f"kiln_parallel_for(e, {kernel.name}, {tasks});")
     if storage.scratch_bytes:   # kernels' workspaces sit above the planned arena
         graph.plan.arena_size += -(-storage.scratch_bytes // WEIGHT_ALIGN) * WEIGHT_ALIGN
+    prepared_at = graph.plan.arena_size   # then the data prepared at session creation
+    graph.plan.arena_size += storage.prepared_bytes
     inputs = [_info(v, v.name, f"input{i}_shape") for i, v in enumerate(graph.inputs)]
     output_names = graph.metadata.get("output_names") or [v.name for v in graph.outputs]
     outputs = [_info(v, name, f"output{i}_shape", bounded.get(id(v)))
@@ -137,9 +154,10 @@ def generate(graph: Graph, target_name: str, version: str,
     model_c = _TEMPLATES.get_template("model.c.j2").render(
         version=version, target=target_name, model_name_comment=c_comment(graph.name),
         model_name_literal=c_string(graph.name), weights_size=len(weights), kernels=kernels,
-        launches=launches, tensors=inputs + outputs, inputs=inputs, outputs=outputs,
+        launches=launches, inits=inits, prepared_at=prepared_at,
+        tensors=inputs + outputs, inputs=inputs, outputs=outputs,
         arena_size=graph.plan.arena_size,
-        group_names=[c_string(g.name) for g in graph.groups])
+        group_names=launched)
     weights_s = _TEMPLATES.get_template("weights.S.j2").render(
         blob="weights.bin", size=len(weights))
     return ModuleSources(model_c, weights, weights_s, inputs, outputs, graph.plan.arena_size,

@@ -92,6 +92,9 @@ class FusedGroup:
 
     name: str
     nodes: list[Node]
+    #: (value, channel offset): the group writes its output as channels [offset, offset +
+    #: C) of this NHWC value instead of into bytes of its own (a concat done in place)
+    into: tuple["Value", int] | None = None
 
     @property
     def anchor(self) -> Node:

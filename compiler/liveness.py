@@ -5,7 +5,9 @@ lives from the step that produces it to the last step that reads it, both includ
 reads its inputs while it writes its outputs, so they never share bytes.
 
 Values that need no arena: graph inputs and constants (caller's buffers, read-only data),
-graph outputs (the caller's output buffers) and values used only inside their own group.
+graph outputs (the caller's output buffers), values used only inside their own group, and
+the outputs of groups that write into another value (FusedGroup.into): that value lives
+from the first of its writers on.
 """
 
 from __future__ import annotations
@@ -46,9 +48,14 @@ def live_ranges(graph: Graph) -> list[LiveRange]:
     groups = steps(graph)
     step_of = {id(node): index for index, group in enumerate(groups) for node in group.nodes}
     graph_outputs = {id(v) for v in graph.outputs}
+    aliased = {id(g.nodes[-1].output) for g in groups if g.into is not None}
+    first_writer: dict[int, int] = {}
+    for index, group in enumerate(groups):
+        if group.into is not None:
+            first_writer.setdefault(id(group.into[0]), index)
     ranges: list[LiveRange] = []
     for index, group in enumerate(groups):
-        needed = {id(v): v for v in group.outputs(graph)}
+        needed = {id(v): v for v in group.outputs(graph) if id(v) not in aliased}
         for node in group.nodes:
             for value in node.outputs:
                 if not value.users and id(value) not in graph_outputs:
@@ -57,7 +64,8 @@ def live_ranges(graph: Graph) -> list[LiveRange]:
             if id(value) in graph_outputs:
                 continue
             end = max((step_of[id(u)] for u in value.users), default=index)
-            ranges.append(LiveRange(value, index, max(end, index)))
+            start = min(index, first_writer.get(id(value), index))
+            ranges.append(LiveRange(value, start, max(end, index)))
     return ranges
 
 

@@ -16,6 +16,7 @@ from ..compiler.ir import Graph
 from ..compiler.printer import print_graph
 from ..compiler.verifier import VerificationError, verify
 from .channels_last import channels_last
+from .concat_in_place import concat_in_place
 from .dce import dce
 from .decompose import decompose
 from .fold_batchnorm import fold_batchnorm
@@ -53,6 +54,8 @@ PIPELINE: list[Pass] = [
          "convs and the ops between them in NHWC on vector targets; transposes at the edges"),
     Pass("pad_convs", pad_convs, "dense NHWC convs read an explicitly zero-padded input"),
     Pass("fuse", fuse, "group nodes into the kernels codegen emits"),
+    Pass("concat_in_place", concat_in_place,
+         "conv groups write their channels straight into the NHWC concat that reads them"),
     Pass("plan_memory", plan_memory, "place intermediates in one fixed-size arena"),
 ]
 

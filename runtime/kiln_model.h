@@ -58,6 +58,7 @@ typedef struct kiln_model {
     int32_t num_groups;             /* fused groups (kernels) run by `run`, for profiling */
     const char *const *group_names; /* num_groups names, in run order */
     const kiln_output_bound *bounds; /* num_outputs entries, or NULL: every output is static */
+    void (*init)(const kiln_exec *e); /* fills the arena's prepared region once, or NULL */
 } kiln_model;
 
 /* Monotonic seconds, for profiling. */

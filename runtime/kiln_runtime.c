@@ -205,6 +205,10 @@ KILN_EXPORT kiln_status KILN_API(session_create)(const kiln_options *options,
             return fail(KILN_OUT_OF_MEMORY, "cannot allocate the session's output counts");
         }
     }
+    if (KILN_MODEL.init != NULL) {   /* data derived from the weights, made once */
+        kiln_exec e = {s->arena, NULL, NULL, s->pool, NULL};
+        KILN_MODEL.init(&e);
+    }
     atomic_init(&s->busy, 0);
     s->magic = KILN_SESSION_MAGIC;
     pthread_mutex_lock(&live_lock);

@@ -288,3 +288,41 @@ def test_winograd_is_chosen_for_large_3x3_convs():
                        [("x", [1, 64, 56, 56])], ["y"], inits), 512)
     conv = next(n for n in graph.nodes if n.op == "conv2d")
     assert winograd_plan(conv, 512) is None      # strided: the direct kernel
+
+
+def test_winograd_filters_are_made_at_session_creation(tmp_path):
+    """The artifact ships the 3x3 weights, not the 4x bigger transformed filters: those are
+    made into the arena when a session is created, a caller's workspace too."""
+    import ctypes
+
+    from kiln.runtime.loader import Session, _Options
+
+    inits: list = []
+    model = _model([_conv("x", "y", 256, 256, 3, inits, 1, 1)], [("x", [1, 256, 24, 24])],
+                   ["y"], inits)
+    path = kiln.compile(model, output=str(tmp_path / "w.so"))
+    weights = 256 * 256 * 9 * 4
+    assert (tmp_path / "w.so").stat().st_size < 1.1 * weights + 2 ** 20
+    x = _RNG.standard_normal((1, 256, 24, 24)).astype(np.float32)
+    (expected,) = run_onnxruntime(model, {"x": x})
+
+    probe = Session(path, threads=1)
+    lib, size = probe._lib, probe.workspace_size
+    probe.close()
+    workspace = np.full(size + 64, 0xFF, np.uint8)             # NaN everywhere at first
+    start = -workspace.ctypes.data % 64
+    options = _Options()
+    lib["options_init"](ctypes.byref(options))
+    options.num_threads = 2
+    options.workspace = workspace.ctypes.data + start
+    options.workspace_size = size
+    handle = ctypes.c_void_p()
+    assert lib["session_create"](ctypes.byref(options), ctypes.byref(handle)) == 0
+    out = np.empty(expected.shape, np.float32)
+    inputs = (ctypes.c_void_p * 1)(x.ctypes.data)
+    outputs = (ctypes.c_void_p * 1)(out.ctypes.data)
+    try:
+        assert lib["session_run"](handle, inputs, outputs) == 0
+    finally:
+        lib["session_destroy"](handle)
+    assert_matches(out, expected, what="caller's workspace")

@@ -42,16 +42,47 @@ class Storage:
         self.packed = packed             # ids of constants stored in a microkernel's layout
         self.scratch_base = graph.plan.arena_size
         self.scratch_bytes = 0           # kernels run one at a time: they share the scratch
+        self.prepared_bytes = 0          # data made at session creation, after the scratch
+        #: (name, doc, context, body) of each kernel that fills a prepared buffer
+        self.preparations: list[tuple[str, str, "LowerContext", list[K.Stmt]]] = []
+        #: id(value) -> (value it is a channel slice of, channel offset): FusedGroup.into
+        self.views = {id(g.nodes[-1].output): g.into for g in graph.groups or []
+                      if g.into is not None}
+
+    def prepared(self, name: str, dtype, numel: int, doc: str,
+                 fill: Callable[["LowerContext", K.Buffer], list[K.Stmt]]) -> K.Buffer:
+        """A buffer computed once per session, at its creation, by the kernel fill(ctx, buf)
+        returns (weights in a layout too big to ship: Winograd's transformed filters);
+        kernels read it, read-only, from the arena's prepared region."""
+        buffer = K.Buffer(name, dtype, numel, "prepared", self.prepared_bytes)
+        self.prepared_bytes += -(-numel * dtype.itemsize // 64) * 64
+        ctx = LowerContext(self)
+        ctx.buffers[id(buffer)] = buffer
+        self.preparations.append((name, doc, ctx, fill(ctx, buffer)))
+        return buffer
 
     def scratch(self, name: str, dtype, numel: int) -> K.Buffer:
         """A kernel's workspace (im2col, packed panels): arena bytes above the planned ones."""
         self.scratch_bytes = max(self.scratch_bytes, numel * dtype.itemsize)
         return K.Buffer(name, dtype, numel, "arena", self.scratch_base)
 
+    def row_stride(self, value: Value) -> int:
+        """Elements between consecutive pixels of an NHWC value: its channels, or those of
+        the value it is a channel slice of."""
+        if id(value) in self.views:
+            return self.views[id(value)][0].shape[-1]
+        return value.shape[-1]
+
     def buffer(self, value: Value) -> K.Buffer:
         key = id(value)
         name = self.c_names[key]
         numel = value.type.numel
+        if key in self.views:   # a channel slice: its first element inside the whole
+            base, offset = self.views[key]
+            whole = self.buffer(base)
+            assert whole.storage == "arena", "passes/concat_in_place.py aliases arena values"
+            return K.Buffer(name, value.dtype, base.type.numel - offset, whole.storage,
+                            whole.location + offset * value.dtype.itemsize)
         if key in self.outputs:
             return K.Buffer(name, value.dtype, numel, "output", self.outputs[key])
         if key in self.inputs:

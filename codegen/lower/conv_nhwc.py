@@ -147,8 +147,8 @@ def _k_blocks(g: Geometry, nr: int) -> tuple[int, int, int, bool]:
 
 
 def lower_conv_nhwc(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
-    """The kernel of one dense NHWC conv group (weights packed by pack_nhwc_weight, or by
-    conv_winograd.pack_winograd_weight where winograd_plan says so)."""
+    """The kernel of one dense NHWC conv group (weights packed by pack_nhwc_weight), or the
+    Winograd kernel where winograd_plan says so."""
     node = group.anchor
     plan = winograd_plan(node, ctx.storage.vector_bits)
     if plan is not None:
@@ -161,6 +161,7 @@ def lower_conv_nhwc(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
     bias = node.inputs[2] if len(node.inputs) > 2 else None
     out_value = group_output(ctx, group)
     out, xbuf, wbuf = ctx.buf(out_value), ctx.buf(x), ctx.buf(w)
+    ldo = ctx.storage.row_stride(out_value)   # OC, or more when writing into a concat
 
     m_total = g.n * g.oh * g.ow
     merged_out = [m_total, g.oc]
@@ -247,7 +248,7 @@ def lower_conv_nhwc(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
                 ahead = (wbuf, n_pj * (g.depth * nr) + n_row * nr)
             return invoke(fn, depth, (xbuf, a0 + a_off),
                           (wbuf, pj * (g.depth * nr) + b_row * nr),
-                          (out, row0 * g.oc + pj * nr), g.oc, K.binary(">", kb, 0),
+                          (out, row0 * ldo + pj * nr), ldo, K.binary(">", kb, 0),
                           segments=(nseg, a_seg), finish=finish, prefetch=ahead)
 
         # weights too big for the caches: the first tile of each block fetches the next
@@ -255,7 +256,7 @@ def lower_conv_nhwc(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
             if streaming else [call(False)]
         if ep is not None or not steps:
             return calls
-        finish_tile = _finish_in_memory(ctx, steps, out, row0, rows, pj * nr, nv, lanes,
+        finish_tile = _finish_in_memory(ctx, steps, out, ldo, row0, rows, pj * nr, nv, lanes,
                                         merged_out, shape_of, at4, vector_finish)
         return calls + [K.If(last, finish_tile)]
 
@@ -273,7 +274,7 @@ def lower_conv_nhwc(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
         body.append(K.If(K.binary("==", t % pgroups, pgroups - 1),
                          _edge_panel(ctx, g, tile, ep, steps, tiles, t0, t1, tile_at, block,
                                      kblocks, tpr, ragged, a_rs, a_seg, xbuf, wbuf, out,
-                                     at4)))
+                                     ldo, at4)))
     return [K.For(t, K.const(0), K.const(tasks), body, "parallel")]
 
 
@@ -295,40 +296,41 @@ def _split(tiles: int, panels: int, b_bytes: int, a_bytes: int) -> tuple[int, in
     return best[1], best[2]
 
 
-def _finish_in_memory(ctx, steps, out, row0, rows, col0, nv, lanes, merged_out, shape_of,
-                      at4, vectors: bool) -> list[K.Stmt]:
-    """The epilogue over a finished rows x nr tile in the output: on vectors, or on
-    scalars where an op has no vector form (or an operand does not fold to [M, N])."""
+def _finish_in_memory(ctx, steps, out, ldo, row0, rows, col0, nv, lanes, merged_out,
+                      shape_of, at4, vectors: bool) -> list[K.Stmt]:
+    """The epilogue over a finished rows x nr tile in the output (pixel stride ldo): on
+    vectors, or on scalars where an op has no vector form (or an operand does not fold to
+    [M, N])."""
     i = ctx.names.var("i")
     stmts: list[K.Stmt] = []
     for v in range(nv):
-        index = (row0 + i) * merged_out[1] + col0 + v * lanes
+        index = (row0 + i) * ldo + col0 + v * lanes
         res = vector_steps(ctx, steps, K.VecLoad(out, index, lanes), lanes, merged_out,
                            [row0 + i, col0 + v * lanes], shape_of) if vectors else None
         if res is None:
             return _scalar_finish(ctx, steps, out, out, 0, row0, rows, col0, nv * lanes,
-                                  merged_out[1], at4)
+                                  ldo, at4)
         lets, value = res
         stmts += lets + [K.VecStore(out, index, value, lanes)]
     return [K.For(i, K.const(0), K.const(rows), stmts)]
 
 
-def _scalar_finish(ctx, steps, src, out, src_stride, row0, rows, col0, ncols, n_cols, at4
+def _scalar_finish(ctx, steps, src, out, src_stride, row0, rows, col0, ncols, ldo, at4
                    ) -> list[K.Stmt]:
-    """out[row0 + i, col0 + j] = steps(src[...]) for a rows x ncols tile of the [M, n_cols]
-    output; src is the output itself (src_stride 0) or a local tile with row stride
-    src_stride. Operands are indexed in four dims (at4), as the graph shapes them."""
+    """out[row0 + i, col0 + j] = steps(src[...]) for a rows x ncols tile of the output
+    (pixel stride ldo); src is the output itself (src_stride 0) or a local tile with row
+    stride src_stride. Operands are indexed in four dims (at4), as the graph shapes them."""
     i, j = ctx.names.var("i"), ctx.names.var("jc")
-    index = (row0 + i) * n_cols + col0 + j
+    index = (row0 + i) * ldo + col0 + j
     source = K.Load(src, i * src_stride + j) if src_stride else K.Load(out, index)
-    out_shape = [0, 0, 0, n_cols]   # only the ranks matter to broadcast_index
+    out_shape = [0, 0, 0, 0]   # only the rank matters to broadcast_index
     lets, value = apply_steps(ctx, steps, source, out_shape, at4(row0 + i, col0 + j))
     return [K.For(i, K.const(0), K.const(rows), [
         K.For(j, K.const(0), K.const(ncols), lets + [K.Store(out, index, value)], "vector")])]
 
 
 def _edge_panel(ctx, g, tile, ep, steps, tiles, t0, t1, tile_at, block, kblocks, tpr, ragged,
-                a_rs, a_seg, xbuf, wbuf, out, at4) -> list[K.Stmt]:
+                a_rs, a_seg, xbuf, wbuf, out, ldo, at4) -> list[K.Stmt]:
     """The last panel (OC % nr columns): each tile over all of K in a local tile, then to
     the output with the epilogue on scalars."""
     names = ctx.names
@@ -345,7 +347,7 @@ def _edge_panel(ctx, g, tile, ep, steps, tiles, t0, t1, tile_at, block, kblocks,
         call = invoke(fn, depth, (xbuf, a0 + a_off), (wbuf, pj * (g.depth * nr) + b_row * nr),
                       (tbuf, K.const(0)), nr, K.binary(">", kb, 0), segments=(nseg, a_seg))
         copy = _scalar_finish(ctx, steps, tbuf, out, nr, row0, rows, K.const(pj * nr), ncols,
-                              g.oc, at4)
+                              ldo, at4)
         return [K.For(kb, K.const(0), K.const(kblocks), [call])] + copy
 
     ti = names.var("ti")

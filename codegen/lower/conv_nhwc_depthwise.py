@@ -55,6 +55,7 @@ def lower_conv_nhwc_depthwise(ctx: LowerContext, group: FusedGroup) -> list[K.St
     names = ctx.names
     out_value = group_output(ctx, group)
     out, xbuf, wbuf = ctx.buf(out_value), ctx.buf(x), ctx.buf(w)
+    ldo = ctx.storage.row_stride(out_value)   # C, or more when writing into a concat
     merged_out = [n_ * oh_ * ow_, c_]
     steps = steps_of(group.nodes[1:], node.output, bias)
 
@@ -91,7 +92,7 @@ def lower_conv_nhwc_depthwise(ctx: LowerContext, group: FusedGroup) -> list[K.St
 
     def store(ow: K.Expr, acc: K.Expr) -> list[K.Stmt]:
         pixel = (n * oh_ + oh) * ow_ + ow
-        return finish_vector(ctx, steps, out, acc, lanes, pixel * c_ + c,
+        return finish_vector(ctx, steps, out, acc, lanes, pixel * ldo + c,
                              (merged_out, [pixel, c]), shape_of,
                              lambda j: [n, oh, ow, c + j], out_value.shape, spill)
 

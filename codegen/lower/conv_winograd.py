@@ -6,9 +6,10 @@ of 144, 4x fewer; F(2x2): 16 instead of 36):
 
     Y = A^T [ (G g G^T) (.) (B^T d B) ] A          (per tile, input channel, output channel)
 
-The filter transforms U = G g G^T are made at compile time ([alpha^2][C][OC], each as column
-panels for the microkernel); the sum over input channels of (.) is alpha^2 independent GEMMs
-of [tiles x C] by [C x OC]. The matrices come from the Cook-Toom construction on the points
+The filter transforms U = G g G^T ([alpha^2][C][OC], each as column panels for the
+microkernel) are made when a session is created, into the arena's prepared region: the
+artifact ships the 3x3 weights, not U. The sum over input channels of (.) is alpha^2
+independent GEMMs of [tiles x C] by [C x OC]. The matrices come from the Cook-Toom construction on the points
 0, 1, -1, 2, -2 (and infinity), computed exactly here. A task is (block of tiles, group of
 output panels), with a slot of the arena scratch for its transformed inputs and products:
 
@@ -115,32 +116,52 @@ def winograd_plan(node: Node, vector_bits: int) -> Plan | None:
     return Plan(m, tile, 2 * tile.mr)
 
 
-def pack_winograd_weight(node: Node, plan: Plan) -> np.ndarray:
-    """U[xi] = (G g G^T)[xi] for every (oc, c), each xi as column panels [OC/nr][C][nr]."""
-    w = node.inputs[1].data.astype(np.float64)
+def _fill_transformed_filters(node: Node, plan: Plan, ctx: LowerContext, u: K.Buffer
+                              ) -> list[K.Stmt]:
+    """The kernel that makes U = G g G^T for every (oc, c) from the shipped 3x3 weights, into
+    u as [alpha^2][OC/nr][C][nr] (column panels per xi): one task per output channel. It
+    runs at session creation, so the artifact carries the weights, not U (alpha^2 / 9
+    times their size)."""
+    w = node.inputs[1]
+    oc_, c_ = w.shape[0], w.shape[1]
     _, g, _ = transforms(plan.m)
-    u = np.einsum("ik,ockl,jl->ijco", g, w, g)        # [alpha, alpha, C, OC]
-    alpha = plan.alpha
-    return np.concatenate([pack_columns(u[i, j].astype(np.float32), plan.tile.nr)
-                           for i in range(alpha) for j in range(alpha)])
+    alpha, nr = plan.alpha, plan.tile.nr
+    panels = oc_ // nr
+    names = ctx.names
+    wbuf = ctx.buf(w)
+    oc, c = names.var("oc"), names.var("c")
+    taps = [[names.var(f"g{k}_{j}", DType.float32) for j in range(3)] for k in range(3)]
+    body: list[K.Stmt] = [K.Let(taps[k][j], K.Load(wbuf, ((oc * c_ + c) * 3 + k) * 3 + j))
+                          for k in range(3) for j in range(3)]
+    half = [[names.var(f"t{i}_{j}", DType.float32) for j in range(3)] for i in range(alpha)]
+    body += [K.Let(half[i][j], _combine(g[i], [taps[k][j] for k in range(3)], 1))
+             for i in range(alpha) for j in range(3)]
+    for i in range(alpha):
+        for j in range(alpha):
+            at = ((i * alpha + j) * panels + oc // nr) * (c_ * nr) + c * nr + oc % nr
+            body.append(K.Store(u, at, _combine(g[j], half[i], 1)))
+    return [K.For(oc, K.const(0), K.const(oc_), [K.For(c, K.const(0), K.const(c_), body)],
+                  "parallel")]
 
 
 def _combine(coefs: np.ndarray, terms: list[K.Expr], lanes: int) -> K.Expr:
-    """sum(coefs[k] * terms[k]) as vector arithmetic, skipping zeros and unit factors."""
+    """sum(coefs[k] * terms[k]) on vectors of `lanes` (1: scalars), skipping zeros and unit
+    factors."""
+    def literal(value: float) -> K.Expr:
+        c = K.const(value, DType.float32)
+        return c if lanes == 1 else K.Broadcast(c, lanes)
+
     total: K.Expr | None = None
     for c, term in zip(coefs, terms):
         if c == 0:
             continue
-        if abs(c) == 1:
-            part = term
-        else:
-            part = K.Binary("*", K.Broadcast(K.const(abs(float(c)), DType.float32), lanes),
-                            term, DType.float32)
+        part = term if abs(c) == 1 else K.Binary("*", literal(abs(float(c))), term,
+                                                 DType.float32)
         if total is None:
             total = part if c > 0 else K.Unary("-", part, DType.float32)
         else:
             total = K.Binary("+" if c > 0 else "-", total, part, DType.float32)
-    return total if total is not None else K.Broadcast(K.const(0.0, DType.float32), lanes)
+    return total if total is not None else literal(0.0)
 
 
 def _transform(names: K.Names, left: np.ndarray, load, store, stage: K.Buffer, lanes: int
@@ -182,7 +203,13 @@ def lower_conv_winograd(ctx: LowerContext, group: FusedGroup, plan: Plan) -> lis
     at, _, bt = transforms(m)
     names = ctx.names
     out_value = group_output(ctx, group)
-    out, xbuf, ubuf = ctx.buf(out_value), ctx.buf(x), ctx.buf(w)
+    out, xbuf = ctx.buf(out_value), ctx.buf(x)
+    ubuf = ctx.storage.prepared(f"{group.name}_filters", DType.float32,
+                                alpha * alpha * c_ * oc_,
+                                f"{group.name}: Winograd F({m}x{m}, 3x3) filter transform",
+                                lambda init, u: _fill_transformed_filters(node, plan, init, u))
+    ctx.buffers[id(ubuf)] = ubuf
+    ldo = ctx.storage.row_stride(out_value)   # OC, or more when writing into a concat
     steps = steps_of(group.nodes[1:], node.output, bias)
 
     def shape_of(v):
@@ -272,7 +299,7 @@ def lower_conv_winograd(ctx: LowerContext, group: FusedGroup, plan: Plan) -> lis
     def store_y(i: int, j: int, value: K.Expr) -> list[K.Stmt]:
         pixel = (n * oh_ + y0 + i) * ow_ + x0 + j
         y = vec_var(names, "y", lanes)
-        store = finish_vector(ctx, steps, out, y, lanes, pixel * oc_ + col,
+        store = finish_vector(ctx, steps, out, y, lanes, pixel * ldo + col,
                               ([n_ * oh_ * ow_, oc_], [pixel, col]), shape_of,
                               lambda q: [n, y0 + i, x0 + j, col + q], out_value.shape, spill)
         inside = K.all_of([K.binary("<", y0 + i, oh_), K.binary("<", x0 + j, ow_)])

@@ -13,7 +13,7 @@ from ...compiler.ir import FusedGroup, Graph
 from .conv_gemm import conv_gemm_tile, pack_conv_weight
 from .conv_nhwc import nhwc_tile, pack_nhwc_weight
 from .conv_nhwc_depthwise import pack_depthwise_weight
-from .conv_winograd import pack_winograd_weight, winograd_plan
+from .conv_winograd import winograd_plan
 from ...passes.channels_last import nhwc_conv_kind
 from .matmul_gemm import matmul_gemm_tile, pack_matmul_weight
 
@@ -33,9 +33,8 @@ def _pack_group(group: FusedGroup, vector_bits: int) -> np.ndarray | None:
     if node.op == "conv2d" and node.attrs.get("layout") == "NHWC":
         if nhwc_conv_kind(node) == "depthwise":
             return pack_depthwise_weight(node)
-        plan = winograd_plan(node, vector_bits)
-        if plan is not None:
-            return pack_winograd_weight(node, plan)
+        if winograd_plan(node, vector_bits) is not None:
+            return None   # transformed at session creation (conv_winograd.py)
         return pack_nhwc_weight(node, nhwc_tile(node, vector_bits))
     if node.op == "conv2d":
         tile = conv_gemm_tile(group, vector_bits)

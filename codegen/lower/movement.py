@@ -117,12 +117,14 @@ def lower_concat(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
     node = group.anchor
     axis = node.attrs["axis"]
     out_value = group_output(ctx, group)
-    out = ctx.buf(out_value)
     stmts: list[K.Stmt] = []
     offset = 0
     for x in node.inputs:
-        if x.type.numel == 0:
+        written = ctx.storage.views.get(id(x))
+        if x.type.numel == 0 or (written is not None and written[0] is out_value):
+            offset += x.shape[axis]   # its producer wrote it in place (concat_in_place)
             continue
+        out = ctx.buf(out_value)
         shape = list(x.shape)
 
         def body(idx, x=x, offset=offset):

@@ -6,7 +6,7 @@ operand of the chain is classified against it: a literal (one element), a column
 ([M, 1]). The microkernel function takes one pointer per operand, offset by the caller to
 the tile's origin, and applies the chain to each accumulator on the way out:
 
-    c{i}_{v} = max(c{i}_{v} + bias[v*16 ...] + res[i*ldc + v*16 ...], 0)
+    c{i}_{v} = max(c{i}_{v} + bias[v*16 ...] + res[i*N + v*16 ...], 0)
 
 So the tile is written once, finished, instead of written, read back and rewritten. The
 chain is the ops' scalar definitions (scalar.py) with vector operands (gemm_epilogue); an op
@@ -33,6 +33,7 @@ class TileEpilogue:
     steps: list[Step]
     operands: list[tuple[Value, str]]
     signature: str
+    n: int          # columns of the [M, N] output: the row stride of 'full' operands
 
     @property
     def tag(self) -> str:
@@ -63,7 +64,7 @@ class TileEpilogue:
                     args.append(K.const(value.data.reshape(()).item(), DType.float32))
                     continue
                 param, kind = where[id(value)]
-                index = {"col": K.const(v * lanes), "full": ldc * i + v * lanes,
+                index = {"col": K.const(v * lanes), "full": K.const(i * self.n + v * lanes),
                          "row": K.const(i)}[kind]
                 args.append(K.Load(param, index))
                 varies[id(param)] = kind != "row"
@@ -121,7 +122,7 @@ def tile_epilogue(steps: list[Step], out_shape: Sequence[int],
                 operands.append((value, kind))
             kinds.append(f"{kind}{[id(v) for v, _ in operands].index(id(value))}")
         parts.append(f"{op}({','.join(kinds)}){sorted(attrs.items())}")
-    epilogue = TileEpilogue(steps, operands, ";".join(parts))
+    epilogue = TileEpilogue(steps, operands, f"n={n};" + ";".join(parts), n)
     probe = epilogue.apply(K.VecVar("probe", lanes), 0, 0, lanes, K.Var("ldc"),
                            epilogue.params(), K.Names())
     return epilogue if probe is not None else None
