@@ -1,11 +1,11 @@
 """Fused multi-head attention (the `attention` op of passes/fuse_attention.py).
 
-One task is a block of query rows (a multiple of ROWS) of one (batch, head):
+One task is a block of query rows (a multiple of the tile's rows) of one (batch, head):
 
     kt[d, j]   = k[b, j, h, d]                         one head's K^T, packed on the stack
-    sc[r, j]   = scale * sum_d q[b, i0 + r, h, d] kt[d, j]      register-blocked, 6 x 16
+    sc[r, j]   = scale * sum_d q[b, i0 + r, h, d] kt[d, j]      register-blocked, 8 x 32
     sc[r, j]   = exp(sc[r, j] + mask - max_j(..)), inv[r] = 1 / sum_j sc[r, j]
-    out[b, i0 + r, h, :] = inv[r] * sum_j sc[r, j] v[b, j, h, :]   register-blocked, 6 x 16
+    out[b, i0 + r, h, :] = inv[r] * sum_j sc[r, j] v[b, j, h, :]   register-blocked, 8 x 32
 
 so scores never leave the cache, q, k and v are read where the projections wrote them
 ([b, s, h * d]) and the output is written with the heads merged. Rows past the end of the
@@ -23,9 +23,13 @@ from .common import LowerContext, broadcast_index, group_output, lowering
 from .rows import lane_reduce
 
 F32 = DType.float32
-LANES = 8        # floats per vector in the microkernels
-ROWS = 6         # rows per microkernel call (6 x 2 vectors: 12 accumulators)
 VECS = 2         # vectors of columns per microkernel call
+
+
+def _tile(vector_bits: int) -> tuple[int, int]:
+    """(lanes, rows) of the register tiles: AVX-512 8 x 2 vectors of 16 (16 accumulators;
+    8 rows divide the usual sequence lengths), AVX2 and narrower 6 x 2 vectors of 8."""
+    return (16, 8) if vector_bits >= 512 else (8, 6)
 
 
 @lowering("attention")
@@ -37,8 +41,9 @@ def lower_attention(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
     mask = node.inputs[3] if len(node.inputs) > 3 else None
     out = ctx.buf(group_output(ctx, group))
     names = ctx.names
-    blocks = _ceil_div(sq, MAX_BLOCK - ROWS)
-    block = ROWS * _ceil_div(_ceil_div(sq, blocks), ROWS)   # rows per task
+    lanes, rows = _tile(ctx.storage.vector_bits)
+    blocks = _ceil_div(sq, MAX_BLOCK - rows)
+    block = rows * _ceil_div(_ceil_div(sq, blocks), rows)   # rows per task
     t = names.var("task")
     bh = t // blocks
     bb, hh, i0 = bh // heads, bh % heads, (t % blocks) * block
@@ -60,12 +65,13 @@ def lower_attention(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
     body: list[K.Stmt] = [K.For(j, K.const(0), K.const(sk), [
         K.For(c, K.const(0), K.const(d),
               [K.Store(kt, c * sk + j, ctx.load(k, kv_at(j, c)))])])]
-    vector = ctx.storage.vector_bits > 0 and d % LANES == 0
-    body += _scores_vector(ctx, block, q, kt, sc, row, q_at, sk, d, a["scale"]) if vector else \
-        _scores_scalar(ctx, block, q, kt, sc, row, q_at, sk, d, a["scale"])
+    vector = ctx.storage.vector_bits > 0 and d % lanes == 0
+    tile = (lanes, rows)
+    body += _scores_vector(ctx, tile, block, q, kt, sc, row, q_at, sk, d, a["scale"]) \
+        if vector else _scores_scalar(ctx, block, q, kt, sc, row, q_at, sk, d, a["scale"])
     body += _softmax_rows(ctx, block, sc, inv, mask, row, bb, hh, (batch, heads, sq, sk))
-    body += _weighted_vector(ctx, block, v, sc, inv, out, row, q_at, kv_at, sk, d) if vector else \
-        _weighted_scalar(ctx, block, v, sc, inv, out, row, q_at, kv_at, sk, d)
+    body += _weighted_vector(ctx, tile, block, v, sc, inv, out, row, q_at, kv_at, sk, d) \
+        if vector else _weighted_scalar(ctx, block, v, sc, inv, out, row, q_at, kv_at, sk, d)
     return [K.For(t, K.const(0), K.const(batch * heads * blocks), body, "parallel")]
 
 
@@ -79,35 +85,36 @@ def _local(ctx: LowerContext, hint: str, numel: int) -> K.Buffer:
     return buf
 
 
-def _zero() -> K.Expr:
-    return K.Broadcast(K.const(0.0, F32), LANES)
+def _zero(lanes: int) -> K.Expr:
+    return K.Broadcast(K.const(0.0, F32), lanes)
 
 
-def _scores_vector(ctx, block, q, kt, sc, row, q_at, sk, d, scale) -> list[K.Stmt]:
-    """sc[r, j] = scale * q_r . kt[:, j]: ROWS x (VECS * LANES) tiles, scalar tail columns."""
+def _scores_vector(ctx, tile, block, q, kt, sc, row, q_at, sk, d, scale) -> list[K.Stmt]:
+    """sc[r, j] = scale * q_r . kt[:, j]: rows x (VECS * lanes) tiles, scalar tail columns."""
+    lanes, rows = tile
     names = ctx.names
-    step = VECS * LANES
+    step = VECS * lanes
     rb, jb, c = names.var("rb"), names.var("jb"), names.var("d")
-    acc = [[K.VecVar(names.var(f"s{r}_{s}").name, LANES) for s in range(VECS)]
-           for r in range(ROWS)]
+    acc = [[K.VecVar(names.var(f"s{r}_{s}").name, lanes) for s in range(VECS)]
+           for r in range(rows)]
     inner: list[K.Stmt] = []
-    cols = [K.VecVar(names.var(f"k{s}").name, LANES) for s in range(VECS)]
+    cols = [K.VecVar(names.var(f"k{s}").name, lanes) for s in range(VECS)]
     for s, col in enumerate(cols):
-        inner.append(K.Let(col, K.VecLoad(kt, c * sk + jb * step + s * LANES, LANES)))
-    for r in range(ROWS):
-        qv = K.VecVar(names.var(f"q{r}").name, LANES)
-        inner.append(K.Let(qv, K.Broadcast(ctx.load(q, q_at(row(rb * ROWS + r), c)), LANES)))
+        inner.append(K.Let(col, K.VecLoad(kt, c * sk + jb * step + s * lanes, lanes)))
+    for r in range(rows):
+        qv = K.VecVar(names.var(f"q{r}").name, lanes)
+        inner.append(K.Let(qv, K.Broadcast(ctx.load(q, q_at(row(rb * rows + r), c)), lanes)))
         inner += [K.Assign(acc[r][s], K.fma(acc[r][s], qv, cols[s])) for s in range(VECS)]
-    factor = K.Broadcast(K.const(scale, F32), LANES)
-    tile = [K.Let(acc[r][s], _zero()) for r in range(ROWS) for s in range(VECS)]
-    tile.append(K.For(c, K.const(0), K.const(d), inner))
-    tile += [K.VecStore(sc, (rb * ROWS + r) * sk + jb * step + s * LANES,
-                        K.Binary("*", acc[r][s], factor, F32), LANES)
-             for r in range(ROWS) for s in range(VECS)]
+    factor = K.Broadcast(K.const(scale, F32), lanes)
+    body = [K.Let(acc[r][s], _zero(lanes)) for r in range(rows) for s in range(VECS)]
+    body.append(K.For(c, K.const(0), K.const(d), inner))
+    body += [K.VecStore(sc, (rb * rows + r) * sk + jb * step + s * lanes,
+                        K.Binary("*", acc[r][s], factor, F32), lanes)
+             for r in range(rows) for s in range(VECS)]
     stmts: list[K.Stmt] = []
     if sk // step:
-        stmts.append(K.For(rb, K.const(0), K.const(block // ROWS), [
-            K.For(jb, K.const(0), K.const(sk // step), tile)]))
+        stmts.append(K.For(rb, K.const(0), K.const(block // rows), [
+            K.For(jb, K.const(0), K.const(sk // step), body)]))
     if sk % step:
         stmts += _scores_scalar(ctx, block, q, kt, sc, row, q_at, sk, d, scale, sk - sk % step)
     return stmts
@@ -146,29 +153,31 @@ def _softmax_rows(ctx, block, sc, inv, mask, row, bb, hh, shape) -> list[K.Stmt]
     return [K.For(r, K.const(0), K.const(block), stmts)]
 
 
-def _weighted_vector(ctx, block, v, sc, inv, out, row, q_at, kv_at, sk, d) -> list[K.Stmt]:
-    """out rows = inv[r] * sum_j sc[r, j] v[j, :]: ROWS x (vecs * LANES) tiles."""
+def _weighted_vector(ctx, tile, block, v, sc, inv, out, row, q_at, kv_at, sk, d
+                     ) -> list[K.Stmt]:
+    """out rows = inv[r] * sum_j sc[r, j] v[j, :]: rows x (vecs * lanes) tiles."""
+    lanes, rows = tile
     names = ctx.names
-    vecs = VECS if d % (VECS * LANES) == 0 else 1
-    step = vecs * LANES
+    vecs = VECS if d % (VECS * lanes) == 0 else 1
+    step = vecs * lanes
     rb, db, j = names.var("rb"), names.var("db"), names.var("j")
-    acc = [[K.VecVar(names.var(f"o{r}_{s}").name, LANES) for s in range(vecs)]
-           for r in range(ROWS)]
-    cols = [K.VecVar(names.var(f"v{s}").name, LANES) for s in range(vecs)]
-    inner: list[K.Stmt] = [K.Let(col, K.VecLoad(ctx.buf(v), kv_at(j, db * step + s * LANES), LANES))
+    acc = [[K.VecVar(names.var(f"o{r}_{s}").name, lanes) for s in range(vecs)]
+           for r in range(rows)]
+    cols = [K.VecVar(names.var(f"v{s}").name, lanes) for s in range(vecs)]
+    inner: list[K.Stmt] = [K.Let(col, K.VecLoad(ctx.buf(v), kv_at(j, db * step + s * lanes), lanes))
                            for s, col in enumerate(cols)]
-    for r in range(ROWS):
-        pv = K.VecVar(names.var(f"p{r}").name, LANES)
-        inner.append(K.Let(pv, K.Broadcast(K.Load(sc, (rb * ROWS + r) * sk + j), LANES)))
+    for r in range(rows):
+        pv = K.VecVar(names.var(f"p{r}").name, lanes)
+        inner.append(K.Let(pv, K.Broadcast(K.Load(sc, (rb * rows + r) * sk + j), lanes)))
         inner += [K.Assign(acc[r][s], K.fma(acc[r][s], pv, cols[s])) for s in range(vecs)]
-    tile = [K.Let(acc[r][s], _zero()) for r in range(ROWS) for s in range(vecs)]
-    tile.append(K.For(j, K.const(0), K.const(sk), inner))
-    for r in range(ROWS):
-        norm = K.Broadcast(K.Load(inv, rb * ROWS + r), LANES)
-        tile += [K.VecStore(out, q_at(row(rb * ROWS + r), db * step + s * LANES),
-                            K.Binary("*", acc[r][s], norm, F32), LANES) for s in range(vecs)]
-    return [K.For(rb, K.const(0), K.const(block // ROWS), [
-        K.For(db, K.const(0), K.const(d // step), tile)])]
+    body = [K.Let(acc[r][s], _zero(lanes)) for r in range(rows) for s in range(vecs)]
+    body.append(K.For(j, K.const(0), K.const(sk), inner))
+    for r in range(rows):
+        norm = K.Broadcast(K.Load(inv, rb * rows + r), lanes)
+        body += [K.VecStore(out, q_at(row(rb * rows + r), db * step + s * lanes),
+                            K.Binary("*", acc[r][s], norm, F32), lanes) for s in range(vecs)]
+    return [K.For(rb, K.const(0), K.const(block // rows), [
+        K.For(db, K.const(0), K.const(d // step), body)])]
 
 
 def _weighted_scalar(ctx, block, v, sc, inv, out, row, q_at, kv_at, sk, d) -> list[K.Stmt]:

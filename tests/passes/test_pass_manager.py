@@ -37,7 +37,8 @@ def test_pipeline_order():
     assert [p.name for p in PIPELINE] == ["fold_constants", "dce", "fuse_layer_norm",
                                           "fuse_gelu", "fuse_attention", "fold_batchnorm",
                                           "decompose", "fold_constants", "dce",
-                                          "channels_last", "pad_convs", "fuse", "plan_memory"]
+                                          "channels_last", "pad_convs", "fuse",
+                                          "concat_in_place", "plan_memory"]
     assert all(p.why for p in PIPELINE)
 
 
