@@ -3,8 +3,11 @@
     python -m kiln.benchmarks.gemm [--sizes 256 512 1024 2048] [--threads 1] [--clock cpu]
 
 Each size S compiles one MatMul [S, S] x [S, S] (B a constant, so packed at compile time)
-and reports the best of several timed runs in GFLOP/s; the peak comes from an FMA loop with
-independent accumulators compiled for this host; numpy runs the same product. Measure numpy
+and reports the best of several timed runs in GFLOP/s; numpy runs the same product; the
+peak comes from an FMA loop with independent accumulators compiled for this host, run in
+repetitions as long as one GEMM, in turn with the GEMM's own runs (on a shared machine the
+speed drifts by tens of percent over minutes: each shape is compared with the peak measured
+beside it). Measure numpy
 with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (DESIGN.md: they halve its speed here), and OPENBLAS_NUM_THREADS=1
 for a one-thread comparison.
 
@@ -27,23 +30,27 @@ import numpy as np
 
 from .machine import cpu_summary
 
-#: GEMM shapes (M, K, N) that occur in the test models at batch 1 (BERT at seq 128).
-MODEL_SHAPES = [(128, 256, 256), (128, 256, 1024), (128, 1024, 256), (64, 576, 3136),
-                (128, 1152, 784), (256, 2304, 196), (512, 4608, 49)]
+#: GEMM shapes (M, K, N) that occur in the test models at batch 1: BERT's linear layers at
+#: seq 128, and ResNet-18's 3x3 convs as the NHWC kernel runs them (pixels x window x
+#: output channels).
+MODEL_SHAPES = [(128, 256, 256), (128, 256, 1024), (128, 1024, 256), (3136, 576, 64),
+                (784, 1152, 128), (196, 2304, 256), (49, 4608, 512)]
 
 _PEAK_C = r"""
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 typedef float v __attribute__((vector_size(VBYTES)));
-int main(void) {
+int main(int argc, char **argv) {
     v z = {0};   /* distinct starting values: the compiler must keep 12 chains */
     v a0 = z + 0.1f, a1 = z + 0.2f, a2 = z + 0.3f, a3 = z + 0.4f, a4 = z + 0.5f,
       a5 = z + 0.6f, a6 = z + 0.7f, a7 = z + 0.8f, a8 = z + 0.9f, a9 = z + 1.1f,
       a10 = z + 1.2f, a11 = z + 1.3f;
     v x = z + 0.9999f, y = z + 0.0001f;
-    long iters = 4000000L / (VBYTES / 4);   /* ~2 ms a repetition: the best of 100 */
+    long iters = argc > 1 ? atol(argv[1]) : 4000000L / (VBYTES / 4);
+    int reps = argc > 2 ? atoi(argv[2]) : 100;
     double best = 1e30;
-    for (int rep = 0; rep < 100; rep++) {
+    for (int rep = 0; rep < reps; rep++) {
         struct timespec t0, t1;
         clock_gettime(CLOCK, &t0);
         for (long i = 0; i < iters; i++) {
@@ -63,19 +70,26 @@ int main(void) {
 """
 
 
-def measured_peak(vector_bits: int, clock: str = "wall") -> float:
-    """Single-core fp32 GFLOP/s of an FMA loop (12 independent accumulators, best of many
-    short repetitions, like the GEMM timings), timed by the
-    thread's CPU clock (clock="cpu") or elapsed time."""
-    clock_id = "CLOCK_THREAD_CPUTIME_ID" if clock == "cpu" else "CLOCK_MONOTONIC"
-    with tempfile.TemporaryDirectory() as tmp:
-        src, exe = Path(tmp) / "peak.c", Path(tmp) / "peak"
+class PeakLoop:
+    """The FMA loop compiled for this host, timed by the thread's CPU clock (clock="cpu")
+    or elapsed time; peak(seconds) runs repetitions of about that length."""
+
+    def __init__(self, vector_bits: int, clock: str, workdir: Path):
+        clock_id = "CLOCK_THREAD_CPUTIME_ID" if clock == "cpu" else "CLOCK_MONOTONIC"
+        src, self.exe = workdir / "peak.c", workdir / "peak"
         src.write_text(_PEAK_C.replace("VBYTES", str(vector_bits // 8))
                        .replace("CLOCK", clock_id))
-        subprocess.run(["cc", "-O2", "-march=native", str(src), "-o", str(exe)], check=True)
-        runs = [float(subprocess.run([str(exe)], capture_output=True, text=True,
-                                     check=True).stdout.split()[0]) for _ in range(5)]
-    return max(runs)
+        subprocess.run(["cc", "-O2", "-march=native", str(src), "-o", str(self.exe)],
+                       check=True)
+        self.flops_per_iter = 2.0 * 12 * (vector_bits // 32)
+
+    def peak(self, seconds: float = 0.002, reps: int = 20) -> float:
+        """GFLOP/s of the best of `reps` repetitions of about `seconds` each."""
+        guess = 150e9   # FLOP/s, only to size the repetitions
+        iters = max(1000, int(seconds * guess / self.flops_per_iter))
+        out = subprocess.run([str(self.exe), str(iters), str(reps)], capture_output=True,
+                             text=True, check=True).stdout
+        return float(out.split()[0])
 
 
 def gemm_model(m: int, k: int, n: int):
@@ -105,9 +119,10 @@ def best_seconds(fn, min_runs: int = 3, budget_s: float = 1.5, clock: str = "wal
     return min(times)
 
 
-def bench_shape(m: int, k: int, n: int, threads: int, workdir: Path, clock: str = "wall"
-                ) -> tuple[float, float]:
-    """(Kiln GFLOP/s, numpy GFLOP/s) for one shape."""
+def bench_shape(m: int, k: int, n: int, threads: int, workdir: Path, loop: PeakLoop,
+                clock: str = "wall", rounds: int = 4) -> tuple[float, float, float]:
+    """(Kiln GFLOP/s, numpy GFLOP/s, peak GFLOP/s) for one shape: rounds of Kiln's runs,
+    numpy's and the FMA loop's in turn, the best of each."""
     import kiln
     from kiln.runtime import load
 
@@ -116,10 +131,15 @@ def bench_shape(m: int, k: int, n: int, threads: int, workdir: Path, clock: str 
     x = np.random.default_rng(2).standard_normal((m, k)).astype(np.float32)
     w = np.random.default_rng(1).standard_normal((k, n)).astype(np.float32)
     flops = 2.0 * m * k * n
-    kiln_s = best_seconds(lambda: session.run({"x": x}), clock=clock)
-    numpy_s = best_seconds(lambda: x @ w, clock=clock)
+    kiln_s = numpy_s = float("inf")
+    peak = 0.0
+    for _ in range(rounds):
+        run_s = best_seconds(lambda: session.run({"x": x}), budget_s=0.4, clock=clock)
+        kiln_s = min(kiln_s, run_s)
+        numpy_s = min(numpy_s, best_seconds(lambda: x @ w, budget_s=0.4, clock=clock))
+        peak = max(peak, loop.peak(seconds=run_s, reps=max(3, min(20, int(0.2 / run_s)))))
     session.close()
-    return flops / kiln_s / 1e9, flops / numpy_s / 1e9
+    return flops / kiln_s / 1e9, flops / numpy_s / 1e9, peak * threads
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,18 +157,20 @@ def main(argv: list[str] | None = None) -> int:
     if clock == "cpu" and args.threads != 1:
         parser.error("--clock cpu times the calling thread only: use it with --threads 1")
     bits = get_target("host").vector_bits
-    peak = measured_peak(bits, clock) * args.threads
     shapes = [(s, s, s) for s in args.sizes] + (MODEL_SHAPES if args.model_shapes else [])
-    lines = [f"Machine: {cpu_summary()}", "",
-             f"Measured peak ({bits}-bit FMA loop, {args.threads} thread(s), {clock} clock): "
-             f"{peak:.1f} GFLOP/s", "",
-             "| M x K x N | Kiln GFLOP/s | % of peak | numpy GFLOP/s |", "|---|---|---|---|"]
+    rows = []
     with tempfile.TemporaryDirectory(prefix="kiln-gemm-") as tmp:
+        loop = PeakLoop(bits, clock, Path(tmp))
         for m, k, n in shapes:
-            kiln_g, numpy_g = bench_shape(m, k, n, args.threads, Path(tmp), clock)
-            lines.append(f"| {m}x{k}x{n} | {kiln_g:.1f} | {100 * kiln_g / peak:.0f}% | "
-                         f"{numpy_g:.1f} |")
-            print(lines[-1], file=sys.stderr)
+            kiln_g, numpy_g, peak = bench_shape(m, k, n, args.threads, Path(tmp), loop, clock)
+            rows.append(f"| {m}x{k}x{n} | {kiln_g:.1f} | {peak:.1f} | "
+                        f"{100 * kiln_g / peak:.0f}% | {numpy_g:.1f} |")
+            print(rows[-1], file=sys.stderr)
+    lines = [f"Machine: {cpu_summary()}", "",
+             f"Peak: a {bits}-bit FMA loop on {args.threads} thread(s), {clock} clock, "
+             "measured beside each shape in repetitions as long as its GEMM.", "",
+             "| M x K x N | Kiln GFLOP/s | peak GFLOP/s | Kiln % of peak | numpy GFLOP/s |",
+             "|---|---|---|---|---|"] + rows
     print("\n".join(lines))
     return 0
 

@@ -139,7 +139,7 @@ def test_depthwise_conv_with_clip(compile_and_load, channels, k, s, pads, d, siz
     _check(compile_and_load, model, {"x": _f32(rng, 2, channels, size, size)})
 
 
-# -- the cache-blocked matmul schedule (matmul_blocked.py) and shared microkernels --------------
+# -- the cache-blocked GEMM schedule (gemm_schedule.py) and shared microkernels ----------------
 
 EPILOGUES = {  # name -> (nodes after MatMul y, extra graph inputs), output "o"
     "bias_clip": lambda: ([helper.make_node("Add", ["y", "b"], ["z"]),
@@ -184,9 +184,9 @@ def test_microkernels_are_shared_functions(tmp_path):
     model = _model([helper.make_node("MatMul", ["x", "W1"], ["h"]),
                     helper.make_node("MatMul", ["h", "W2"], ["o"])],
                    [helper.make_tensor_value_info("x", TensorProto.FLOAT, [12, 40])],
-                   helper.make_tensor_value_info("o", TensorProto.FLOAT, [12, 32]),
+                   helper.make_tensor_value_info("o", TensorProto.FLOAT, [12, 40]),
                    [numpy_helper.from_array(_f32(rng, 40, 40), "W1"),
-                    numpy_helper.from_array(_f32(rng, 40, 32), "W2")])
+                    numpy_helper.from_array(_f32(rng, 40, 40), "W2")])
     kiln.compile(model, output=tmp_path / "m.so", keep_sources=tmp_path / "src")
     source = (tmp_path / "src" / "model.c").read_text()
     if not HAS_VECTORS:
@@ -222,12 +222,24 @@ def test_shared_call_reads_constant_strides():
                        lambda k, v: K.VecLoad(col, k * 16 + v * 8, 8), tile, 16) is None
 
 
-@pytest.mark.parametrize("pack_a", [True, False])
-def test_blocked_matmul_small_blocks(compile_and_load, monkeypatch, pack_a):
-    """The schedule with small blocks (many K blocks, row blocks, panel blocks), A packed per
-    K block or read in place: the same results."""
-    import kiln.codegen.lower.matmul_blocked as blocked
-    from kiln.codegen.lower.gemm import Blocking
+@pytest.mark.parametrize("block_bytes", [4096, 1 << 30])
+def test_blocked_matmul_small_blocks(compile_and_load, monkeypatch, block_bytes):
+    """The schedule with small K blocks (many partial sums in the output, each panel's
+    block of B a few KiB) and with all of K in one block: the same results."""
+    import kiln.codegen.lower.gemm_schedule as schedule
 
-    monkeypatch.setattr(blocked, "blocking_for", lambda tile: Blocking(64, 12, 2, pack_a))
+    monkeypatch.setattr(schedule, "BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(schedule, "MIN_TASKS", 16)
     test_blocked_matmul(compile_and_load, 45, 200, 70, "residual_relu")
+
+
+def test_long_k_matmul_in_k_blocks(compile_and_load):
+    """A fully connected layer as in VGG (one row, K = 25088, streamed weights prefetched):
+    K in many blocks, the result as ONNX Runtime's."""
+    rng = np.random.default_rng(5)
+    m, k, n = 1, 25088, 96
+    model = _model([helper.make_node("MatMul", ["x", "W"], ["o"])],
+                   [helper.make_tensor_value_info("x", TensorProto.FLOAT, [m, k])],
+                   helper.make_tensor_value_info("o", TensorProto.FLOAT, [m, n]),
+                   [numpy_helper.from_array(_f32(rng, k, n), "W")])
+    _check(compile_and_load, model, {"x": _f32(rng, m, k)}, threads=2)

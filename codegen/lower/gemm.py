@@ -52,38 +52,6 @@ def tile_for(vector_bits: int) -> Tile | None:
     return None
 
 
-@dataclass(frozen=True)
-class Blocking:
-    """Cache blocking around the microkernel (BLIS-style), plain data an autotuner may search.
-    A K block of `kc` bounds one B micro-panel (kc x nr); `nc` B panels of a K block share
-    L2 while `mc` rows of A (a task's block) pass them; `pack_a` copies A's block into the
-    microkernel's [mr][kc] layout per K block (else splats are read from A's rows)."""
-
-    kc: int
-    mc: int
-    nc: int
-    pack_a: bool = False
-
-
-#: A `kc` that keeps every K in one block.
-UNBLOCKED_K = 1 << 30
-
-
-def blocking_for(tile: Tile, l2_bytes: int = 512 * 1024) -> Blocking:
-    """The default blocking for a tile and cache sizes: a B micro-panel up to a quarter of
-    L2 (K up to 2048 in one block at nr=16), `nc` panels filling half of L2, ~168 rows of A
-    per task, A not packed. Measured here (AVX2 Zen 3, gcc 12, CPU clock, best of runs):
-    at 1024^3 no K blocking 93 GFLOP/s, kc=384 89, kc=384 with A packed 85; at 2048^3
-    kc=2048/mc=168 92, kc=1024 86; the FMA loop 104. L2 keeps up with the micro-panel
-    streams on this core, so blocking K and packing A do not pay at these sizes."""
-    panel_k = max(64, (l2_bytes // 4) // (tile.nr * 4) // 64 * 64)
-    mc = tile.mr * max(1, 168 // tile.mr)
-    nc = max(1, (l2_bytes // 2) // (panel_k * tile.nr * 4))
-    # K stays one block whatever its length: split K blocks gave wrong sums on the long-K
-    # fully connected layers of AlexNet/VGG-19 (K 9216, 25088), so they are opt-in only.
-    return Blocking(UNBLOCKED_K, mc, nc)
-
-
 def microkernel_bits(target, cpu: str | None = None) -> int:
     """The vector width the microkernels may use for `target` and `cpu`: 0 (scalar loops)
     unless the target declares the "vector" capability and its CPU has FMA."""

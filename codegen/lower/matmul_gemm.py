@@ -3,7 +3,8 @@
 Two cases take this path:
 - B is a constant (a linear layer): packed at compile time into panels of nr columns
   (gemm.pack_columns, zero-padded); A's leading dims fold into M; the kernel is the
-  cache-blocked schedule of matmul_blocked.py (vector epilogue in the output).
+  cache-blocked schedule of gemm_schedule.py (one run of M rows, one segment of K), the
+  tile chosen for the shape (gemm_schedule.choose_tile).
 - B is computed (attention) with N a multiple of nr: B's rows are read in place (below). A
   task is a group of column panels of one batch; it walks A's rows mr at a time and runs
   each row block against every panel of its group; the fused epilogue (bias, residual,
@@ -19,9 +20,9 @@ import numpy as np
 from ...compiler.dtypes import DType
 from ...compiler.ir import FusedGroup, Node
 from .. import kernel_ir as K
-from .common import LowerContext, epilogue, group_output
+from .common import LowerContext, epilogue, group_output, steps_of
 from .gemm import Tile, merged_shape, microkernel, pack_columns, tile_for
-from .matmul_blocked import lower_matmul_blocked
+from .gemm_schedule import GemmSpec, choose_tile, lower_gemm
 
 #: bytes of B panels a task keeps hot (half of a 1 MiB L2)
 _L2_BUDGET = 512 * 1024
@@ -43,6 +44,8 @@ def matmul_gemm_tile(group: FusedGroup, vector_bits: int) -> Tile | None:
     rank = len(out_shape)
     if _packed_b(node):
         spans = [(0, rank - 1), (rank - 1, rank)]
+        tile = choose_tile(math.prod(out_shape[:-1]), 1, out_shape[-1], a.shape[-1],
+                           vector_bits)
     elif b.shape[-1] % tile.nr == 0 and list(a.shape[:-2]) == list(out_shape[:-2]) \
             and list(b.shape[:-2]) == list(out_shape[:-2]):
         spans = [(0, rank - 2), (rank - 2, rank - 1), (rank - 1, rank)]
@@ -79,7 +82,7 @@ def lower_matmul_gemm(ctx: LowerContext, group: FusedGroup, tile: Tile) -> list[
     nr = tile.nr
     panels = -(-n_ // nr)
     if id(b) in ctx.storage.packed:   # constant B: the cache-blocked schedule
-        return lower_matmul_blocked(ctx, group, tile)
+        return _lower_packed(ctx, group, tile)
     batches, m_ = math.prod(full_shape[:-2]), full_shape[-2]
     spans = [(0, rank - 2), (rank - 2, rank - 1), (rank - 1, rank)]
     names = ctx.names
@@ -134,3 +137,28 @@ def lower_matmul_gemm(ctx: LowerContext, group: FusedGroup, tile: Tile) -> list[
     if m_ % tile.mr:
         body += rows_block(K.const(full * tile.mr), m_ % tile.mr)
     return [K.For(t, K.const(0), K.const(batches * groups), body, "parallel")]
+
+
+def _lower_packed(ctx: LowerContext, group: FusedGroup, tile: Tile) -> list[K.Stmt]:
+    """A matmul with packed B as one run of M = prod(leading dims) rows of A."""
+    node = group.anchor
+    a, b = node.inputs
+    full_shape = node.output.shape
+    rank = len(full_shape)
+    m_, k_, n_ = math.prod(full_shape[:-1]), a.shape[-1], b.shape[-1]
+    lead = full_shape[:-1]
+
+    def index_of(m: K.Expr, col: K.Expr) -> list[K.Expr]:
+        idx, rest = [], m
+        for d, stride in zip(lead, [math.prod(lead[i + 1:]) for i in range(len(lead))]):
+            idx.append((rest // stride) % d if d > 1 else K.const(0))
+        return idx + [col]
+
+    spec = GemmSpec(
+        a=ctx.buf(a), b=ctx.buf(b), out=ctx.buf(group_output(ctx, group)), ldo=n_, n=n_,
+        runs=1, run_len=m_, run_base=lambda r: K.const(0), a_rs=k_, segments=1,
+        seg_depth=k_, a_seg=0, a_bytes=4 * m_ * k_, tile=tile,
+        steps=steps_of(group.nodes[1:], node.output),
+        shape_of=lambda v: merged_shape(v.shape, full_shape, [(0, rank - 1), (rank - 1, rank)]),
+        index_of=index_of)
+    return lower_gemm(ctx, spec)
