@@ -2,13 +2,14 @@
  *
  * A pool of T threads is the caller plus T-1 workers started once, at session create.
  * kiln_parallel_for(e, fn, n) splits [0, n) statically into up to KILN_CHUNKS_PER_THREAD * T
- * contiguous chunks (chunk c is the same range whoever runs it), and every thread, the
- * caller included, claims the next unclaimed chunk until none is left. So a worker that is
- * asleep, or waiting for a CPU when there are more threads than cores (a busy machine), holds
- * the caller up by one small chunk at most, and uneven task counts balance out. A claim is a
- * compare-and-swap on one 64-bit word holding the job's number (high half) and the next
- * chunk (low half): a thread that wakes late for a finished job sees another number and
- * claims nothing.
+ * contiguous chunks (chunk c is the same range whoever runs it), and gives thread t the t-th
+ * contiguous run of chunks: consecutive kernels hand a thread the same part of their tasks
+ * (the same image rows, for the conv kernels), so what it wrote stays in its own cache for
+ * the next kernel to read. A thread runs its own chunks from the front, then takes what is
+ * left of the others' from their back ends: a worker that is asleep, or waiting for a CPU
+ * on a busy machine, holds the caller up by one small chunk at most. Each thread's run is
+ * one 64-bit word, (job number << 32) | (next << 16) | end, claimed by compare-and-swap: a
+ * thread that wakes late for a finished job sees another number and claims nothing.
  *
  * Waiting threads spin (KILN_SPIN_COUNT pause instructions), then yield the CPU
  * (KILN_YIELD_COUNT times), then sleep on a condition variable: kernels come in quick
@@ -43,14 +44,19 @@ typedef struct kiln_worker {
     pthread_t thread;
 } kiln_worker;
 
+/* One thread's run of chunks of the current job, on a cache line of its own. */
+typedef struct kiln_run {
+    _Alignas(64) _Atomic uint64_t word; /* (job << 32) | (next << 16) | end */
+} kiln_run;
+
 struct kiln_pool {
     int num_threads;
     kiln_worker *workers;
+    kiln_run *runs;         /* num_threads of them */
     pthread_mutex_t mutex;
     pthread_cond_t wake;    /* workers sleep here */
     pthread_cond_t done;    /* the caller sleeps here */
     atomic_uint job;        /* number of the current job, bumped to publish one */
-    _Alignas(64) _Atomic uint64_t next; /* (job number << 32) | next chunk to claim */
     _Alignas(64) atomic_int pending;    /* chunks of the current job not finished yet */
     atomic_int sleepers;    /* workers asleep or about to sleep */
     atomic_int caller_asleep;
@@ -59,6 +65,7 @@ struct kiln_pool {
     kiln_task_fn fn;
     const kiln_exec *exec;
     int64_t n;
+    int64_t chunks;
 };
 
 /* Set on workers, and on the caller while it runs chunks: a nested kiln_parallel_for then
@@ -80,26 +87,41 @@ static inline void backoff(int step) {
 #endif
 }
 
-/* Claim and run chunks of job `job` until none is left (or the job is over). The claim
- * word is (job << 32) | (chunks << 16) | next: deciding from it alone, a thread never claims
- * for a finished job, and once it holds a chunk the job (and pool->fn, n) cannot change. */
-static void run_chunks(kiln_pool *pool, unsigned job) {
-    uint64_t v = atomic_load(&pool->next);
+/* Claim a chunk of job `job` from run r: its next one (front) or its last one (back).
+ * Returns the chunk, or -1 when the run is exhausted or belongs to another job. */
+static int64_t claim(kiln_pool *pool, int r, unsigned job, int back) {
+    _Atomic uint64_t *word = &pool->runs[r].word;
+    uint64_t v = atomic_load(word);
     for (;;) {
-        if ((unsigned)(v >> 32) != job) return;
-        int64_t chunks = (int64_t)((v >> 16) & 0xffffu), c = (int64_t)(v & 0xffffu);
-        if (c >= chunks) return;
-        if (!atomic_compare_exchange_weak(&pool->next, &v, v + 1)) continue;
-        int64_t n = pool->n, base = n / chunks, rem = n % chunks;
-        int64_t lo = c * base + (c < rem ? c : rem);
-        int64_t hi = lo + base + (c < rem ? 1 : 0);
-        if (lo < hi) pool->fn(pool->exec, lo, hi);
-        if (atomic_fetch_sub(&pool->pending, 1) == 1 && atomic_load(&pool->caller_asleep)) {
-            pthread_mutex_lock(&pool->mutex);
-            pthread_cond_signal(&pool->done);
-            pthread_mutex_unlock(&pool->mutex);
-        }
-        v = atomic_load(&pool->next);
+        if ((unsigned)(v >> 32) != job) return -1;
+        uint64_t next = (v >> 16) & 0xffffu, end = v & 0xffffu;
+        if (next >= end) return -1;
+        uint64_t claimed = back ? v - 1 : v + (1u << 16);
+        if (atomic_compare_exchange_weak(word, &v, claimed))
+            return (int64_t)(back ? end - 1 : next);
+    }
+}
+
+static void run_chunk(kiln_pool *pool, int64_t c, int64_t chunks) {
+    int64_t n = pool->n, base = n / chunks, rem = n % chunks;
+    int64_t lo = c * base + (c < rem ? c : rem);
+    int64_t hi = lo + base + (c < rem ? 1 : 0);
+    if (lo < hi) pool->fn(pool->exec, lo, hi);
+    if (atomic_fetch_sub(&pool->pending, 1) == 1 && atomic_load(&pool->caller_asleep)) {
+        pthread_mutex_lock(&pool->mutex);
+        pthread_cond_signal(&pool->done);
+        pthread_mutex_unlock(&pool->mutex);
+    }
+}
+
+/* Run job `job` as thread `self`: its own run of chunks from the front, then the others'
+ * from the back. Once a thread holds a chunk the job (and pool->fn, n) cannot change. */
+static void run_chunks(kiln_pool *pool, unsigned job, int self, int64_t chunks) {
+    int64_t c;
+    while ((c = claim(pool, self, job, 0)) >= 0) run_chunk(pool, c, chunks);
+    for (int k = 1; k < pool->num_threads; k++) {
+        int victim = (self + k) % pool->num_threads;
+        while ((c = claim(pool, victim, job, 1)) >= 0) run_chunk(pool, c, chunks);
     }
 }
 
@@ -124,7 +146,7 @@ static void *worker_main(void *arg) {
         }
         seen = job;
         if (pool->stop) return NULL;
-        run_chunks(pool, job);
+        run_chunks(pool, job, self->index, pool->chunks);
     }
 }
 
@@ -154,13 +176,18 @@ KILN_HIDDEN void kiln_parallel_for(const kiln_exec *e, kiln_task_fn fn, int64_t 
     pool->fn = fn;
     pool->exec = e;
     pool->n = n;
+    pool->chunks = chunks;
     atomic_store(&pool->pending, (int)chunks);
     unsigned job = atomic_load(&pool->job) + 1;
-    atomic_store(&pool->next, ((uint64_t)job << 32) | ((uint64_t)chunks << 16));
+    int threads = pool->num_threads;
+    for (int t = 0; t < threads; t++) {   /* thread t: chunks [t*C/T, (t+1)*C/T) */
+        uint64_t lo = (uint64_t)(chunks * t / threads), hi = (uint64_t)(chunks * (t + 1) / threads);
+        atomic_store(&pool->runs[t].word, ((uint64_t)job << 32) | (lo << 16) | hi);
+    }
     publish(pool);
 
     in_task = 1;
-    run_chunks(pool, job);
+    run_chunks(pool, job, 0, chunks);
     in_task = 0;
 
     for (int i = 0; atomic_load(&pool->pending) != 0 && i < BACKOFF_STEPS; i++) backoff(i);
@@ -183,6 +210,7 @@ static void pool_free(kiln_pool *pool, int started) {
     pthread_cond_destroy(&pool->wake);
     pthread_mutex_destroy(&pool->mutex);
     free(pool->workers);
+    free(pool->runs);
     free(pool);
 }
 
@@ -192,14 +220,18 @@ KILN_HIDDEN int kiln_pool_create(int num_threads, kiln_pool **out, int *failed_w
     kiln_pool *pool = aligned_alloc(64, sizeof *pool);   /* its atomics sit on own lines */
     if (pool != NULL) memset(pool, 0, sizeof *pool);
     kiln_worker *workers = calloc((size_t)num_threads - 1, sizeof *workers);
-    if (pool == NULL || workers == NULL) {
+    size_t runs_size = (size_t)num_threads * sizeof(kiln_run);
+    kiln_run *runs = aligned_alloc(64, runs_size);   /* sizeof(kiln_run) is 64 */
+    if (pool == NULL || workers == NULL || runs == NULL) {
         free(pool);
         free(workers);
+        free(runs);
         return ENOMEM;
     }
-    atomic_init(&pool->next, 0);
+    for (int t = 0; t < num_threads; t++) atomic_init(&runs[t].word, 0);
     pool->num_threads = num_threads;
     pool->workers = workers;
+    pool->runs = runs;
     pthread_mutex_init(&pool->mutex, NULL);
     pthread_cond_init(&pool->wake, NULL);
     pthread_cond_init(&pool->done, NULL);
