@@ -3,9 +3,12 @@ in NHWC one task per output row, the window loop outside a contiguous loop over 
 
 from __future__ import annotations
 
+from ...compiler.dtypes import DType
 from ...compiler.ir import FusedGroup
 from .. import kernel_ir as K
-from .common import LowerContext, epilogue, group_output, lowering
+from .common import LowerContext, epilogue, group_output, lowering, steps_of
+from .gemm import merged_shape
+from .gemm_epilogue import finish_vector
 
 
 @lowering("max_pool2d", "avg_pool2d")
@@ -58,6 +61,72 @@ def lower_pool2d(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
 
 
 def _pool_nhwc(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
+    """One task per output row; per output pixel and vector of channels, the window's
+    in-bounds taps combined in a register (the taps unrolled), then the mean and the
+    epilogue. The last vector overlaps its neighbour when C is not a multiple of the lanes
+    (channels are independent: the overlap writes the same values twice); fewer channels
+    than one vector go through the loop over channels."""
+    node = group.anchor
+    is_max = node.op == "max_pool2d"
+    x = node.inputs[0]
+    n_, h_, w_, c_ = x.shape
+    _, oh_, ow_, _ = node.output.shape
+    kh_, kw_ = node.attrs["kernel"]
+    sh, sw = node.attrs["strides"]
+    dh, dw = node.attrs.get("dilations", (1, 1))
+    pt, pl, pb, pr = node.attrs["pads"]
+    include_pad = node.attrs.get("count_include_pad", False)
+    out_value = group_output(ctx, group)
+    out = ctx.buf(out_value)
+    names = ctx.names
+    dtype = x.dtype
+    lanes = 16 if ctx.storage.vector_bits >= 512 else 8
+    if dtype is not DType.float32 or c_ < lanes or ctx.storage.vector_bits == 0 \
+            or kh_ * kw_ > 64:
+        return _pool_nhwc_loops(ctx, group)
+
+    t, ow, cv = names.var("row"), names.var("ow"), names.var("cv")
+    n, oh = t // oh_, t % oh_
+    c = names.var("c")
+    acc = K.VecVar(names.var("acc").name, lanes)
+    count = names.var("count")
+    xbuf = ctx.buf(x)
+    merge = "max" if is_max else "+"
+    taps: list[K.Stmt] = []
+    counting: list[K.Stmt] = []
+    for kh in range(kh_):
+        ih = oh * sh + (kh * dh - pt)
+        for kw in range(kw_):
+            iw = ow * sw + (kw * dw - pl)
+            inside = K.all_of([K.binary(">=", ih, 0), K.binary("<", ih, h_),
+                               K.binary(">=", iw, 0), K.binary("<", iw, w_)])
+            load = K.VecLoad(xbuf, ((n * h_ + ih) * w_ + iw) * c_ + c, lanes)
+            combined = K.Select(K.Binary(">", load, acc, DType.bool), load, acc, dtype) \
+                if merge == "max" else K.Binary("+", acc, load, dtype)
+            taps.append(K.If(inside, [K.Assign(acc, combined)]))
+            counted = K.all_of([K.binary("<", ih, h_ + pb), K.binary("<", iw, w_ + pr)]) \
+                if include_pad else inside
+            counting.append(K.If(counted, [K.Assign(count, count + 1)]))
+    init = K.Broadcast(K.lowest(dtype) if is_max else K.const(0.0, dtype), lanes)
+    value: K.Expr = acc
+    if not is_max:
+        value = K.Binary("/", acc, K.Broadcast(K.cast(K.maximum(count, 1), dtype), lanes),
+                         dtype)
+    pixel = t * ow_ + ow
+    spill = K.Buffer(names.var("lane").name, dtype, lanes, "local")
+    steps = steps_of(group.nodes[1:], node.output)
+    store = finish_vector(ctx, steps, out, value, lanes, pixel * c_ + c,
+                          ([n_ * oh_ * ow_, c_], [pixel, c]),
+                          lambda v: merged_shape(v.shape, out_value.shape, [(0, 3), (3, 4)]),
+                          lambda j: [n, oh, ow, c + j], out_value.shape, spill)
+    per_vector = [K.Let(c, K.minimum(cv * lanes, c_ - lanes)), K.Let(acc, init)] + taps + store
+    pixel_body: list[K.Stmt] = [] if is_max else [K.Let(count, K.const(0))] + counting
+    pixel_body.append(K.For(cv, K.const(0), K.const(-(-c_ // lanes)), per_vector))
+    return [K.For(t, K.const(0), K.const(n_ * oh_),
+                  [K.For(ow, K.const(0), K.const(ow_), pixel_body)], "parallel")]
+
+
+def _pool_nhwc_loops(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
     """out[n, oh, ow, :] accumulates in place over the window's in-bounds taps, each a
     contiguous (vectorized) loop over channels; then the mean and the epilogue."""
     node = group.anchor

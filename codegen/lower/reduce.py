@@ -35,6 +35,9 @@ def lower_reduce(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
     out = ctx.buf(out_value)
     kept = [a for a in range(len(x.shape)) if a not in axes]
     reduced = [a for a in range(len(x.shape)) if a in axes]
+    if reduced and reduced == list(range(reduced[0], reduced[-1] + 1)) \
+            and math.prod(x.shape[reduced[-1] + 1:]) >= _MIN_INNER:
+        return _reduce_to_rows(ctx, group, reduced[0], reduced[-1] + 1)
     kept_shape = [x.shape[a] for a in kept]
     count = math.prod(x.shape[a] for a in reduced)
     x_strides = strides(x.shape)
@@ -63,6 +66,51 @@ def lower_reduce(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
 
     return K.loop_nest(names, kept_shape or [1], [f"i{a}" for a in kept] or ["i"], body,
                        outer_kind="parallel")
+
+
+#: reduce a block of axes row by row when the kept dims after it hold this many elements
+_MIN_INNER = 8
+#: elements of a kept row per task
+_ROW_CHUNK = 1024
+
+
+def _reduce_to_rows(ctx: LowerContext, group: FusedGroup, first: int, last: int
+                    ) -> list[K.Stmt]:
+    """A reduction over axes [first, last) with kept dims after them (NHWC global pooling:
+    [N, H, W, C] over H and W): x as [outer, red, inner] rows, combined row by row into
+    the output, each step a contiguous (vectorized) loop over `inner` elements."""
+    node = group.anchor
+    x = node.inputs[0]
+    out_value = group_output(ctx, group)
+    out = ctx.buf(out_value)
+    outer, red = math.prod(x.shape[:first]), math.prod(x.shape[first:last])
+    inner = math.prod(x.shape[last:])
+    acc_dtype = DType.float32 if x.dtype is DType.float16 else x.dtype
+    names = ctx.names
+    chunks = -(-inner // _ROW_CHUNK)
+    t, r, j = names.var("task"), names.var("r"), names.var("j")
+    o, j0 = t // chunks, (t % chunks) * _ROW_CHUNK
+    width = K.minimum(_ROW_CHUNK, inner - j0)
+    acc = K.Buffer(names.var("acc").name, acc_dtype, min(inner, _ROW_CHUNK), "local")
+    ctx.buffers[id(acc)] = acc
+    value = ctx.load(x, (o * red + r) * inner + j0 + j)
+    if acc_dtype is not x.dtype:
+        value = K.cast(value, acc_dtype)
+    result: K.Expr = K.Load(acc, j)
+    if node.op == "reduce_mean":
+        result = result / K.const(float(max(red, 1)), acc_dtype)
+    flat = o * inner + j0 + j
+    out_idx = [(flat // stride) % d if d > 1 else K.const(0)
+               for d, stride in zip(out_value.shape, strides(out_value.shape))]
+    lets, result = epilogue(ctx, group.nodes[1:], node.output, K.cast(result, x.dtype),
+                            out_value.shape, out_idx)
+    return [K.For(t, K.const(0), K.const(outer * chunks), [
+        K.For(j, K.const(0), width, [K.Store(acc, j, _INIT[node.op](acc_dtype))], "vector"),
+        K.For(r, K.const(0), K.const(red), [
+            K.For(j, K.const(0), width,
+                  [K.Store(acc, j, _combine(node.op, K.Load(acc, j), value))], "vector")]),
+        K.For(j, K.const(0), width, lets + [K.Store(out, flat, result)], "vector"),
+    ], "parallel")]
 
 
 def _out_index(keepdims: bool, in_shape, kept, kept_idx) -> list[K.Expr]:
