@@ -5,22 +5,26 @@ reads the same window shape and a row of outputs is a row of equally spaced inpu
 
     conv2d{NHWC, pads=(1, 1, 1, 1)}(x)  =>  conv2d{NHWC, pads=0}(pad(x, H and W by 1))
 
-Convs reading one value with the same padding share one pad. Depthwise convs keep their
-padding: their kernel checks bounds per tap, which costs less than a copy of the input.
+Convs reading one value with the same padding share one pad. Depthwise and Winograd convs
+keep their padding: their kernels read zeros outside the image, which costs less than a
+copy of the input.
 """
 
 from __future__ import annotations
 
 from ..compiler.ir import Graph, Node, TensorType, Value
+from ..codegen.lower.conv_winograd import winograd_plan
 from .channels_last import nhwc_conv_kind
 
 
 def pad_convs(graph: Graph) -> Graph:
     """Dense NHWC convs read a zero-padded copy of their input and have no padding left."""
     padded: dict[tuple[int, tuple[int, ...]], Value] = {}
+    vector_bits = graph.metadata.get("vector_bits", 0)
     for node in list(graph.nodes):
         if node.op != "conv2d" or node.attrs.get("layout") != "NHWC" \
-                or nhwc_conv_kind(node) != "dense" or not any(node.attrs["pads"]):
+                or nhwc_conv_kind(node) != "dense" or not any(node.attrs["pads"]) \
+                or winograd_plan(node, vector_bits) is not None:
             continue
         x = node.inputs[0]
         pt, pl, pb, pr = node.attrs["pads"]
