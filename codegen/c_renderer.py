@@ -21,6 +21,10 @@ _MATH = {"exp": "expf", "log": "logf", "sqrt": "sqrtf", "tanh": "tanhf", "erf": 
          "cosh": "coshf", "asinh": "asinhf", "acosh": "acoshf", "atanh": "atanhf"}
 
 
+#: generic intrinsic name -> C prelude function on vectors (a suffix _v<lanes> is added)
+_VECTOR_MATH = {"erf": "kiln_erff", "exp": "kiln_expf", "exp_poly": "kiln_expf"}
+
+
 def c_literal(value, dtype: DType) -> str:
     """A C literal of `dtype` for `value` (infinities and NaN included)."""
     if dtype.is_float:
@@ -96,6 +100,9 @@ class CRenderer:
 
     def _call(self, e: K.Call) -> str:
         args = ", ".join(self.expr(a) for a in e.args)
+        lanes = K.lanes_of(e)
+        if lanes > 1:   # a vector form from the prelude (gemm_epilogue.VECTOR_CALLS)
+            return f"{_VECTOR_MATH[e.fn]}_v{lanes}({args})"
         if e.fn.startswith("kiln_"):   # a C prelude function (kiln_convert.h)
             return f"{e.fn}({args})"
         if not e.dtype.is_float:

@@ -408,6 +408,12 @@ def lanes_of(e: Expr) -> int:
         return e.lanes
     if isinstance(e, Binary):
         return max(lanes_of(e.a), lanes_of(e.b))
+    if isinstance(e, Call):
+        return max(lanes_of(a) for a in e.args)
+    if isinstance(e, Unary):
+        return lanes_of(e.x)
+    if isinstance(e, Select):
+        return max(lanes_of(e.cond), lanes_of(e.a), lanes_of(e.b))
     return 1
 
 

@@ -155,6 +155,7 @@ def generate(graph: Graph, target_name: str, version: str,
         version=version, target=target_name, model_name_comment=c_comment(graph.name),
         model_name_literal=c_string(graph.name), weights_size=len(weights), kernels=kernels,
         launches=launches, inits=inits, prepared_at=prepared_at,
+        vector_lanes=(8, 16) if vector_bits else (),
         tensors=inputs + outputs, inputs=inputs, outputs=outputs,
         arena_size=graph.plan.arena_size,
         group_names=launched)

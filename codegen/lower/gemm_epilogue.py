@@ -4,8 +4,8 @@ The scalar definitions of the ops (scalar.py) are reused with vector operands: t
 value is a vector of `lanes` consecutive output columns; another operand is a vector load
 where it varies along the columns and a splat where it does not. The result may only use
 what C vector extensions print (+ - * /, comparisons, selects over a comparison, unary
-minus); anything else (math calls, casts, integer ops) returns None and the caller keeps its
-scalar loop.
+minus) and the math calls of VECTOR_CALLS; anything else (other math calls, casts, integer
+ops) returns None and the caller keeps its scalar loop.
 
     for i, v in tile:   y = out[row i, cols v*8 ...]        (a vector)
                         y = select(y < 0, 0, y) ...          (relu, on 8 lanes)
@@ -23,6 +23,9 @@ from .common import LowerContext, Step, apply_steps, broadcast_index, steps_of
 from .scalar import scalar_expr
 
 _ARITH = ("+", "-", "*", "/")
+#: math intrinsics with a vector form in the C prelude (model.c.j2): erf as kiln_erff, exp
+#: (libm's on scalars) and exp_poly as kiln_expf (within 2 ulp), on 8 or 16 lanes
+VECTOR_CALLS = ("erf", "exp", "exp_poly")
 
 
 def _vectorize(e: K.Expr, lanes: int, loads: dict[int, bool]) -> K.Expr | None:
@@ -53,6 +56,9 @@ def _vectorize(e: K.Expr, lanes: int, loads: dict[int, bool]) -> K.Expr | None:
     if isinstance(e, K.Unary) and e.op == "-" and e.dtype is DType.float32:
         x = _vectorize(e.x, lanes, loads)
         return None if x is None else K.Unary("-", x, e.dtype)
+    if isinstance(e, K.Call) and e.fn in VECTOR_CALLS and e.dtype is DType.float32:
+        args = [_vectorize(a, lanes, loads) for a in e.args]
+        return None if any(a is None for a in args) else K.Call(e.fn, tuple(args), e.dtype)
     return None
 
 
