@@ -143,6 +143,11 @@ class Session:
         self.inputs = self._describe("input")
         self.outputs = self._describe("output")
         self.workspace_size = int(self._lib["workspace_size"]())
+        # what run() needs per tensor, worked out once: Kiln dtype and whether it is packed
+        self._in_types = [_kiln_type(t.dtype) for t in self.inputs]
+        self._out_types = [_kiln_type(t.dtype) for t in self.outputs]
+        self._in_ptrs = ctypes.c_void_p * max(len(self.inputs), 1)
+        self._out_ptrs = ctypes.c_void_p * max(len(self.outputs), 1)
         self._lock = threading.Lock()
         options = _Options()
         self._lib["options_init"](ctypes.byref(options))
@@ -204,20 +209,22 @@ class Session:
 
     def run(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the model; returns {output name: array} in the model's output order."""
-        arrays = [pack_array(a, DType.from_numpy(a.dtype)) for a in self._check_feed(feed)]
-        buffers = {t.name: np.empty(t.shape, t.dtype) if not _packed(t.dtype)
-                   else np.empty(max(t.nbytes, 1), np.uint8) for t in self.outputs}
-        inputs = (ctypes.c_void_p * max(len(arrays), 1))(*[a.ctypes.data for a in arrays])
-        outputs = (ctypes.c_void_p * max(len(buffers), 1))(
-            *[a.ctypes.data for a in buffers.values()])
+        arrays = [pack_array(a, dtype) if dtype.is_packed else a
+                  for a, dtype in zip(self._check_feed(feed), self._in_types)]
+        buffers = [np.empty(t.shape, t.dtype) if not dtype.is_packed
+                   else np.empty(max(t.nbytes, 1), np.uint8)
+                   for t, dtype in zip(self.outputs, self._out_types)]
+        inputs = self._in_ptrs(*[a.ctypes.data for a in arrays])
+        outputs = self._out_ptrs(*[a.ctypes.data for a in buffers])
         with self._lock:
             if self._handle is None:
                 raise RuntimeFailure(f"{self.path}: the session is closed")
             self._check(self._lib["session_run"](self._handle, inputs, outputs), "running")
             shapes = [self.output_shape(i) for i in range(len(self.outputs))]
-        return {t.name: _trimmed(buffers[t.name], shape) if not _packed(t.dtype)
-                else unpack_array(buffers[t.name], DType.from_numpy(t.dtype), t.shape)
-                for t, shape in zip(self.outputs, shapes)}
+        return {t.name: _trimmed(buffer, shape) if not dtype.is_packed
+                else unpack_array(buffer, dtype, t.shape)
+                for t, dtype, buffer, shape in zip(self.outputs, self._out_types, buffers,
+                                                   shapes)}
 
     def output_shape(self, index: int) -> tuple[int, ...]:
         """Output `index`'s actual shape in the last run (its declared shape if static)."""
@@ -293,13 +300,10 @@ def _trimmed(buffer: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return buffer.reshape(-1)[:int(np.prod(shape, dtype=np.int64))].reshape(shape)
 
 
-def _packed(dtype: np.dtype) -> bool:
-    """Whether numpy `dtype` is a sub-byte type (one item per element in numpy, packed
-    several to a byte in the artifact's buffers)."""
-    try:
-        return DType.from_numpy(dtype).is_packed
-    except KeyError:
-        return False
+def _kiln_type(dtype: np.dtype) -> DType:
+    """The Kiln dtype of a tensor's numpy dtype (sub-byte types are packed several to a
+    byte in the artifact's buffers, one item per element in numpy)."""
+    return DType.from_numpy(dtype)
 
 
 def _check_threads(threads) -> int:

@@ -31,6 +31,10 @@ def lower_flat_copy(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
                       lambda idx: [K.Store(out, idx[0], ctx.load(x, idx[0]))])
 
 
+#: a transpose whose innermost output dim is at most this long writes it unrolled
+_UNROLL_INNER = 8
+
+
 @lowering("transpose")
 def lower_transpose(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
     node = group.anchor
@@ -44,6 +48,18 @@ def lower_transpose(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
             offset = offset + i * in_strides[axis]
         return ctx.load(x, offset)
 
+    out_value = group_output(ctx, group)
+    shape = list(out_value.shape)
+    if len(shape) >= 2 and 1 < shape[-1] <= _UNROLL_INNER and perm[-1] != len(perm) - 1:
+        # NCHW -> NHWC of an image (C = 3): the channels of one pixel as straight-line
+        # stores, so the loop over pixels vectorizes (a group of interleaved stores)
+        out = ctx.buf(out_value)
+
+        def body(idx: list[K.Expr]) -> list[K.Stmt]:
+            return [K.Store(out, flat_index(shape, idx + [K.const(c)]),
+                            read(idx + [K.const(c)])) for c in range(shape[-1])]
+
+        return loops_over(ctx, shape[:-1], body)
     return _copy(ctx, group, read)
 
 
