@@ -80,19 +80,51 @@ def ort_runner(model, threads: int) -> Callable[[dict], object]:
 
 
 def tvm_runner(model, feed: dict, threads: int) -> Callable[[dict], object] | None:
-    """Apache TVM (Relax frontend, default pipeline, no tuning) when it is importable."""
+    """Apache TVM (Relax frontend, default pipeline, no tuning) when it is importable. Its
+    importer fails on some exported graphs (ConstantOfShape and Gather over shapes, as in
+    BERT): those go in with their input shapes fixed and shape subgraphs folded by ONNX
+    Runtime's basic graph optimizations."""
     try:
         import tvm
         from tvm import relax
         from tvm.relax.frontend.onnx import from_onnx
     except ImportError:
         return None
-    mod = from_onnx(model, shape_dict={k: v.shape for k, v in feed.items()})
-    target = tvm.target.Target({"kind": "llvm", "mcpu": "native", "num-cores": threads})
+    shapes = {k: v.shape for k, v in feed.items()}
+    try:
+        mod = from_onnx(model, shape_dict=shapes)
+    except Exception:   # noqa: BLE001  (the importer raises anything; retry folded)
+        mod = from_onnx(_folded_for_tvm(model, feed), shape_dict=shapes)
+    cpu = getattr(tvm.target.codegen, "llvm_get_system_cpu", lambda: "generic")()
+    target = tvm.target.Target({"kind": "llvm", "mcpu": cpu, "num-cores": threads})
     executable = relax.build(mod, target=target)
     vm = relax.VirtualMachine(executable, tvm.cpu())
-    args = [tvm.nd.array(feed[i.name]) for i in model.graph.input if i.name in feed]
+    to_device = tvm.runtime.tensor if hasattr(tvm.runtime, "tensor") else tvm.nd.array
+    args = [to_device(feed[i.name], tvm.cpu()) for i in model.graph.input if i.name in feed]
     return lambda _feed: vm["main"](*args)
+
+
+def _folded_for_tvm(model, feed: dict):
+    """`model` with its inputs' shapes fixed to the feed's and shape subgraphs folded (ONNX
+    Runtime's basic optimizations, saved with optimized_model_filepath)."""
+    import onnx
+    import onnxruntime as ort
+
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    for value in fixed.graph.input:
+        if value.name in feed:
+            dims = value.type.tensor_type.shape.dim
+            for dim, size in zip(dims, feed[value.name].shape):
+                dim.Clear()
+                dim.dim_value = size
+    with tempfile.TemporaryDirectory(prefix="kiln-tvm-") as tmp:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.optimized_model_filepath = str(Path(tmp) / "folded.onnx")
+        ort.InferenceSession(fixed.SerializeToString(), options,
+                             providers=["CPUExecutionProvider"])
+        return onnx.load(options.optimized_model_filepath)
 
 
 def time_alternately(runners: dict[str, Callable], feed: dict, warmup: int,
