@@ -8,6 +8,9 @@
   residual add all land in the anchor's epilogue.
 - An elementwise op not taken by an anchor starts an elementwise group, extended the same
   way (same output shape; dtypes may change, e.g. a cast or a comparison).
+- A 1x1 conv whose chain feeds a depthwise conv also takes that conv and its chain, where
+  the kernel for the pair (codegen/lower/conv_pointwise_depthwise.py) applies: the wide
+  tensor between them then never leaves the caches.
 - Every other node is a group of its own.
 
 Each group's nodes are contiguous in graph.nodes: groups are ordered topologically (ties
@@ -23,6 +26,7 @@ import re
 import networkx as nx
 
 from ..compiler.ir import FusedGroup, Graph, Node, Value
+from ..codegen.lower.conv_pointwise_depthwise import fuses_into_depthwise
 from ..compiler.ops import op_def
 
 ANCHOR_KINDS = ("conv", "matmul")
@@ -38,6 +42,10 @@ def fuse(graph: Graph) -> Graph:
         definition = op_def(node.op)
         if definition.kind in ANCHOR_KINDS:
             members = fuser.chain(node, same_dtype=True)
+            nxt = fuser.sole_reader(members[-1].output)
+            if nxt is not None and fuses_into_depthwise(node, members[1:], nxt,
+                                                        graph.metadata.get("vector_bits", 0)):
+                members += fuser.chain(nxt, same_dtype=True)
         elif definition.is_elementwise:
             members = fuser.chain(node, same_dtype=False)
         else:

@@ -328,3 +328,40 @@ def test_winograd_filters_are_made_at_session_creation(tmp_path):
     finally:
         lib["session_destroy"](handle)
     assert_matches(out, expected, what="caller's workspace")
+
+
+# name: C in, C wide, H, stride, batch -- 1x1 conv + clip + depthwise conv + clip, fused
+POINTWISE_DEPTHWISE = {
+    "stride2_odd_rows": (16, 96, 113, 2, 1),
+    "stride1": (24, 144, 56, 1, 1),
+    "batch2": (16, 96, 80, 2, 2),
+}
+
+
+def _pointwise_depthwise(cin: int, wide: int, h: int, stride: int, batch: int):
+    inits: list = [_const("lo", 0.0), _const("hi", 6.0)]
+    nodes = [_conv("x", "a", cin, wide, 1, inits), helper.make_node("Clip", ["a", "lo", "hi"], ["b"]),
+             _conv("b", "c", wide, wide, 3, inits, stride, 1, group=wide),
+             helper.make_node("Clip", ["c", "lo", "hi"], ["d"])]
+    return _model(nodes, [("x", [batch, cin, h, h])], ["d"], inits)
+
+
+@pytest.mark.parametrize("name", sorted(POINTWISE_DEPTHWISE))
+def test_pointwise_then_depthwise_fused(name, tmp_path):
+    cin, wide, h, stride, batch = POINTWISE_DEPTHWISE[name]
+    model = _pointwise_depthwise(cin, wide, h, stride, batch)
+    graph = _ir(model, 512)
+    from kiln.passes.fuse import fuse
+
+    fuse(graph)
+    assert any(sum(n.op == "conv2d" for n in g.nodes) == 2 for g in graph.groups)
+    _check(model, {"x": (batch, cin, h, h)}, tmp_path, threads=2, name=name)
+
+
+def test_small_wide_tensors_are_not_fused():
+    from kiln.passes.fuse import fuse
+
+    graph = _ir(_pointwise_depthwise(16, 96, 20, 1, 1), 512)   # 150 KiB: stays in cache
+    fuse(graph)
+    assert all(sum(n.op == "conv2d" for n in g.nodes) == 1 for g in graph.groups
+               if g.anchor.op == "conv2d")

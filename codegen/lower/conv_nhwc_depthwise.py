@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...compiler.dtypes import DType
-from ...compiler.ir import FusedGroup, Node
+from ...compiler.ir import FusedGroup, Node, Value
 from .. import kernel_ir as K
 from .common import LowerContext, group_output, steps_of
 from .gemm import merged_shape, vec_var
@@ -42,25 +42,12 @@ def pack_depthwise_weight(node: Node) -> np.ndarray:
 def lower_conv_nhwc_depthwise(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
     """The kernel of one depthwise NHWC conv group (weights packed by pack_depthwise_weight)."""
     node = group.anchor
-    x, w = node.inputs[0], node.inputs[1]
-    bias = node.inputs[2] if len(node.inputs) > 2 else None
+    x = node.inputs[0]
     n_, h_, w_, c_ = x.shape
-    _, oh_, ow_, _ = node.output.shape
-    _, _, kh_, kw_ = w.shape
-    sh, sw = node.attrs["strides"]
-    dh, dw = node.attrs["dilations"]
-    pt, pl, _, _ = node.attrs["pads"]
+    oh_ = node.output.shape[1]
     lanes = 16 if ctx.storage.vector_bits >= 512 else 8
-    block = 8 if lanes == 16 else 4
     names = ctx.names
-    out_value = group_output(ctx, group)
-    out, xbuf, wbuf = ctx.buf(out_value), ctx.buf(x), ctx.buf(w)
-    ldo = ctx.storage.row_stride(out_value)   # C, or more when writing into a concat
-    merged_out = [n_ * oh_ * ow_, c_]
-    steps = steps_of(group.nodes[1:], node.output, bias)
-
-    def shape_of(v):
-        return merged_shape(v.shape, out_value.shape, [(0, 3), (3, 4)])
+    xbuf = ctx.buf(x)
 
     vectors = -(-c_ // lanes)
     rows = n_ * oh_
@@ -74,20 +61,51 @@ def lower_conv_nhwc_depthwise(ctx: LowerContext, group: FusedGroup) -> list[K.St
     cv, c = names.var("cv"), names.var("c")
     body: list[K.Stmt] = [K.Let(n, r_ // oh_), K.Let(oh, r_ % oh_)]
 
+    def x_at(ih: K.Expr, iw: K.Expr) -> K.Expr:
+        return K.VecLoad(xbuf, ((n * h_ + ih) * w_ + iw) * c_ + c, lanes)
+
+    per_vector = [K.Let(c, K.minimum(cv * lanes, c_ - lanes))]
+    per_vector += depthwise_row(ctx, node, group.nodes[1:], group_output(ctx, group), n, oh, c,
+                                x_at)
+    body.append(K.For(cv, chunk * per_chunk, K.minimum(vectors, chunk * per_chunk + per_chunk),
+                      per_vector))
+    return [K.For(t, K.const(0), K.const(rows * chunks), body, "parallel")]
+
+
+def depthwise_row(ctx: LowerContext, node: Node, chain: list[Node], out_value: Value,
+                  n: K.Expr, oh: K.Expr, c: K.Expr, x_at) -> list[K.Stmt]:
+    """Output row (n, oh) of depthwise conv `node`, for the vector of channels from c (the
+    caller binds it), `chain` (the epilogue) applied on the way out to `out_value`.
+    x_at(ih, iw) is the input vector at row ih, column iw of image n (the caller's input,
+    or the band a fused kernel made)."""
+    w = node.inputs[1]
+    bias = node.inputs[2] if len(node.inputs) > 2 else None
+    n_, h_, w_, c_ = node.inputs[0].shape
+    _, oh_, ow_, _ = node.output.shape
+    _, _, kh_, kw_ = w.shape
+    sh, sw = node.attrs["strides"]
+    dh, dw = node.attrs["dilations"]
+    pt, pl, _, _ = node.attrs["pads"]
+    lanes = 16 if ctx.storage.vector_bits >= 512 else 8
+    block = 8 if lanes == 16 else 4
+    names = ctx.names
+    out, wbuf = ctx.buf(out_value), ctx.buf(w)
+    ldo = ctx.storage.row_stride(out_value)   # C, or more when writing into a concat
+    merged_out = [n_ * oh_ * ow_, c_]
+    steps = steps_of(chain, node.output, bias)
+
+    def shape_of(v):
+        return merged_shape(v.shape, out_value.shape, [(0, 3), (3, 4)])
+
     wv = {}
-    per_vector: list[K.Stmt] = [K.Let(c, K.minimum(cv * lanes, c_ - lanes))]
+    stmts: list[K.Stmt] = []
     for kh in range(kh_):
         for kw in range(kw_):
             wv[kh, kw] = vec_var(names, f"w{kh}_{kw}", lanes)
-            per_vector.append(K.Let(wv[kh, kw],
-                                    K.VecLoad(wbuf, c + (kh * kw_ + kw) * c_, lanes)))
+            stmts.append(K.Let(wv[kh, kw], K.VecLoad(wbuf, c + (kh * kw_ + kw) * c_, lanes)))
     ih0 = oh * sh - pt
     row_ok = {kh: K.all_of([K.binary(">=", ih0 + kh * dh, 0),
                             K.binary("<", ih0 + kh * dh, h_)]) for kh in range(kh_)}
-
-    def x_at(kh: int, iw: K.Expr) -> K.Expr:
-        return K.VecLoad(xbuf, ((n * h_ + ih0 + kh * dh) * w_ + iw) * c_ + c, lanes)
-
     spill = K.Buffer(names.var("lane").name, DType.float32, lanes, "local")
 
     def store(ow: K.Expr, acc: K.Expr) -> list[K.Stmt]:
@@ -112,11 +130,11 @@ def lower_conv_nhwc_depthwise(ctx: LowerContext, group: FusedGroup) -> list[K.St
             for kw in range(kw_):
                 for r, a in enumerate(accs):
                     iw = (ow0 + r) * sw + (kw * dw - pl)
-                    taps.append(K.Assign(a, K.fma(a, wv[kh, kw], x_at(kh, iw))))
+                    taps.append(K.Assign(a, K.fma(a, wv[kh, kw], x_at(ih0 + kh * dh, iw))))
             tile.append(K.If(row_ok[kh], taps))
         for r, a in enumerate(accs):
             tile += store(ow0 + r, a)
-        per_vector.append(K.For(ob, K.const(0), K.const(full), tile))
+        stmts.append(K.For(ob, K.const(0), K.const(full), tile))
 
     # Every other column, one pixel at a time with each tap checked.
     ow = names.var("ow")
@@ -127,12 +145,11 @@ def lower_conv_nhwc_depthwise(ctx: LowerContext, group: FusedGroup) -> list[K.St
         for kw in range(kw_):
             iw = ow * sw + (kw * dw - pl)
             inside = K.all_of([K.binary(">=", iw, 0), K.binary("<", iw, w_)])
-            taps.append(K.If(inside, [K.Assign(acc, K.fma(acc, wv[kh, kw], x_at(kh, iw)))]))
+            taps.append(K.If(inside, [K.Assign(acc, K.fma(acc, wv[kh, kw],
+                                                          x_at(ih0 + kh * dh, iw)))]))
         pixel.append(K.If(row_ok[kh], taps))
     pixel += store(ow, acc)
     for lo, hi in ((0, ow_lo), (ow_lo + full * block, ow_)):
         if lo < hi:
-            per_vector.append(K.For(ow, K.const(lo), K.const(hi), pixel))
-    body.append(K.For(cv, chunk * per_chunk, K.minimum(vectors, chunk * per_chunk + per_chunk),
-                      per_vector))
-    return [K.For(t, K.const(0), K.const(rows * chunks), body, "parallel")]
+            stmts.append(K.For(ow, K.const(lo), K.const(hi), pixel))
+    return stmts

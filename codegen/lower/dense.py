@@ -20,6 +20,7 @@ from .conv_gemm import conv_gemm_tile
 from .conv_im2col import lower_conv_im2col
 from .conv_nhwc import lower_conv_nhwc
 from .conv_nhwc_depthwise import lower_conv_nhwc_depthwise
+from .conv_pointwise_depthwise import lower_pointwise_depthwise
 from .conv_geometry import conv_geometry
 from .matmul_gemm import lower_matmul_gemm, matmul_gemm_tile, pack_matmul_weight
 
@@ -46,6 +47,8 @@ def _apply_epilogue(ctx: LowerContext, group: FusedGroup, out_buf: K.Buffer, bas
 def lower_conv2d(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
     """The GEMM microkernel path where the target has vectors for it, else scalar loops."""
     if group.anchor.attrs.get("layout") == "NHWC":
+        if any(n.op == "conv2d" for n in group.nodes[1:]):
+            return lower_pointwise_depthwise(ctx, group)
         if nhwc_conv_kind(group.anchor) == "depthwise":
             return lower_conv_nhwc_depthwise(ctx, group)
         return lower_conv_nhwc(ctx, group)
