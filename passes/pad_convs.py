@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ..compiler.ir import Graph, Node, TensorType, Value
 from ..codegen.lower.conv_winograd import winograd_plan
-from .channels_last import nhwc_conv_kind
+from ..codegen.lower.nhwc_kinds import nhwc_conv_kind
 
 
 def pad_convs(graph: Graph) -> Graph:

@@ -27,6 +27,7 @@ from .conv_nhwc import geometry, nhwc_tile
 from .conv_nhwc_depthwise import depthwise_row
 from .gemm import merged_shape
 from .gemm_micro import invoke, microkernel_function
+from .nhwc_kinds import nhwc_conv_kind
 from .tile_epilogue import tile_epilogue
 
 #: the wide tensor must be at least this big to be worth fusing (smaller ones stay in L2)
@@ -41,8 +42,6 @@ _BETWEEN = ("relu", "clip")
 
 def fuses_into_depthwise(pw: Node, between: list[Node], dw: Node, vector_bits: int) -> bool:
     """Whether the kernel here runs pw -> between -> dw (all NHWC) as one group."""
-    from ...passes.channels_last import nhwc_conv_kind
-
     if vector_bits < 256 or pw.op != "conv2d" or dw.op != "conv2d" \
             or pw.attrs.get("layout") != "NHWC" or dw.attrs.get("layout") != "NHWC":
         return False

@@ -35,7 +35,7 @@ from ...compiler.dtypes import DType
 from ...compiler.ir import FusedGroup, Node
 from .. import kernel_ir as K
 from .common import LowerContext, group_output, steps_of
-from .gemm import Tile, merged_shape, pack_columns, vec_var
+from .gemm import Tile, merged_shape, vec_var
 from .gemm_epilogue import finish_vector
 from .gemm_micro import invoke, microkernel_function
 
@@ -198,7 +198,7 @@ def _transform(names: K.Names, left: np.ndarray, load, store, stage: K.Buffer, l
 def lower_conv_winograd(ctx: LowerContext, group: FusedGroup, plan: Plan) -> list[K.Stmt]:
     """The kernel of one NHWC 3x3 stride-1 conv group by F(m x m, 3 x 3)."""
     node = group.anchor
-    x, w = node.inputs[0], node.inputs[1]
+    x = node.inputs[0]
     bias = node.inputs[2] if len(node.inputs) > 2 else None
     n_, h_, w_, c_ = x.shape
     pt, pl, _, _ = node.attrs["pads"]   # the patch reads zeros outside the image

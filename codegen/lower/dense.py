@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 
 from ...compiler.ir import FusedGroup
-from ...passes.channels_last import nhwc_conv_kind
+from .nhwc_kinds import nhwc_conv_kind
 from .. import kernel_ir as K
 from .common import LowerContext, epilogue, group_output, lowering, strides
 from .conv_depthwise import depthwise_tile, lower_conv_depthwise

@@ -14,7 +14,7 @@ from .conv_gemm import conv_gemm_tile, pack_conv_weight
 from .conv_nhwc import nhwc_tile, pack_nhwc_weight
 from .conv_nhwc_depthwise import pack_depthwise_weight
 from .conv_winograd import winograd_plan
-from ...passes.channels_last import nhwc_conv_kind
+from .nhwc_kinds import nhwc_conv_kind
 from .matmul_gemm import matmul_gemm_tile, pack_matmul_weight
 
 

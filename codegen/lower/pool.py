@@ -11,6 +11,13 @@ from .gemm import merged_shape
 from .gemm_epilogue import finish_vector
 
 
+def _window(node):
+    """A pool's kernel, strides, dilations, pads and count_include_pad."""
+    a = node.attrs
+    return (a["kernel"], a["strides"], a.get("dilations", (1, 1)), a["pads"],
+            a.get("count_include_pad", False))
+
+
 @lowering("max_pool2d", "avg_pool2d")
 def lower_pool2d(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
     node = group.anchor
@@ -20,11 +27,7 @@ def lower_pool2d(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
     x = node.inputs[0]
     n_, c_, h_, w_ = x.shape
     _, _, oh_, ow_ = node.output.shape
-    kh_, kw_ = node.attrs["kernel"]
-    sh, sw = node.attrs["strides"]
-    dh, dw = node.attrs.get("dilations", (1, 1))
-    pt, pl, pb, pr = node.attrs["pads"]
-    include_pad = node.attrs.get("count_include_pad", False)
+    (kh_, kw_), (sh, sw), (dh, dw), (pt, pl, pb, pr), include_pad = _window(node)
     out_value = group_output(ctx, group)
     out = ctx.buf(out_value)
     names = ctx.names
@@ -71,11 +74,7 @@ def _pool_nhwc(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
     x = node.inputs[0]
     n_, h_, w_, c_ = x.shape
     _, oh_, ow_, _ = node.output.shape
-    kh_, kw_ = node.attrs["kernel"]
-    sh, sw = node.attrs["strides"]
-    dh, dw = node.attrs.get("dilations", (1, 1))
-    pt, pl, pb, pr = node.attrs["pads"]
-    include_pad = node.attrs.get("count_include_pad", False)
+    (kh_, kw_), (sh, sw), (dh, dw), (pt, pl, pb, pr), include_pad = _window(node)
     out_value = group_output(ctx, group)
     out = ctx.buf(out_value)
     names = ctx.names
@@ -134,11 +133,7 @@ def _pool_nhwc_loops(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
     x = node.inputs[0]
     n_, h_, w_, c_ = x.shape
     _, oh_, ow_, _ = node.output.shape
-    kh_, kw_ = node.attrs["kernel"]
-    sh, sw = node.attrs["strides"]
-    dh, dw = node.attrs.get("dilations", (1, 1))
-    pt, pl, pb, pr = node.attrs["pads"]
-    include_pad = node.attrs.get("count_include_pad", False)
+    (kh_, kw_), (sh, sw), (dh, dw), (pt, pl, pb, pr), include_pad = _window(node)
     out_value = group_output(ctx, group)
     out = ctx.buf(out_value)
     names = ctx.names
