@@ -347,7 +347,11 @@ def _pointwise_depthwise(cin: int, wide: int, h: int, stride: int, batch: int):
 
 
 @pytest.mark.parametrize("name", sorted(POINTWISE_DEPTHWISE))
-def test_pointwise_then_depthwise_fused(name, tmp_path):
+def test_pointwise_then_depthwise_fused(name, tmp_path, monkeypatch):
+    from kiln.codegen.lower import conv_pointwise_depthwise
+
+    # shapes small enough for CI, fused as the big tensors of large images are
+    monkeypatch.setattr(conv_pointwise_depthwise, "MIN_WIDE_BYTES", 1 << 20)
     cin, wide, h, stride, batch = POINTWISE_DEPTHWISE[name]
     model = _pointwise_depthwise(cin, wide, h, stride, batch)
     graph = _ir(model, 512)
