@@ -7,9 +7,10 @@ and reports the best of several timed runs in GFLOP/s; numpy runs the same produ
 peak comes from an FMA loop with independent accumulators compiled for this host, run in
 repetitions as long as one GEMM, in turn with the GEMM's own runs (on a shared machine the
 speed drifts by tens of percent over minutes: each shape is compared with the peak measured
-beside it). Measure numpy
-with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (DESIGN.md: they halve its speed here), and OPENBLAS_NUM_THREADS=1
-for a one-thread comparison.
+beside it). Run from the command line, it runs numpy's BLAS on as many threads as Kiln's
+(OPENBLAS_NUM_THREADS and OMP_NUM_THREADS set to --threads, the process started again when
+they differ). Measure numpy with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (DESIGN.md:
+they halve its speed here).
 
 `--clock cpu` (the default at one thread) times with the calling thread's CPU clock, the peak
 loop included: on a shared machine, time spent descheduled then counts for none of them, so
@@ -20,6 +21,7 @@ used with several threads, whose work runs on other threads).
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -130,6 +132,10 @@ def bench_shape(m: int, k: int, n: int, threads: int, workdir: Path, loop: PeakL
     session = load(path, threads=threads)
     x = np.random.default_rng(2).standard_normal((m, k)).astype(np.float32)
     w = np.random.default_rng(1).standard_normal((k, n)).astype(np.float32)
+    got, want = session.run({"x": x})["y"], x.astype(np.float64) @ w.astype(np.float64)
+    if not np.allclose(got, want, rtol=1e-4, atol=1e-4 * np.sqrt(k)):
+        raise RuntimeError(f"Kiln's {m}x{k}x{n} GEMM differs from numpy's: max error "
+                           f"{np.abs(got - want).max():.3g}")
     flops = 2.0 * m * k * n
     kiln_s = numpy_s = float("inf")
     peak = 0.0
@@ -152,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-model-shapes", dest="model_shapes", action="store_false")
     parser.add_argument("--clock", choices=["cpu", "wall"], default=None,
                         help="cpu: the thread's CPU time (default at 1 thread); wall: elapsed")
+    parser.add_argument("--output", type=Path, help="also write the table to this markdown file")
     args = parser.parse_args(argv)
     clock = args.clock or ("cpu" if args.threads == 1 else "wall")
     if clock == "cpu" and args.threads != 1:
@@ -172,8 +179,27 @@ def main(argv: list[str] | None = None) -> int:
              "| M x K x N | Kiln GFLOP/s | peak GFLOP/s | Kiln % of peak | numpy GFLOP/s |",
              "|---|---|---|---|---|"] + rows
     print("\n".join(lines))
+    if args.output is not None:
+        command = "python -m kiln.benchmarks.gemm " + " ".join(
+            argv if argv is not None else sys.argv[1:])
+        args.output.write_text("# Kiln's float32 GEMM against the measured peak\n\n"
+                               f"Command: `{command.strip()}`\n\n" + "\n".join(lines) + "\n")
     return 0
 
 
+def _with_blas_threads(argv: list[str]) -> None:
+    """Start this command again with numpy's BLAS limited to --threads threads, unless it
+    already is (a BLAS reads its thread count once, when numpy is imported)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--threads", type=int, default=1)
+    threads = str(parser.parse_known_args(argv)[0].threads)
+    names = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
+    if all(os.environ.get(name) == threads for name in names):
+        return
+    env = dict(os.environ, **{name: threads for name in names})
+    os.execve(sys.executable, [sys.executable, "-m", "kiln.benchmarks.gemm", *argv], env)
+
+
 if __name__ == "__main__":
+    _with_blas_threads(sys.argv[1:])
     sys.exit(main())

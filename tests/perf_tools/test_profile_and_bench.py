@@ -55,3 +55,15 @@ def test_benchmark_table_has_ratios():
              "timings": {"kiln": Timing([1.0, 2.0, 3.0]), "ort": Timing([2.0, 4.0, 6.0])}}]
     table = render(rows, "python -m kiln.benchmarks.models")
     assert "| m | 1 | 2.00 | 3.00 | 4.00 | 6.00 | 0.50 |" in table
+
+
+def test_gemm_benchmark_checks_and_writes_its_table(tmp_path):
+    from kiln.benchmarks.gemm import main
+
+    out = tmp_path / "gemm.md"
+    assert main(["--sizes", "48", "--no-model-shapes", "--output", str(out)]) == 0
+    text = out.read_text()
+    assert "python -m kiln.benchmarks.gemm --sizes 48" in text
+    row = next(line for line in text.splitlines() if line.startswith("| 48x48x48 |"))
+    kiln_gflops, peak = (float(cell) for cell in row.split("|")[2:4])
+    assert 0 < kiln_gflops and 0 < peak
