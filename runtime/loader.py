@@ -143,9 +143,9 @@ class Session:
         self.inputs = self._describe("input")
         self.outputs = self._describe("output")
         self.workspace_size = int(self._lib["workspace_size"]())
-        # what run() needs per tensor, worked out once: Kiln dtype and whether it is packed
-        self._in_types = [_kiln_type(t.dtype) for t in self.inputs]
-        self._out_types = [_kiln_type(t.dtype) for t in self.outputs]
+        # Kiln dtypes, worked out once for run(): sub-byte ones are packed in the buffers
+        self._in_types = [DType.from_numpy(t.dtype) for t in self.inputs]
+        self._out_types = [DType.from_numpy(t.dtype) for t in self.outputs]
         self._in_ptrs = ctypes.c_void_p * max(len(self.inputs), 1)
         self._out_ptrs = ctypes.c_void_p * max(len(self.outputs), 1)
         self._lock = threading.Lock()
@@ -298,12 +298,6 @@ def _trimmed(buffer: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     if buffer.shape == shape:
         return buffer
     return buffer.reshape(-1)[:int(np.prod(shape, dtype=np.int64))].reshape(shape)
-
-
-def _kiln_type(dtype: np.dtype) -> DType:
-    """The Kiln dtype of a tensor's numpy dtype (sub-byte types are packed several to a
-    byte in the artifact's buffers, one item per element in numpy)."""
-    return DType.from_numpy(dtype)
 
 
 def _check_threads(threads) -> int:
