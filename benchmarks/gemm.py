@@ -9,7 +9,7 @@ repetitions as long as one GEMM, in turn with the GEMM's own runs (on a shared m
 speed drifts by tens of percent over minutes: each shape is compared with the peak measured
 beside it). Run from the command line, it runs numpy's BLAS on as many threads as Kiln's
 (OPENBLAS_NUM_THREADS and OMP_NUM_THREADS set to --threads, the process started again when
-they differ). Measure numpy with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (DESIGN.md:
+they differ). Measure numpy with OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset (measured here:
 they halve its speed here).
 
 `--clock cpu` (the default at one thread) times with the calling thread's CPU clock, the peak

@@ -156,7 +156,7 @@ def time_alternately(runners: dict[str, Callable], feed: dict, warmup: int,
 def bench_model(name: str, threads_list: list[int], workdir: Path, args) -> list[dict]:
     """Rows of the table for one model: one per thread count."""
     import kiln
-    from kiln.compiler.driver import compile_detailed
+    from kiln.driver import compile_detailed
     from kiln.runtime import load
 
     model = load_test_model(name)

@@ -2,7 +2,7 @@
 
 Every Value has a static TensorType: the frontend pins symbolic dims before building the IR.
 Constants are Values whose `data` is a numpy array. Ops are Kiln's normalized vocabulary
-(see compiler/ops.py), not raw ONNX.
+(see compiler/ops/), not raw ONNX.
 """
 
 from __future__ import annotations
@@ -156,6 +156,10 @@ class Graph:
         taken.add(name)
         return name
 
+    def unique_node_name(self, hint: str) -> str:
+        """A node name not yet used by any node of this graph."""
+        return self.unique_name(hint, self._node_names)
+
     def rename(self, value: Value, hint: str) -> None:
         """Give `value` the name `hint` (made unique); names only label, never link."""
         self._names.discard(value.name)
@@ -179,7 +183,7 @@ class Graph:
         names = out_names or [f"{name or op}_out{i}" if len(out_types) > 1 else (name or op)
                               for i in range(len(out_types))]
         outputs = [Value(self.unique_name(n), t) for n, t in zip(names, out_types)]
-        node = Node(op, inputs, outputs, attrs, self.unique_name(name or op, self._node_names))
+        node = Node(op, inputs, outputs, attrs, self.unique_node_name(name or op))
         self.append(node)
         return node
 

@@ -46,7 +46,7 @@ def run_test(test: NodeTest, workdir: Path) -> Outcome:
     import onnx
 
     from ..compiler.errors import InputError, KilnError, ToolchainError
-    from ..compiler.driver import compile_model
+    from ..driver import compile_model
     from ..runtime import load
 
     start = time.perf_counter()
@@ -204,7 +204,7 @@ class _Slot:
 def run_tests(tests: Sequence[NodeTest], jobs: int = 2, timeout: float = DEFAULT_TIMEOUT,
               progress: Callable[[Outcome], None] | None = None) -> list[Outcome]:
     """Run `tests` on `jobs` worker processes; outcomes in the order of `tests`."""
-    import kiln.compiler.driver  # noqa: F401  (import once, before forking workers)
+    import kiln.driver  # noqa: F401  (import once, before forking workers)
     import kiln.frontends.onnx.converters  # noqa: F401
 
     context = multiprocessing.get_context("fork")

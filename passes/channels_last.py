@@ -12,8 +12,9 @@ reads are transposed at compile time.
       -> transpose -> reshape
 
 A transpose that moves only dims of size 1 is a reshape (same bytes in the same order), so
-it is emitted as one. The pass runs when graph.metadata["vector_bits"] (set by the driver
-from the target and CPU) is 256 or more, and never changes what the graph computes.
+it is emitted as one. Which convs an NHWC kernel runs is the kernel choice's answer
+(compiler/kernel_choice.py; none without vector kernels); the pass never changes what the
+graph computes.
 """
 
 from __future__ import annotations
@@ -23,19 +24,15 @@ import numpy as np
 from ..compiler.ir import Graph, Node, TensorType, Value
 from ..compiler.ops import op_def
 from ..compiler.ops.nn import NCHW_TO_NHWC, NHWC_TO_NCHW
-from ..codegen.lower.nhwc_kinds import nhwc_conv_kind
-
-#: the smallest vector width (bits) the NHWC kernels are written for
-MIN_VECTOR_BITS = 256
+from ..compiler.kernel_choice import KernelChoice, kernel_choice
 
 
 def channels_last(graph: Graph) -> Graph:
     """Convs (and what lies between them) in NHWC, transposes only at the region's edges."""
-    if graph.metadata.get("vector_bits", 0) < MIN_VECTOR_BITS:
-        return graph
+    choice = kernel_choice(graph)
     region = _Region(graph)
     for node in list(graph.nodes):
-        inputs = _joins(node, region.nhwc)
+        inputs = _joins(node, region.nhwc, choice)
         if inputs is not None:
             region.convert(node, inputs)
     region.exit_transposes()
@@ -47,9 +44,9 @@ def channels_last(graph: Graph) -> Graph:
 # value, or an NCHW one transposed on the way in), "const" (a constant transposed at compile
 # time) or "as is" (layout-free: weights, biases, scalars). None: the node stays NCHW.
 
-def _joins(node: Node, nhwc: set[int]) -> list[str] | None:
+def _joins(node: Node, nhwc: set[int], choice: KernelChoice) -> list[str] | None:
     if node.op == "conv2d":
-        if node.attrs.get("layout", "NCHW") != "NCHW" or nhwc_conv_kind(node) is None:
+        if node.attrs.get("layout", "NCHW") != "NCHW" or choice.nhwc_conv_kind(node) is None:
             return None
         return ["nhwc"] + ["as is"] * (len(node.inputs) - 1)
     if len(node.outputs) != 1 or not node.inputs:
@@ -176,6 +173,6 @@ def _permute(graph: Graph, value: Value, perm: tuple[int, ...], at: int, name: s
     else:
         op, attrs = "transpose", {"perm": tuple(perm)}
     out = Value(graph.unique_name(name), TensorType(value.dtype, shape))
-    node = Node(op, [value], [out], attrs, graph.unique_name(name, graph._node_names))
+    node = Node(op, [value], [out], attrs, graph.unique_node_name(name))
     graph.insert(at, node)
     return out

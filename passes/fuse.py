@@ -26,7 +26,7 @@ import re
 import networkx as nx
 
 from ..compiler.ir import FusedGroup, Graph, Node, Value
-from ..codegen.lower.conv_pointwise_depthwise import fuses_into_depthwise
+from ..compiler.kernel_choice import kernel_choice
 from ..compiler.ops import op_def
 
 ANCHOR_KINDS = ("conv", "matmul")
@@ -35,6 +35,7 @@ ANCHOR_KINDS = ("conv", "matmul")
 def fuse(graph: Graph) -> Graph:
     """One kernel per group, so fused ops pass values in registers instead of memory."""
     fuser = _Fuser(graph)
+    choice = kernel_choice(graph)
     groups = []
     for node in graph.nodes:
         if id(node) in fuser.assigned:
@@ -43,8 +44,7 @@ def fuse(graph: Graph) -> Graph:
         if definition.kind in ANCHOR_KINDS:
             members = fuser.chain(node, same_dtype=True)
             nxt = fuser.sole_reader(members[-1].output)
-            if nxt is not None and fuses_into_depthwise(node, members[1:], nxt,
-                                                        graph.metadata.get("vector_bits", 0)):
+            if nxt is not None and choice.fuses_into_depthwise(node, members[1:], nxt):
                 members += fuser.chain(nxt, same_dtype=True)
         elif definition.is_elementwise:
             members = fuser.chain(node, same_dtype=False)

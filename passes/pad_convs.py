@@ -13,18 +13,17 @@ copy of the input.
 from __future__ import annotations
 
 from ..compiler.ir import Graph, Node, TensorType, Value
-from ..codegen.lower.conv_winograd import winograd_plan
-from ..codegen.lower.nhwc_kinds import nhwc_conv_kind
+from ..compiler.kernel_choice import kernel_choice
 
 
 def pad_convs(graph: Graph) -> Graph:
     """Dense NHWC convs read a zero-padded copy of their input and have no padding left."""
     padded: dict[tuple[int, tuple[int, ...]], Value] = {}
-    vector_bits = graph.metadata.get("vector_bits", 0)
+    choice = kernel_choice(graph)
     for node in list(graph.nodes):
         if node.op != "conv2d" or node.attrs.get("layout") != "NHWC" \
-                or nhwc_conv_kind(node) != "dense" or not any(node.attrs["pads"]) \
-                or winograd_plan(node, vector_bits) is not None:
+                or choice.nhwc_conv_kind(node) != "dense" or not any(node.attrs["pads"]) \
+                or choice.runs_winograd(node):
             continue
         x = node.inputs[0]
         pt, pl, pb, pr = node.attrs["pads"]
@@ -41,7 +40,7 @@ def _pad(graph: Graph, x: Value, pads: tuple[int, ...], before: Node) -> Value:
     shape = tuple(d + pads[i] + pads[i + 4] for i, d in enumerate(x.shape))
     out = Value(graph.unique_name(x.name + "_padded"), TensorType(x.dtype, shape))
     node = Node("pad", [x], [out], {"pads": pads, "mode": "constant", "value": 0.0},
-                graph.unique_name(x.name + "_pad", graph._node_names))
+                graph.unique_node_name(x.name + "_pad"))
     at = graph.nodes.index(x.producer) + 1 if x.producer is not None \
         else graph.nodes.index(before)
     graph.insert(at, node)

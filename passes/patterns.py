@@ -56,7 +56,7 @@ def replace_with(graph: Graph, last: Node, op: str, inputs: list[Value],
     """
     out = last.output
     node = Node(op, inputs, [Value(graph.unique_name(f"{out.name}_{op}"), out.type)], attrs,
-                graph.unique_name(f"{last.name}_{op}", graph._node_names))
+                graph.unique_node_name(f"{last.name}_{op}"))
     graph.insert(graph.nodes.index(last), node)
     graph.replace_uses(out, node.output)
     return node

@@ -7,12 +7,24 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from ..compiler.errors import ToolchainError
-from ..runtime.build import RUNTIME_SOURCES, runtime_cflags, runtime_ldflags
 from .target import Target
+
+
+
+@dataclass(frozen=True)
+class RuntimeBuild:
+    """What the runtime adds to every artifact's build (runtime/build.py says which): its C
+    sources and the flags they need. The driver passes it in: targets sit below the runtime."""
+
+    sources: tuple[Path, ...]
+    cflags: tuple[str, ...]
+    ldflags: tuple[str, ...]
+
 
 #: Optimization flags of every artifact: no errno from math calls (lets loops vectorize),
 #: no fast-math (NaN and Inf behave as the reference does).
@@ -118,12 +130,12 @@ def run_compiler(command: Sequence[str], workdir: Path, what: str,
 
 
 def build_shared(workdir: Path, sources: Sequence[str], output: Path, target: Target,
-                 prefix: str, cc: str | None = None, extra_flags: Sequence[str] = (),
+                 runtime: RuntimeBuild, cc: str | None = None, extra_flags: Sequence[str] = (),
                  cpu: str | None = None) -> None:
-    """Compile `sources` (relative to workdir; C, assembly or objects) with the runtime into
-    the shared library `output`. A compiler failure is a Kiln bug: the error carries the
-    compiler's words."""
+    """Compile `sources` (relative to workdir; C, assembly or objects) with the runtime's
+    sources into the shared library `output`. A compiler failure is a Kiln bug: the error
+    carries the compiler's words."""
     command = [*compiler_command(target, cc, cpu), *BASE_CFLAGS, *extra_flags,
-               *runtime_cflags(prefix), f"-Wa,-I{workdir}", *sources, *map(str, RUNTIME_SOURCES),
-               "-o", str(output), *runtime_ldflags()]
+               *runtime.cflags, f"-Wa,-I{workdir}", *sources, *map(str, runtime.sources),
+               "-o", str(output), *runtime.ldflags]
     run_compiler(command, workdir, "generated code", target)

@@ -18,6 +18,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import kiln
+from kiln.codegen.kernel_choice import VectorKernels
 from kiln.frontends.onnx import import_model
 from kiln.passes.manager import PIPELINE, run_passes
 from reference import assert_matches, run_onnxruntime
@@ -197,7 +198,7 @@ def test_epilogue_operand_varying_along_rows_only(tmp_path):
 
 def _ir(model, vector_bits: int):
     graph = import_model(model)
-    graph.metadata["vector_bits"] = vector_bits
+    graph.metadata["kernel_choice"] = VectorKernels(vector_bits)
     stop = [p.name for p in PIPELINE].index("fuse")
     return run_passes(graph, verify_each=True, pipeline=PIPELINE[:stop])
 

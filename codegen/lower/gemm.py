@@ -1,7 +1,7 @@
 """The register-blocked float32 GEMM schedule every dense lowering shares.
 
 C[m, n] = sum_k A[m, k] * B[k, n] is computed in tiles of `mr` rows by `nr` = nv * lanes
-columns: one named vector accumulator per (row, vector), straight-line code (DESIGN.md:
+columns: one named vector accumulator per (row, vector), straight-line code (measured here:
 compilers keep named accumulators in registers, arrays of them in memory). Per k step the
 microkernel loads nv vectors of B, splats mr scalars of A and does mr * nv fused
 multiply-adds:

@@ -28,7 +28,7 @@ _ARITH = ("+", "-", "*", "/")
 VECTOR_CALLS = ("erf", "exp", "exp_poly")
 
 
-def _vectorize(e: K.Expr, lanes: int, loads: dict[int, bool]) -> K.Expr | None:
+def vectorize_expr(e: K.Expr, lanes: int, loads: dict[int, bool]) -> K.Expr | None:
     """`e` with every operand a vector of `lanes`; None where C vectors cannot print it.
     loads: id(buffer) -> whether a Load of it varies along the columns."""
     if isinstance(e, (K.VecVar, K.VecLoad, K.Broadcast)):
@@ -43,21 +43,21 @@ def _vectorize(e: K.Expr, lanes: int, loads: dict[int, bool]) -> K.Expr | None:
     if isinstance(e, K.Binary) and e.op in _ARITH + K.COMPARISONS:
         if e.a.dtype is not DType.float32 or e.b.dtype is not DType.float32:
             return None
-        a, b = _vectorize(e.a, lanes, loads), _vectorize(e.b, lanes, loads)
+        a, b = vectorize_expr(e.a, lanes, loads), vectorize_expr(e.b, lanes, loads)
         if a is None or b is None:
             return None
         return K.Binary(e.op, a, b, e.dtype)
     if isinstance(e, K.Select) and isinstance(e.cond, K.Binary) \
             and e.cond.op in K.COMPARISONS and e.dtype is DType.float32:
-        parts = [_vectorize(x, lanes, loads) for x in (e.cond, e.a, e.b)]
+        parts = [vectorize_expr(x, lanes, loads) for x in (e.cond, e.a, e.b)]
         if any(p is None for p in parts):
             return None
         return K.Select(parts[0], parts[1], parts[2], e.dtype)
     if isinstance(e, K.Unary) and e.op == "-" and e.dtype is DType.float32:
-        x = _vectorize(e.x, lanes, loads)
+        x = vectorize_expr(e.x, lanes, loads)
         return None if x is None else K.Unary("-", x, e.dtype)
     if isinstance(e, K.Call) and e.fn in VECTOR_CALLS and e.dtype is DType.float32:
-        args = [_vectorize(a, lanes, loads) for a in e.args]
+        args = [vectorize_expr(a, lanes, loads) for a in e.args]
         return None if any(a is None for a in args) else K.Call(e.fn, tuple(args), e.dtype)
     return None
 
@@ -85,7 +85,7 @@ def vector_steps(ctx: LowerContext, steps: Sequence[Step], acc: K.Expr, lanes: i
             if isinstance(arg, K.Load):
                 loads[id(arg.buffer)] = bool(shape) and shape[-1] != 1
             args.append(arg)
-        vec = _vectorize(scalar_expr(op, args, attrs, dtype), lanes, loads)
+        vec = vectorize_expr(scalar_expr(op, args, attrs, dtype), lanes, loads)
         if vec is None:
             return None
         if not isinstance(vec, (K.VecVar, K.VecLoad, K.Broadcast)):   # keep C text small

@@ -23,7 +23,7 @@ from ...compiler.dtypes import DType
 from ...compiler.ir import Value
 from .. import kernel_ir as K
 from .common import Step
-from .gemm_epilogue import _vectorize
+from .gemm_epilogue import vectorize_expr
 from .scalar import scalar_expr
 
 @dataclass
@@ -68,7 +68,7 @@ class TileEpilogue:
                          "row": K.const(i)}[kind]
                 args.append(K.Load(param, index))
                 varies[id(param)] = kind != "row"
-            vec = _vectorize(scalar_expr(op, args, attrs, dtype), lanes, varies)
+            vec = vectorize_expr(scalar_expr(op, args, attrs, dtype), lanes, varies)
             if vec is None:
                 return None
             if not isinstance(vec, (K.VecVar, K.VecLoad, K.Broadcast)):

@@ -13,7 +13,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import kiln
-from kiln.compiler.cli import main
+from kiln.cli import main
 from kiln.compiler.errors import KilnError, ModelLoadError, UnsupportedModelError
 from kiln.runtime import load
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import kiln
-from kiln.compiler.cli import main
+from kiln.cli import main
 from models import load_test_model
 from op_cases import cases, reference_outputs
 from reference import assert_matches, run_onnxruntime

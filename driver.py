@@ -1,4 +1,5 @@
-"""compile_model: ONNX model -> graph IR -> passes -> C sources -> shared library + header."""
+"""The driver, above every stage: compile_model takes an ONNX model through import, the
+passes and codegen to a shared library and its header."""
 
 from __future__ import annotations
 
@@ -9,8 +10,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from .errors import KilnError
-from .ir import Graph
+from . import __version__
+from .codegen.kernel_choice import VectorKernels
+from .codegen.lower.gemm import microkernel_bits
+from .codegen.module import generate
+from .compiler.errors import KilnError
+from .compiler.ir import Graph
+from .compiler.ops.storage import check_storage_uses
+from .frontends.onnx import import_model, load_model
+from .passes.manager import run_passes
+from .runtime.abi import ModelSpec, TensorSpec, check_prefix
+from .runtime.build import RUNTIME_SOURCES, runtime_cflags, runtime_ldflags
+from .runtime.header import render_header
+from .targets import get_target
+from .targets.toolchain import SANITIZE_CFLAGS, RuntimeBuild, build_shared
 
 
 class OptionError(KilnError, ValueError):
@@ -56,15 +69,6 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
 
     consts: inputs fixed to a value at compile time, e.g. {"sr": 16000}.
     """
-    from .. import __version__
-    from ..codegen.module import generate
-    from .ops.storage import check_storage_uses
-    from ..frontends.onnx import import_model, load_model
-    from ..passes.manager import run_passes
-    from ..runtime.abi import ModelSpec, TensorSpec, check_prefix
-    from ..runtime.header import render_header
-    from ..targets import get_target
-    from ..targets.toolchain import SANITIZE_CFLAGS, build_shared
 
     start = time.perf_counter()
     phases: dict[str, float] = {}
@@ -93,9 +97,8 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
     graph: Graph = import_model(proto, dims=dims, shapes=shapes, consts=consts)
     check_storage_uses(graph, renderer=emit)
     t = phase("import", t)
-    from ..codegen.lower.gemm import microkernel_bits
     vector_bits = microkernel_bits(target_spec, cpu) if emit == "c" else 0
-    graph.metadata["vector_bits"] = vector_bits   # layout and kernel choices depend on it
+    graph.metadata["kernel_choice"] = VectorKernels(vector_bits)   # layout, padding, fusion ask it
     graph = run_passes(graph, verify_each=verify, dump_after=set(dump_ir_after), log=log)
     t = phase("passes", t)
     llvm_kernels: list | None = [] if emit == "llvm" else None
@@ -112,9 +115,11 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
         build_target = workdir / "model.so"
         sources_list = ["model.c", "weights.S"]
         if llvm_kernels is not None:
-            from ..codegen.llvm_module import write_object
+            from .codegen.llvm_module import write_object   # loads LLVM: only when asked
             sources_list.append(write_object(llvm_kernels, target_spec, workdir, cpu))
-        build_shared(workdir, sources_list, build_target, target_spec, prefix, cc=cc, cpu=cpu,
+        runtime = RuntimeBuild(RUNTIME_SOURCES, tuple(runtime_cflags(prefix)),
+                               tuple(runtime_ldflags()))
+        build_shared(workdir, sources_list, build_target, target_spec, runtime, cc=cc, cpu=cpu,
                      extra_flags=SANITIZE_CFLAGS if sanitize else ())
         t = phase("cc", t)
         model_spec = ModelSpec(graph.name,

@@ -13,7 +13,7 @@ import traceback
 from collections import Counter
 from typing import Sequence
 
-from .errors import KilnError
+from .compiler.errors import KilnError
 
 
 class UsageError(KilnError, ValueError):
@@ -96,7 +96,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         raise UsageError("no output path: add -o OUT.so")
     dims = dict(_dim(d) for d in args.dim)
     shapes = dict(_shape(s) for s in args.shape)
-    from ..frontends.onnx.pinned import parse_const
+    from .frontends.onnx.pinned import parse_const
     consts = dict(parse_const(c) for c in args.const)
     result = compile_detailed(args.model, args.target, args.output, dims, shapes, consts=consts,
                               prefix=args.prefix, cc=args.cc, keep_sources=args.keep_sources,
@@ -113,7 +113,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..runtime import load
+    from .runtime import load
 
     session = load(args.library, threads=args.threads,
                    emulator="qemu" if args.emulate else None, vlen=args.vlen)
@@ -156,7 +156,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"latency: median {times[len(times) // 2] * 1e3:.3f} ms over {len(times)} runs "
               f"(min {times[0] * 1e3:.3f} ms)")
     if args.profile:
-        from ..runtime.profile import format_profile, profile
+        from .runtime.profile import format_profile, profile
         print(format_profile(profile(session, feed, runs=max(args.repeat, 1))))
     return 0
 
@@ -164,8 +164,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     import onnx
 
-    from ..frontends.onnx import load_model, scan
-    from ..frontends.onnx import converters  # noqa: F401  (fill the registry)
+    from .frontends.onnx import load_model, scan
+    from .frontends.onnx import converters  # noqa: F401  (fill the registry)
 
     model = load_model(args.model, external_data=False)
     graph = model.graph
@@ -179,7 +179,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         tensor = info.type.tensor_type
         dims = [d.dim_param or (str(d.dim_value) if d.HasField("dim_value") else "?")
                 for d in tensor.shape.dim]
-        from ..frontends.onnx.importer import dtype_label
+        from .frontends.onnx.importer import dtype_label
         dtype = dtype_label(tensor.elem_type).lower()
         return f"  {info.name}: {dtype}[{', '.join(dims)}]"
 
@@ -205,8 +205,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_targets(args: argparse.Namespace) -> int:
-    from ..targets import TARGETS
-    from ..targets.target import PLANNED
+    from .targets import TARGETS
+    from .targets.target import PLANNED
 
     for target in TARGETS.values():
         host = " (host)" if target.is_host else ""
