@@ -11,8 +11,9 @@ stays readable; they never change meaning.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Sequence, Union
+import enum
+from dataclasses import dataclass, field, fields
+from typing import Any, Sequence, Union
 
 import numpy as np
 
@@ -250,16 +251,44 @@ class Stmt:
     """Base of statements."""
 
 
+class LoopKind(str, enum.Enum):
+    """How a For's iterations run. A str enum, so `loop.kind == "vector"` and printing a kind
+    give the plain name renderers and existing callers use."""
+
+    SERIAL = "serial"        # one after another
+    PARALLEL = "parallel"    # the kernel's task loop: iterations split across threads
+    VECTOR = "vector"        # innermost and contiguous: a hint to vectorize
+    UNROLLED = "unroll"      # a hint to unroll
+    THREAD = "thread"        # bound to a GPU thread axis (For.tag names it, e.g. threadIdx.x)
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+
+    @classmethod
+    def of(cls, kind: Union["LoopKind", str]) -> "LoopKind":
+        """`kind` as a LoopKind; ValueError naming the allowed kinds for an unknown one."""
+        try:
+            return cls(kind)
+        except ValueError:
+            allowed = ", ".join(repr(k.value) for k in cls)
+            raise ValueError(f"unknown loop kind {kind!r}: expected one of {allowed}") from None
+
+
 @dataclass(eq=False)
 class For(Stmt):
-    """for var in [start, stop): body. kind: serial, parallel (the kernel's task loop),
-    vector (innermost, contiguous: a hint to vectorize) or unroll."""
+    """for var in [start, stop): body, its iterations run as `kind` says (a LoopKind or its
+    plain name). `tag` names the hardware axis a THREAD loop is bound to (e.g. "threadIdx.x")
+    for renderers that bind loops to threads; CPU renderers ignore it."""
 
     var: Var
     start: Expr
     stop: Expr
     body: list[Stmt]
-    kind: str = "serial"
+    kind: LoopKind = LoopKind.SERIAL
+    tag: str | None = None
+
+    def __post_init__(self) -> None:
+        self.kind = LoopKind.of(self.kind)
 
 
 @dataclass(eq=False)
@@ -316,7 +345,7 @@ class Kernel:
     @property
     def parallel_loop(self) -> For | None:
         first = self.body[0] if len(self.body) == 1 else None
-        return first if isinstance(first, For) and first.kind == "parallel" else None
+        return first if isinstance(first, For) and first.kind is LoopKind.PARALLEL else None
 
 
 class Names:
@@ -332,7 +361,8 @@ class Names:
 
 
 def loop_nest(names: Names, extents: Sequence[int], hints: Sequence[str],
-              body_fn, outer_kind: str = "serial", inner_kind: str = "serial") -> list[Stmt]:
+              body_fn, outer_kind: LoopKind | str = LoopKind.SERIAL,
+              inner_kind: LoopKind | str = LoopKind.SERIAL) -> list[Stmt]:
     """Nested loops over `extents` (outermost first); body_fn(vars) gives the innermost
     statements. Loops of extent 1 are dropped (their variable is the constant 0)."""
     vars_: list[Expr] = []
@@ -347,7 +377,8 @@ def loop_nest(names: Names, extents: Sequence[int], hints: Sequence[str],
     body = list(body_fn(vars_))
     for depth in range(len(loops) - 1, -1, -1):
         v, extent = loops[depth]
-        kind = outer_kind if depth == 0 else inner_kind if depth == len(loops) - 1 else "serial"
+        kind = (outer_kind if depth == 0 else inner_kind if depth == len(loops) - 1
+                else LoopKind.SERIAL)
         body = [For(v, const(0), const(extent), body, kind)]
     return body
 
@@ -460,3 +491,35 @@ def functions_called(body: list[Stmt]) -> list[Function]:
             for fn in functions_called(s.then) + functions_called(s.orelse):
                 found.setdefault(fn.name, fn)
     return list(found.values())
+
+
+# -- walking: one visitor base for analyses and renderers ------------------------------------
+
+class KernelVisitor:
+    """Walks kernel IR: `visit(node)` calls `visit_<ClassName>(node)` when the subclass
+    defines it, else `generic_visit`, which visits the node's child statements and
+    expressions (fields holding a Stmt, an Expr, or lists/tuples of them, such as Invoke's
+    (buffer, index) arguments). Buffers and Invoke's Function are leaves: a walk that needs
+    a callee's body visits `node.fn.body` itself. Override a visit_ method and call
+    `generic_visit` from it to keep walking below."""
+
+    def visit(self, node: Any) -> Any:
+        """Dispatch `node` (a Stmt, an Expr, a Kernel, or a list of statements)."""
+        if isinstance(node, (list, tuple)):
+            for item in node:
+                self.visit(item)
+            return None
+        method = getattr(self, f"visit_{type(node).__name__}", self.generic_visit)
+        return method(node)
+
+    def generic_visit(self, node: Any) -> None:
+        """Visit every child statement and expression of `node`, in field order."""
+        for f in fields(node):
+            self._visit_children(getattr(node, f.name))
+
+    def _visit_children(self, value: Any) -> None:
+        if isinstance(value, (Stmt, Expr)):
+            self.visit(value)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                self._visit_children(item)
