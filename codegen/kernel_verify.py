@@ -9,7 +9,8 @@ side of && / || may be guarded and are not bounds-checked, nor are buffers of un
 
 from __future__ import annotations
 
-from typing import Iterable, Union
+from contextlib import contextmanager
+from typing import Iterable, Iterator, Union
 
 from . import kernel_ir as K
 
@@ -53,9 +54,10 @@ class _Verifier(K.KernelVisitor):
             self._function(self.functions[name])
 
     def _function(self, fn: K.Function) -> None:
-        outer = _Verifier({p.name for p in fn.params if isinstance(p, K.Var)})
-        outer.where = f"function {fn.name}"
-        outer._block(fn.body)
+        inner = _Verifier({p.name for p in fn.params if isinstance(p, K.Var)})
+        inner.where = f"function {fn.name}"
+        inner.functions = self.functions   # what it invokes is verified by run's loop
+        inner._block(fn.body)
 
     def _fail(self, message: str) -> None:
         raise KernelVerificationError(f"{self.where}: {message}")
@@ -65,6 +67,15 @@ class _Verifier(K.KernelVisitor):
         for s in body:
             self.visit(s)
         self.scopes.pop()
+
+    @contextmanager
+    def _maybe_guarded(self) -> Iterator[None]:
+        """Accesses visited inside may be guarded by a condition: no bounds checks there."""
+        self.guarded += 1
+        try:
+            yield
+        finally:
+            self.guarded -= 1
 
     def _bound(self, name: str) -> bool:
         return any(name in scope for scope in self.scopes)
@@ -100,10 +111,9 @@ class _Verifier(K.KernelVisitor):
 
     def visit_If(self, s: K.If) -> None:
         self.visit(s.cond)
-        self.guarded += 1
-        self._block(s.then)
-        self._block(s.orelse)
-        self.guarded -= 1
+        with self._maybe_guarded():
+            self._block(s.then)
+            self._block(s.orelse)
 
     def visit_Store(self, s: K.Store) -> None:
         self._access(s.buffer, s.index, 1)
@@ -132,17 +142,15 @@ class _Verifier(K.KernelVisitor):
 
     def visit_Select(self, e: K.Select) -> None:
         self.visit(e.cond)
-        self.guarded += 1
-        self.visit(e.a)
-        self.visit(e.b)
-        self.guarded -= 1
+        with self._maybe_guarded():
+            self.visit(e.a)
+            self.visit(e.b)
 
     def visit_Binary(self, e: K.Binary) -> None:
         self.visit(e.a)
         if e.op in ("&&", "||"):   # short-circuit: the right side may be guarded by the left
-            self.guarded += 1
-            self.visit(e.b)
-            self.guarded -= 1
+            with self._maybe_guarded():
+                self.visit(e.b)
         else:
             self.visit(e.b)
 

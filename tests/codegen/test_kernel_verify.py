@@ -120,3 +120,12 @@ def test_unknown_loop_kind_raises():
         K.For(K.Var("i"), K.const(0), K.const(2), [], "bogus")
     loop = K.For(K.Var("i"), K.const(0), K.const(2), [], "vector")
     assert loop.kind is K.LoopKind.VECTOR and loop.kind == "vector" and f"{loop.kind}" == "vector"
+
+
+def test_function_invoked_by_a_function_is_verified():
+    n, stray = K.Var("n"), K.Var("stray")
+    out = _buffer(4)
+    inner = K.Function("inner_bad", [n], [K.Store(out, stray, K.const(0.0, DType.float32))])
+    outer = K.Function("outer", [n], [K.Invoke(inner, [n])])
+    with pytest.raises(KernelVerificationError, match="function inner_bad: variable 'stray'"):
+        verify_kernel([K.Invoke(outer, [K.const(0)])])
