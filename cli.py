@@ -65,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--verify", action="store_true", help="verify the IR after every pass")
     c.add_argument("--sanitize", action="store_true", help="build with AddressSanitizer and "
                    "UBSan (load with LD_PRELOAD=$(cc -print-file-name=libasan.so))")
+    c.add_argument("--threads-max", type=int, metavar="N",
+                   help="threads the kernel schedules keep busy (default: this host's cores)")
+    c.add_argument("--schedule", metavar="FILE",
+                   help="replay kernels and schedules from FILE (JSON lines, as "
+                        "--dump-schedule writes them)")
+    c.add_argument("--dump-schedule", metavar="FILE",
+                   help="write the kernel and schedule chosen for every group to FILE")
     c.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
 
     r = sub.add_parser("run", help="run a compiled OUT.so on .npy or random inputs")
@@ -86,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
 
     sub.add_parser("targets", help="list the targets Kiln can compile for")
+    sub.add_parser("kernels", help="list the kernel registry: what each kernel runs and its "
+                                   "schedule fields")
     return parser
 
 
@@ -101,7 +110,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
     result = compile_detailed(args.model, args.target, args.output, dims, shapes, consts=consts,
                               prefix=args.prefix, cc=args.cc, keep_sources=args.keep_sources,
                               dump_ir_after=args.dump_ir_after, verify=args.verify,
-                              cpu=args.cpu, emit=args.emit, sanitize=args.sanitize)
+                              cpu=args.cpu, emit=args.emit, sanitize=args.sanitize,
+                              threads_max=args.threads_max, schedule=args.schedule,
+                              dump_schedule=args.dump_schedule)
     print(f"wrote {result.library} ({result.library_size / 1e6:.2f} MB) and {result.header}")
     print(f"target {result.target}; {result.kernels} kernels; compiled in "
           f"{result.compile_seconds:.2f} s")
@@ -219,8 +230,28 @@ def cmd_targets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_kernels(args: argparse.Namespace) -> int:
+    from .codegen.kernels import KERNELS
+    from .codegen.schedules import fields
+
+    for kernel in KERNELS.values():
+        needs = [kernel.layout] if kernel.layout != "any" else []
+        if kernel.padded_input:
+            needs.append("padded input")
+        if kernel.min_vector_bits:
+            needs.append(f">= {kernel.min_vector_bits}-bit vectors")
+        print(f"{kernel.name} ({kernel.op}, chosen at the {kernel.stage} stage; "
+              f"{', '.join(needs)})")
+        print(f"    runs: {kernel.applies_to}")
+        knobs = fields(kernel.schedule)
+        print(f"    schedule: {kernel.schedule.__name__}" + ("" if knobs else " (nothing to tune)"))
+        for name, (low, high), doc in knobs:
+            print(f"      {name} in [{low}, {high}]: {doc}")
+    return 0
+
+
 COMMANDS = {"compile": cmd_compile, "run": cmd_run, "inspect": cmd_inspect,
-            "targets": cmd_targets}
+            "targets": cmd_targets, "kernels": cmd_kernels}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

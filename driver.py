@@ -3,6 +3,7 @@ passes and codegen to a shared library and its header."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -11,9 +12,11 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from . import __version__
-from .codegen.kernel_choice import VectorKernels
+from .codegen.kernels import KernelSelector
+from .codegen.kernels.select import read_schedule_file, schedule_lines
 from .codegen.lower.gemm import microkernel_bits
 from .codegen.module import generate
+from .codegen.schedules import KernelTarget
 from .compiler.errors import KilnError
 from .compiler.ir import Graph
 from .compiler.ops.storage import check_storage_uses
@@ -49,6 +52,14 @@ class CompileResult:
         return self.library.stat().st_size
 
 
+def host_threads() -> int:
+    """The cores this process may run on: the default thread budget of schedules."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def compile_model(model: Any, target: str = "host", output: str | Path = "model.so",
                   dims: Mapping[str, int] | None = None,
                   shapes: Mapping[str, Sequence[int]] | None = None,
@@ -64,10 +75,15 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
                      None = None, dump_ir_after: Sequence[str] = (), verify: bool = False,
                      log: Callable[[str], None] | None = None, cpu: str | None = None,
                      emit: str = "c", consts: Mapping[str, Any] | None = None,
-                     sanitize: bool = False) -> CompileResult:
+                     sanitize: bool = False, threads_max: int | None = None,
+                     schedule: str | Path | None = None,
+                     dump_schedule: str | Path | None = None) -> CompileResult:
     """compile_model, returning a CompileResult with sizes and timings.
 
     consts: inputs fixed to a value at compile time, e.g. {"sr": 16000}.
+    threads_max: the thread budget default schedules keep busy (default: this host's cores).
+    schedule: a schedule file (JSON lines) whose kernels and schedules replace the defaults
+    for the groups with the same signature; dump_schedule: write the ones chosen there.
     """
 
     start = time.perf_counter()
@@ -90,6 +106,10 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
     target_spec = get_target(target)
     if emit not in ("c", "llvm"):
         raise OptionError(f"emit={emit!r}: choose 'c' (the C renderer) or 'llvm' (LLVM IR)")
+    threads = host_threads() if threads_max is None else threads_max
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 4096:
+        raise OptionError(f"threads_max={threads_max!r}: give a thread count from 1 to 4096")
+    lines = read_schedule_file(schedule) if schedule is not None else ()
 
     t = time.perf_counter()
     proto = load_model(model)
@@ -98,12 +118,18 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
     check_storage_uses(graph, renderer=emit)
     t = phase("import", t)
     vector_bits = microkernel_bits(target_spec, cpu) if emit == "c" else 0
-    graph.metadata["kernel_choice"] = VectorKernels(vector_bits)   # layout, padding, fusion ask it
+    selector = KernelSelector(
+        KernelTarget(vector_bits, target_spec.l1d_bytes, target_spec.l2_bytes, threads),
+        target_spec.name, cpu or "native", lines)
+    graph.metadata["kernel_choice"] = selector   # layout, padding and fusion ask it
     graph = run_passes(graph, verify_each=verify, dump_after=set(dump_ir_after), log=log)
     t = phase("passes", t)
     llvm_kernels: list | None = [] if emit == "llvm" else None
     sources = generate(graph, target_spec.name, __version__, external_kernels=llvm_kernels,
-                       vector_bits=vector_bits)
+                       selector=selector)
+    if dump_schedule is not None:
+        Path(dump_schedule).write_text("".join(line + "\n"
+                                               for line in schedule_lines(graph, selector)))
     t = phase("codegen", t)
 
     header_path = output.with_suffix(".h")
@@ -127,7 +153,7 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
                            for i in sources.inputs],
                           [TensorSpec(i.name, i.dtype_name, i.dtype_code, i.shape)
                            for i in sources.outputs],
-                          workspace_size=sources.arena_size)
+                          workspace_size=sources.arena_size, threads_max=threads)
         header_text = render_header(model_spec, prefix, header_path.name)
         if keep_sources is not None:
             keep = Path(keep_sources)

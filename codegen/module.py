@@ -17,8 +17,9 @@ from ..compiler.ops.storage import check_storage_uses
 from . import kernel_ir as K
 from .c_renderer import CRenderer
 from .lower import LOWERINGS, LowerContext, Storage
+from .kernels import KernelSelector, prepack, select_kernels
 from .lower.data_dependent import reserve_counts
-from .lower.gemm_pack import prepack
+from .schedules import KernelTarget
 from .names import c_comment, c_identifier, c_string
 
 WEIGHT_ALIGN = 64
@@ -98,13 +99,18 @@ def value_names(graph: Graph) -> dict[int, str]:
 
 
 def generate(graph: Graph, target_name: str, version: str,
-             external_kernels: list | None = None, vector_bits: int = 0) -> ModuleSources:
-    """Render the artifact's sources for a graph that went through fusion and planning."""
+             external_kernels: list | None = None,
+             selector: KernelSelector | None = None) -> ModuleSources:
+    """Render the artifact's sources for a graph that went through fusion and planning;
+    `selector` chooses the kernels (the one the passes asked, or portable loops only)."""
     assert graph.groups is not None and graph.plan is not None, "run the pass pipeline first"
     check_lowerable(graph)
-    packed = prepack(graph, vector_bits)   # vector_bits > 0: dense ops use microkernels
+    selector = selector or KernelSelector(KernelTarget(0, 32 * 1024, 1024 * 1024, 1))
+    select_kernels(graph, selector)
+    vector_bits = selector.vector_bits   # > 0: dense ops use microkernels
+    packed = prepack(graph, selector.target)
     weights, offsets = pack_weights(graph, packed)
-    storage = Storage(graph, offsets, value_names(graph), vector_bits, frozenset(packed))
+    storage = Storage(graph, offsets, value_names(graph), vector_bits)
     bounded = reserve_counts(graph, storage)
     renderer = CRenderer()
     kernel_names: set[str] = set()

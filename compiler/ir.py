@@ -95,6 +95,9 @@ class FusedGroup:
     #: (value, channel offset): the group writes its output as channels [offset, offset +
     #: C) of this NHWC value instead of into bytes of its own (a concat done in place)
     into: tuple["Value", int] | None = None
+    #: the kernel and schedule that run it (a compiler.kernel_choice.KernelDecision), set
+    #: by codegen's kernel selection for the groups the kernel registry has entries for
+    kernel: Any = None
 
     @property
     def anchor(self) -> Node:

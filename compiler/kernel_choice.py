@@ -1,32 +1,44 @@
-"""What passes may ask about the kernels that will run a node, without importing codegen.
+"""The kernel decisions passes read, without importing codegen.
 
-Layout, padding and fusion depend on which kernel runs a conv: the channels-last pass moves
-only the convs an NHWC kernel runs, pad_convs pads only those that read a padded copy, and
-fusion pairs a 1x1 conv with the depthwise conv after it only where one kernel runs both.
-Codegen owns those kernels, and it sits above the passes; so the driver hands the passes an
-object that answers for codegen (`codegen/kernel_choice.py`), stored as
-graph.metadata["kernel_choice"]. Without one, no NHWC kernel exists and every conv stays
-as imported.
+Which kernel runs a conv decides its layout (the NHWC kernels run channels last), whether
+it reads a zero-padded copy of its input (pad_convs), and whether a 1x1 conv and the
+depthwise conv after it become one group (fuse). Codegen's kernel registry sits above the
+passes, so the driver hands them a KernelChoice (codegen/kernels/select.py), stored as
+graph.metadata["kernel_choice"]: it decides each conv's kernel once, the first time a
+pass asks, records the decision, and answers every later question from the record. After
+fusion, codegen records the kernel and schedule of every group on FusedGroup.kernel.
+Without a KernelChoice no NHWC kernel exists and every conv stays as imported.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from .ir import Graph, Node
 
 
+@dataclass(frozen=True)
+class KernelDecision:
+    """The kernel chosen for a node or group, and what the graph must do for it."""
+
+    kernel: str                 # the registry entry's name
+    layout: str                 # "NCHW" or "NHWC": the layout the kernel runs in
+    padded_input: bool          # reads a zero-padded copy of its input (pad_convs makes it)
+    key: str                    # the signature a schedule file names it by
+    signature: dict[str, Any]
+    schedule: Any = None        # a schedule read from a schedule file, else None (default)
+
+
 class KernelChoice(Protocol):
-    """The questions passes ask about kernels, each answered by the kernel registry."""
+    """The questions passes ask about kernels, answered by the kernel registry."""
 
     #: the vector width (bits) the kernels are written for; 0 for portable scalar code
     vector_bits: int
 
-    def nhwc_conv_kind(self, node: Node) -> str | None:
-        """'dense' or 'depthwise' when an NHWC kernel can run conv2d `node`, else None."""
-
-    def runs_winograd(self, node: Node) -> bool:
-        """Whether the NHWC conv `node` runs as Winograd (which reads no padded copy)."""
+    def conv_kernel(self, node: Node) -> KernelDecision | None:
+        """The NHWC kernel that runs conv2d `node`, decided once; None: no NHWC kernel
+        does, and the conv keeps its layout (its kernel is chosen after fusion)."""
 
     def fuses_into_depthwise(self, pw: Node, between: list[Node], dw: Node) -> bool:
         """Whether one kernel runs the 1x1 conv pw -> between -> depthwise conv dw."""
@@ -37,11 +49,8 @@ class NoVectorKernels:
 
     vector_bits = 0
 
-    def nhwc_conv_kind(self, node: Node) -> str | None:
+    def conv_kernel(self, node: Node) -> KernelDecision | None:
         return None
-
-    def runs_winograd(self, node: Node) -> bool:
-        return False
 
     def fuses_into_depthwise(self, pw: Node, between: list[Node], dw: Node) -> bool:
         return False

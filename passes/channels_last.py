@@ -46,7 +46,10 @@ def channels_last(graph: Graph) -> Graph:
 
 def _joins(node: Node, nhwc: set[int], choice: KernelChoice) -> list[str] | None:
     if node.op == "conv2d":
-        if node.attrs.get("layout", "NCHW") != "NCHW" or choice.nhwc_conv_kind(node) is None:
+        if node.attrs.get("layout", "NCHW") != "NCHW":
+            return None
+        decision = choice.conv_kernel(node)
+        if decision is None or decision.layout != "NHWC":
             return None
         return ["nhwc"] + ["as is"] * (len(node.inputs) - 1)
     if len(node.outputs) != 1 or not node.inputs:

@@ -1,13 +1,14 @@
-"""Give every padded dense NHWC conv an explicit zero `pad` of its input.
+"""Give every padded conv whose kernel reads a padded input an explicit zero `pad` of it.
 
 The dense NHWC kernel is an implicit GEMM: with the borders in memory, every output pixel
 reads the same window shape and a row of outputs is a row of equally spaced input pixels.
 
     conv2d{NHWC, pads=(1, 1, 1, 1)}(x)  =>  conv2d{NHWC, pads=0}(pad(x, H and W by 1))
 
-Convs reading one value with the same padding share one pad. Depthwise and Winograd convs
-keep their padding: their kernels read zeros outside the image, which costs less than a
-copy of the input.
+Convs reading one value with the same padding share one pad. Which convs need one is the
+recorded kernel decision's `padded_input` (the registry entry declares it): the depthwise
+and Winograd kernels keep their padding, reading zeros outside the image, which costs less
+than a copy of the input.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ def pad_convs(graph: Graph) -> Graph:
     padded: dict[tuple[int, tuple[int, ...]], Value] = {}
     choice = kernel_choice(graph)
     for node in list(graph.nodes):
-        if node.op != "conv2d" or node.attrs.get("layout") != "NHWC" \
-                or choice.nhwc_conv_kind(node) != "dense" or not any(node.attrs["pads"]) \
-                or choice.runs_winograd(node):
+        if node.op != "conv2d" or not any(node.attrs["pads"]):
+            continue
+        decision = choice.conv_kernel(node)
+        if decision is None or not decision.padded_input:
             continue
         x = node.inputs[0]
         pt, pl, pb, pr = node.attrs["pads"]

@@ -73,6 +73,7 @@ class ModelSpec:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     workspace_size: int | None = None   # arena bytes, when known: adds a #define
+    threads_max: int | None = None      # the thread budget the schedules were chosen for
 
     def __post_init__(self):
         object.__setattr__(self, "inputs", tuple(self.inputs))

@@ -72,6 +72,7 @@ def render_header(model: ModelSpec, prefix: str = "kiln_", header_name: str = "m
         inputs=[{"line": _tensor_line(i, t, width)} for i, t in enumerate(model.inputs)],
         outputs=[{"line": _tensor_line(i, t, width)} for i, t in enumerate(model.outputs)],
         workspace_size=model.workspace_size,
+        threads_max=model.threads_max,
         types_block=types_block,
         prototypes_block=prototypes,
     )

@@ -18,7 +18,8 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import kiln
-from kiln.codegen.kernel_choice import VectorKernels
+from kiln.codegen.kernels import KernelSelector
+from kiln.codegen.schedules import KernelTarget
 from kiln.frontends.onnx import import_model
 from kiln.passes.manager import PIPELINE, run_passes
 from reference import assert_matches, run_onnxruntime
@@ -198,7 +199,8 @@ def test_epilogue_operand_varying_along_rows_only(tmp_path):
 
 def _ir(model, vector_bits: int):
     graph = import_model(model)
-    graph.metadata["kernel_choice"] = VectorKernels(vector_bits)
+    graph.metadata["kernel_choice"] = KernelSelector(KernelTarget(vector_bits, 32 << 10, 1 << 20,
+                                                                  2))
     stop = [p.name for p in PIPELINE].index("fuse")
     return run_passes(graph, verify_each=True, pipeline=PIPELINE[:stop])
 
@@ -216,9 +218,8 @@ def test_layout_pass_transposes_only_at_the_edges():
     softmax = next(n for n in graph.nodes if n.op == "softmax")
     assert softmax.inputs[0].producer.op == "transpose"
     assert [v.shape for v in graph.outputs][1:] == [(1, 48, 9, 9), (1, 64, 5, 5)]
-    from kiln.codegen.lower.conv_winograd import winograd_plan
-
-    direct = [n for n in convs if n.attrs["group"] == 1 and winograd_plan(n, 512) is None]
+    choice = graph.metadata["kernel_choice"]
+    direct = [n for n in convs if choice.conv_kernel(n).kernel == "conv_nhwc_gemm"]
     assert direct and all(n.attrs["pads"] == (0, 0, 0, 0) for n in direct)  # made explicit
     assert any(n.op == "pad" for n in graph.nodes)
 
@@ -281,16 +282,15 @@ def test_winograd_transforms_compute_a_correlation(m):
 
 
 def test_winograd_is_chosen_for_large_3x3_convs():
-    from kiln.codegen.lower.conv_winograd import winograd_plan
-
     graph = _ir(_model([_conv("x", "y", 64, 64, 3, inits := [], 1, 1)],
                        [("x", [1, 64, 56, 56])], ["y"], inits), 512)
     conv = next(n for n in graph.nodes if n.op == "conv2d")
-    assert winograd_plan(conv, 512).m == 4
+    assert graph.metadata["kernel_choice"].conv_kernel(conv).kernel == "conv_nhwc_winograd"
+    assert conv.attrs["pads"] == (1, 1, 1, 1)    # it reads zeros outside the image itself
     graph = _ir(_model([_conv("x", "y", 64, 64, 3, inits := [], 2, 1)],
                        [("x", [1, 64, 56, 56])], ["y"], inits), 512)
     conv = next(n for n in graph.nodes if n.op == "conv2d")
-    assert winograd_plan(conv, 512) is None      # strided: the direct kernel
+    assert graph.metadata["kernel_choice"].conv_kernel(conv).kernel == "conv_nhwc_gemm"
 
 
 def test_winograd_filters_are_made_at_session_creation(tmp_path):

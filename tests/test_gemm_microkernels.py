@@ -159,6 +159,11 @@ def test_blocked_matmul(compile_and_load, m, k, n, epi):
     """Several row blocks (more than tasks, at M=2800), K blocks (partial sums in the
     output) and a ragged last panel, with epilogues that run on vectors (bias, clip,
     residual, relu) and one that falls back to the scalar loop (tanh)."""
+    model, feed = _blocked_model(m, k, n, epi)
+    _check(compile_and_load, model, feed, threads=2)
+
+
+def _blocked_model(m: int, k: int, n: int, epi: str):
     rng = np.random.default_rng(m + k + n)
     nodes, extra = EPILOGUES[epi]()
     inits = [numpy_helper.from_array(_f32(rng, k, n), "W"),
@@ -175,7 +180,7 @@ def test_blocked_matmul(compile_and_load, m, k, n, epi):
     model = _model([helper.make_node("MatMul", ["x", "W"], ["y"])] + nodes, inputs,
                    helper.make_tensor_value_info("o", TensorProto.FLOAT, [m, n]),
                    [t for t in inits if t.name in used])
-    _check(compile_and_load, model, feed, threads=2)
+    return model, feed
 
 
 def test_microkernels_are_shared_functions(tmp_path):
@@ -222,15 +227,25 @@ def test_shared_call_reads_constant_strides():
                        lambda k, v: K.VecLoad(col, k * 16 + v * 8, 8), tile, 16) is None
 
 
-@pytest.mark.parametrize("block_bytes", [4096, 1 << 30])
-def test_blocked_matmul_small_blocks(compile_and_load, monkeypatch, block_bytes):
+@pytest.mark.parametrize("block_bytes", [4096, 64 << 20])
+def test_blocked_matmul_small_blocks(compile_and_load, tmp_path, block_bytes):
     """The schedule with small K blocks (many partial sums in the output, each panel's
-    block of B a few KiB) and with all of K in one block: the same results."""
-    import kiln.codegen.lower.gemm_schedule as schedule
+    block of B a few KiB) and with all of K in one block, replayed from a schedule file:
+    the same results."""
+    import json
 
-    monkeypatch.setattr(schedule, "BLOCK_BYTES", block_bytes)
-    monkeypatch.setattr(schedule, "MIN_TASKS", 16)
-    test_blocked_matmul(compile_and_load, 45, 200, 70, "residual_relu")
+    model, feed = _blocked_model(45, 200, 70, "residual_relu")
+    dumped = tmp_path / "default.jsonl"
+    compile_and_load(model, name="default", dump_schedule=str(dumped))
+    (line,) = [json.loads(text) for text in dumped.read_text().splitlines()]
+    assert line["kernel"] == "matmul_gemm_packed"
+    line["schedule"].update(block_bytes=block_bytes, min_tasks=16)
+    edited = tmp_path / "edited.jsonl"
+    edited.write_text(json.dumps(line) + "\n")
+    (expected,) = run_onnxruntime(model, feed)
+    session = compile_and_load(model, name="edited", threads=2, schedule=str(edited))
+    (actual,) = session.run(feed).values()
+    assert_matches(actual, expected)
 
 
 def test_long_k_matmul_in_k_blocks(compile_and_load):

@@ -32,14 +32,13 @@ class Storage:
     """Where each Value of the graph lives at run time (decided once per module)."""
 
     def __init__(self, graph: Graph, weight_offsets: dict[int, int], c_names: dict[int, str],
-                 vector_bits: int = 0, packed: frozenset[int] = frozenset()):
+                 vector_bits: int = 0):
         self.inputs = {id(v): i for i, v in enumerate(graph.inputs)}
         self.outputs = {id(v): i for i, v in enumerate(graph.outputs)}
         self.plan = graph.plan
         self.weights = weight_offsets
         self.c_names = c_names
         self.vector_bits = vector_bits   # 0: scalar loops only; else the microkernels' width
-        self.packed = packed             # ids of constants stored in a microkernel's layout
         self.scratch_base = graph.plan.arena_size
         self.scratch_bytes = 0           # kernels run one at a time: they share the scratch
         self.prepared_bytes = 0          # data made at session creation, after the scratch

@@ -25,36 +25,31 @@ from ...compiler.dtypes import DType
 from ...compiler.ir import FusedGroup
 from .. import kernel_ir as K
 from .common import LowerContext, epilogue, group_output
+from ..schedules import BandSchedule
+from .conv_gemm import nchw_gemm_rejects
 from .conv_geometry import conv_geometry
 from .gemm import Tile, fma_loop, merged_shape, vec_var
 
-#: aim for at least this many output positions per task (a band shared by many blocks)
-_MIN_POSITIONS = 192
-#: and at most this many (the per-task tile of partial sums stays small)
-_MAX_POSITIONS = 512
-#: split output channels until there are about this many tasks (2 threads, with slack)
-_MIN_TASKS = 6
-#: depth of one K chunk (floats of a column block read per chunk: _K_CHUNK * nr)
-_K_CHUNK = 256
+def band_rejects(group: FusedGroup) -> str | None:
+    """Why the band kernel cannot run this conv group: it needs stride 1 (any kernel size,
+    padding, dilation) and what every NCHW GEMM kernel needs."""
+    if tuple(group.anchor.attrs["strides"]) != (1, 1):
+        return "the band kernel needs stride 1"
+    return nchw_gemm_rejects(group)
 
 
-def band_applies(group: FusedGroup) -> bool:
-    """Stride 1 (any kernel size, padding, dilation): the band layout works."""
-    return tuple(group.anchor.attrs["strides"]) == (1, 1)
-
-
-def _rows_per_task(oh: int, ow: int, wp: int, nr: int) -> int:
+def _rows_per_task(oh: int, ow: int, wp: int, nr: int, schedule: BandSchedule) -> int:
     """Output rows per task: the fewest wasted columns (computed but not output) among
-    counts giving _MIN_POSITIONS.._MAX_POSITIONS padded positions (or the whole image)."""
+    counts giving min_positions..max_positions padded positions (or the whole image)."""
     best, best_waste = 1, None
     for rows in range(1, oh + 1):
         positions = rows * wp
-        if positions > _MAX_POSITIONS and rows > 1:
+        if positions > schedule.max_positions and rows > 1:
             break
         chunks = -(-oh // rows)
         computed = chunks * (-(-positions // nr) * nr)
         waste = computed / (oh * ow)
-        if positions < _MIN_POSITIONS and rows < oh:
+        if positions < schedule.min_positions and rows < oh:
             waste += 1.0     # too little work per band: prefer bigger tasks
         if best_waste is None or waste < best_waste - 1e-9:
             best, best_waste = rows, waste
@@ -85,8 +80,10 @@ def band_microkernel(names: K.Names, tile: Tile, rows: int, k_lo: K.Expr, k_hi: 
     return stmts
 
 
-def lower_conv_band(ctx: LowerContext, group: FusedGroup, tile: Tile) -> list[K.Stmt]:
+def lower_conv_band(ctx: LowerContext, group: FusedGroup, schedule: BandSchedule
+                    ) -> list[K.Stmt]:
     """The kernel of one stride-1 conv group (weights packed by conv_gemm.pack_conv_weight)."""
+    tile = Tile(16 if ctx.storage.vector_bits >= 512 else 8, schedule.mr, schedule.nv)
     node = group.anchor
     (x, w, bias, (n_, c_, h_, w_), (oc_, icg, kh_, kw_), (oh_, ow_), _, (dh, dw),
      (pt, pl, pb, pr), groups) = conv_geometry(node)
@@ -94,7 +91,7 @@ def lower_conv_band(ctx: LowerContext, group: FusedGroup, tile: Tile) -> list[K.
     depth = icg * kh_ * kw_
     nr, mr, lanes = tile.nr, tile.mr, tile.lanes
     wp = w_ + pl + pr
-    rows_per_task = _rows_per_task(oh_, ow_, wp, nr)
+    rows_per_task = _rows_per_task(oh_, ow_, wp, nr, schedule)
     row_chunks = -(-oh_ // rows_per_task)
     max_blocks = -(-(rows_per_task * wp) // nr)
     band_rows = rows_per_task + (kh_ - 1) * dh
@@ -106,11 +103,11 @@ def lower_conv_band(ctx: LowerContext, group: FusedGroup, tile: Tile) -> list[K.
     panels = -(-ocg // mr)
     full_panels = ocg // mr
     base_tasks = n_ * groups * row_chunks
-    oc_chunks = max(1, min(panels, -(-_MIN_TASKS // base_tasks)))
+    oc_chunks = max(1, min(panels, -(-schedule.min_tasks // base_tasks)))
     panels_per_chunk = -(-panels // oc_chunks)
     oc_chunks = -(-panels // panels_per_chunk)
     tasks = base_tasks * oc_chunks
-    k_chunks = -(-depth // _K_CHUNK)
+    k_chunks = -(-depth // schedule.k_chunk)
     k_chunk = -(-depth // k_chunks)
     names = ctx.names
 

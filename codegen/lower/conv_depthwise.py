@@ -23,36 +23,35 @@ from ...compiler.ir import FusedGroup
 from .. import kernel_ir as K
 from .common import LowerContext, epilogue, group_output
 from .conv_geometry import conv_geometry, epilogue_fits
-from .gemm import Tile, merged_shape, tile_for, vec_var
+from ..schedules import DepthwiseSchedule
+from .gemm import merged_shape, vec_var
 
 #: taps unrolled into straight-line code at most (7x7)
-_MAX_TAPS = 49
-#: channels one task runs in turn through one band slot (when C divides by it)
-_CHANNELS_PER_TASK = 8
-#: output rows computed together (they share the band rows their windows overlap on)
-_ROWS = 4
+MAX_TAPS = 49
 
 
-def depthwise_tile(group: FusedGroup, vector_bits: int) -> Tile | None:
-    """The tile for a depthwise conv group, or None (not depthwise, or no vectors)."""
+def depthwise_rejects(group: FusedGroup) -> str | None:
+    """Why the NCHW depthwise kernel cannot run this conv group (None: it can)."""
     node = group.anchor
-    tile = tile_for(vector_bits)
-    if tile is None or node.op != "conv2d" or len(node.inputs[0].shape) != 4:
-        return None
+    if len(node.inputs[0].shape) != 4:
+        return "not a 2-D conv"
     x, w = node.inputs[0], node.inputs[1]
     channels, groups = x.shape[1], node.attrs["group"]
     if groups == 1 or groups != channels or w.shape[0] != channels or w.shape[1] != 1:
-        return None
+        return "not a depthwise conv (one input and one output channel per group)"
     if x.dtype is not DType.float32 or group.nodes[-1].output.dtype is not DType.float32:
-        return None
-    if w.shape[2] * w.shape[3] > _MAX_TAPS:
-        return None
-    return tile if epilogue_fits(group) else None
+        return "the kernel is float32"
+    if w.shape[2] * w.shape[3] > MAX_TAPS:
+        return f"a {w.shape[2]}x{w.shape[3]} window has more than {MAX_TAPS} taps"
+    if not epilogue_fits(group):
+        return "an epilogue operand does not fold onto the output as (N, C, H*W)"
+    return None
 
 
-def _per_task(channels: int) -> int:
-    """Channels per task: _CHANNELS_PER_TASK or the largest smaller power of 2 dividing C."""
-    return next(d for d in (_CHANNELS_PER_TASK, 4, 2, 1) if channels % d == 0)
+def _per_task(channels: int, most: int) -> int:
+    """Channels per task: `most` or the largest smaller power of 2 dividing C."""
+    return next(d for d in (most, most // 2, most // 4, most // 8, 1)
+                if d >= 1 and channels % d == 0)
 
 
 def _fill(buf: K.Buffer, at: K.Expr, lo: int, hi: int, lanes: int) -> list[K.Stmt]:
@@ -78,14 +77,15 @@ def _copy(dst: K.Buffer, at: K.Expr, src: K.Buffer, src_at: K.Expr, lo: int, hi:
     return [K.VecStore(dst, at + q, K.VecLoad(src, src_at + q, lanes), lanes) for q in starts]
 
 
-def lower_conv_depthwise(ctx: LowerContext, group: FusedGroup, tile: Tile) -> list[K.Stmt]:
-    """The kernel of one depthwise conv group, `_ROWS` output rows at a time."""
+def lower_conv_depthwise(ctx: LowerContext, group: FusedGroup, schedule: DepthwiseSchedule
+                         ) -> list[K.Stmt]:
+    """The kernel of one depthwise conv group, `schedule.rows` output rows at a time."""
     node = group.anchor
     (x, w, bias, (n_, c_, h_, w_), (_, _, kh_, kw_), (oh_, ow_), (sh, sw), (dh, dw),
      (pt, pl, _, _), _) = conv_geometry(node)
-    lanes = tile.lanes
+    lanes = 16 if ctx.storage.vector_bits >= 512 else 8
     nr = lanes                                        # one vector per row and block
-    rows_out = min(_ROWS, oh_)
+    rows_out = min(schedule.rows, oh_)
     oh_groups = -(-oh_ // rows_out)
     blocks = -(-ow_ // nr)
     max_off = ((kw_ - 1) * dw) // sw
@@ -95,14 +95,14 @@ def lower_conv_depthwise(ctx: LowerContext, group: FusedGroup, tile: Tile) -> li
     names = ctx.names
     out = ctx.buf(group_output(ctx, group))
     band = ctx.storage.scratch(names.var("band").name, DType.float32,
-                               n_ * c_ // _per_task(c_) * plane)
+                               n_ * c_ // _per_task(c_, schedule.channels_per_task) * plane)
     row_w = blocks * nr
     acc = K.Buffer(names.var("tile").name, DType.float32, rows_out * row_w, "local")
     for b in (band, acc):
         ctx.buffers[id(b)] = b
 
     # A task is a run of `per_task` channels that reuse one band slot (a small footprint).
-    per_task = _per_task(c_)
+    per_task = _per_task(c_, schedule.channels_per_task)
     task, ci = names.var("task"), names.var("ci")
     t = task * per_task + ci                         # = n * C + c
     n, c = t // c_, t % c_

@@ -18,25 +18,18 @@ from __future__ import annotations
 from ...compiler.dtypes import DType
 from ...compiler.ir import FusedGroup
 from .. import kernel_ir as K
+from ..schedules import Im2colSchedule
 from .common import LowerContext, epilogue, group_output
 from .conv_band import band_microkernel
 from .conv_geometry import conv_geometry
 from .gemm import Tile, merged_shape
 
-#: depth of one K chunk
-_K_CHUNK = 256
-#: positions per chunk at most (col chunk: _K_CHUNK * this floats)
-_MAX_POSITIONS = 256
-#: split positions, then output channels, until there are about this many tasks
-_MIN_TASKS = 2
-
-
-def _rows_per_chunk(oh: int, ow: int, nr: int) -> int:
+def _rows_per_chunk(oh: int, ow: int, nr: int, max_positions: int) -> int:
     """Output rows per position chunk: the least padding (each chunk is rounded up to nr
-    columns) among chunks of at most _MAX_POSITIONS positions (at least one row)."""
+    columns) among chunks of at most max_positions positions (at least one row)."""
     best, best_cost = 1, None
     for rows in range(1, oh + 1):
-        if rows > 1 and rows * ow > _MAX_POSITIONS:
+        if rows > 1 and rows * ow > max_positions:
             break
         cost = -(-oh // rows) * (-(-(rows * ow) // nr) * nr)
         if best_cost is None or cost < best_cost:
@@ -44,14 +37,10 @@ def _rows_per_chunk(oh: int, ow: int, nr: int) -> int:
     return best
 
 
-def im2col_waste(oh: int, ow: int, nr: int) -> float:
-    """Computed positions over useful ones for this kernel."""
-    rows = _rows_per_chunk(oh, ow, nr)
-    return -(-oh // rows) * (-(-(rows * ow) // nr) * nr) / (oh * ow)
-
-
-def lower_conv_im2col(ctx: LowerContext, group: FusedGroup, tile: Tile) -> list[K.Stmt]:
+def lower_conv_im2col(ctx: LowerContext, group: FusedGroup, schedule: Im2colSchedule
+                      ) -> list[K.Stmt]:
     """The kernel of one conv group (weights packed by conv_gemm.pack_conv_weight)."""
+    tile = Tile(16 if ctx.storage.vector_bits >= 512 else 8, schedule.mr, schedule.nv)
     node = group.anchor
     (x, w, bias, (n_, c_, h_, w_), (oc_, icg, kh_, kw_), (oh_, ow_), (sh, sw), (dh, dw),
      (pt, pl, _, _), groups) = conv_geometry(node)
@@ -59,17 +48,17 @@ def lower_conv_im2col(ctx: LowerContext, group: FusedGroup, tile: Tile) -> list[
     depth = icg * kh_ * kw_
     positions = oh_ * ow_
     nr, mr, lanes = tile.nr, tile.mr, tile.lanes
-    rows_pc = _rows_per_chunk(oh_, ow_, nr)
+    rows_pc = _rows_per_chunk(oh_, ow_, nr, schedule.max_positions)
     pc = -(-(rows_pc * ow_) // nr) * nr
     p_chunks = -(-oh_ // rows_pc)
     panels = -(-ocg // mr)
     full_panels = ocg // mr
     base_tasks = n_ * groups * p_chunks
-    oc_chunks = max(1, min(panels, -(-_MIN_TASKS // base_tasks)))
+    oc_chunks = max(1, min(panels, -(-schedule.min_tasks // base_tasks)))
     panels_per_chunk = -(-panels // oc_chunks)
     oc_chunks = -(-panels // panels_per_chunk)
     tasks = base_tasks * oc_chunks
-    k_chunks = -(-depth // _K_CHUNK)
+    k_chunks = -(-depth // schedule.k_chunk)
     kc_len = -(-depth // k_chunks)
     rows_per_task = panels_per_chunk * mr
     names = ctx.names

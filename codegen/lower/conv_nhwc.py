@@ -10,9 +10,8 @@ consecutive output pixels of one row reads
 and an output row of pixels is a run of the GEMM schedule (gemm_schedule.py: segmented
 microkernel, K blocks, task split, register epilogues). The weights [OC, C, KH, KW] are
 packed as panels of nr output channels over K in (kh, kw, c) order ([OC/nr][K][nr]). A 1x1
-stride-1 conv is a plain GEMM whose rows are all the pixels. 3x3 stride-1 convs over big
-enough images go to Winograd instead (conv_winograd.py). Dilation along W is not handled
-here (channels_last keeps such convs NCHW).
+stride-1 conv is a plain GEMM whose rows are all the pixels. Dilation along W is not
+handled here (the registry's conv_nhwc_gemm entry does not claim such convs).
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ import numpy as np
 from ...compiler.ir import FusedGroup, Node
 from .. import kernel_ir as K
 from .common import LowerContext, group_output, steps_of
-from .conv_winograd import lower_conv_winograd, winograd_plan
+from ..schedules import GemmSchedule
 from .gemm import Tile, merged_shape, pack_columns
 from .gemm_schedule import GemmSpec, choose_tile, lower_gemm
 
@@ -80,26 +79,24 @@ def geometry(node: Node) -> Geometry:
 
 
 def nhwc_tile(node: Node, vector_bits: int) -> Tile:
-    """The register tile for this conv (gemm_schedule.choose_tile over its runs)."""
+    """The register tile of least estimated time for this conv (gemm_schedule.choose_tile
+    over its runs): the default schedule's."""
     g = geometry(node)
     return choose_tile(g.row_len, g.rows, g.oc, g.depth, vector_bits)
 
 
-def pack_nhwc_weight(node: Node, tile: Tile) -> np.ndarray:
+def pack_nhwc_weight(node: Node, nr: int) -> np.ndarray:
     """W [OC, C, KH, KW] as column panels over K in (kh, kw, c) order."""
     w = node.inputs[1].data.astype(np.float32)
     oc = w.shape[0]
     matrix = np.ascontiguousarray(w.transpose(2, 3, 1, 0)).reshape(-1, oc)
-    return pack_columns(matrix, tile.nr)
+    return pack_columns(matrix, nr)
 
 
-def lower_conv_nhwc(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
-    """The kernel of one dense NHWC conv group (weights packed by pack_nhwc_weight), or the
-    Winograd kernel where winograd_plan says so."""
+def lower_conv_nhwc(ctx: LowerContext, group: FusedGroup, schedule: GemmSchedule
+                    ) -> list[K.Stmt]:
+    """The kernel of one dense NHWC conv group (weights packed by pack_nhwc_weight)."""
     node = group.anchor
-    plan = winograd_plan(node, ctx.storage.vector_bits)
-    if plan is not None:
-        return lower_conv_winograd(ctx, group, plan)
     g = geometry(node)
     x, w = node.inputs[0], node.inputs[1]
     bias = node.inputs[2] if len(node.inputs) > 2 else None
@@ -116,7 +113,7 @@ def lower_conv_nhwc(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
         n=g.oc, runs=g.rows, run_len=g.row_len, run_base=run_base,
         a_rs=g.c if g.flat else g.sw * g.c, segments=g.kh, seg_depth=g.seg_depth,
         a_seg=g.dh * g.w * g.c, a_bytes=4 * g.n * g.h * g.w * g.c,
-        tile=nhwc_tile(node, ctx.storage.vector_bits),
+        schedule=schedule, lanes=16 if ctx.storage.vector_bits >= 512 else 8,
         steps=steps_of(group.nodes[1:], node.output, bias),
         shape_of=lambda v: merged_shape(v.shape, out_value.shape, [(0, 3), (3, 4)]),
         index_of=lambda m, col: [m // (g.oh * g.ow), (m // g.ow) % g.oh, m % g.ow, col])

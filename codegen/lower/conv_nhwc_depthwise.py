@@ -24,12 +24,10 @@ import numpy as np
 from ...compiler.dtypes import DType
 from ...compiler.ir import FusedGroup, Node, Value
 from .. import kernel_ir as K
+from ..schedules import NhwcDepthwiseSchedule
 from .common import LowerContext, group_output, steps_of
 from .gemm import merged_shape, vec_var
 from .gemm_epilogue import finish_vector
-
-#: make at least this many tasks where the shape allows (2 threads, with slack)
-MIN_TASKS = 16
 
 
 def pack_depthwise_weight(node: Node) -> np.ndarray:
@@ -39,7 +37,8 @@ def pack_depthwise_weight(node: Node) -> np.ndarray:
     return np.ascontiguousarray(w.reshape(c, -1).T).reshape(-1)
 
 
-def lower_conv_nhwc_depthwise(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
+def lower_conv_nhwc_depthwise(ctx: LowerContext, group: FusedGroup,
+                              schedule: NhwcDepthwiseSchedule) -> list[K.Stmt]:
     """The kernel of one depthwise NHWC conv group (weights packed by pack_depthwise_weight)."""
     node = group.anchor
     x = node.inputs[0]
@@ -51,7 +50,7 @@ def lower_conv_nhwc_depthwise(ctx: LowerContext, group: FusedGroup) -> list[K.St
 
     vectors = -(-c_ // lanes)
     rows = n_ * oh_
-    chunks = max(1, min(vectors, -(-MIN_TASKS // rows)))
+    chunks = max(1, min(vectors, -(-schedule.min_tasks // rows)))
     per_chunk = -(-vectors // chunks)
     chunks = -(-vectors // per_chunk)
 

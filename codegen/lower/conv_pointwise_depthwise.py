@@ -2,8 +2,8 @@
 
 MobileNet's blocks widen the channels six times with a 1x1 conv, then run a depthwise conv
 over the wide tensor; on large images (224x224x96 is 19 MB) that tensor leaves the caches
-between the two kernels and comes back. Fused (passes/fuse.py groups the two when fuses_into_depthwise
-says so), a task makes, per band of R output rows of the depthwise conv, the wide rows
+between the two kernels and comes back. Fused (passes/fuse.py groups the two where the
+registry says this kernel runs them), a task makes, per band of R output rows of the depthwise conv, the wide rows
 their windows read, into its slot of the scratch (which stays in L2), and runs the
 depthwise rows from there:
 
@@ -22,12 +22,12 @@ from __future__ import annotations
 
 from ...compiler.ir import FusedGroup, Node
 from .. import kernel_ir as K
+from ..schedules import PointwiseDepthwiseSchedule
 from .common import LowerContext, group_output, steps_of
-from .conv_nhwc import geometry, nhwc_tile
+from .conv_nhwc import geometry
 from .conv_nhwc_depthwise import depthwise_row
-from .gemm import merged_shape
+from .gemm import Tile, merged_shape
 from .gemm_micro import invoke, microkernel_function
-from .nhwc_kinds import nhwc_conv_kind
 from .tile_epilogue import tile_epilogue
 
 #: the wide tensor must be at least this big to be worth fusing: a band's rows are made
@@ -35,30 +35,27 @@ from .tile_epilogue import tile_epilogue
 #: (1x1 16->96 then 3x3/2 depthwise on Zen 5, 1 thread: 4.8 MB wide, fused 0.66 ms against
 #: 0.56 ms apart; 19 MB, 2.2 against 4.1 ms)
 MIN_WIDE_BYTES = 8 << 20
-#: a task's band of wide rows, at most (R is the most depthwise rows whose band fits)
-SLOT_BYTES = 512 * 1024
-#: tasks, each with its slot of the scratch (2 threads, 4 chunks each)
-TASKS = 8
 #: what may lie between the two convs
 _BETWEEN = ("relu", "clip")
 
 
-def fuses_into_depthwise(pw: Node, between: list[Node], dw: Node, vector_bits: int) -> bool:
-    """Whether the kernel here runs pw -> between -> dw (all NHWC) as one group."""
-    if vector_bits < 256 or pw.op != "conv2d" or dw.op != "conv2d" \
-            or pw.attrs.get("layout") != "NHWC" or dw.attrs.get("layout") != "NHWC":
-        return False
-    if nhwc_conv_kind(pw) != "dense" or nhwc_conv_kind(dw) != "depthwise":
-        return False
+def pointwise_depthwise_rejects(pw: Node, between: list[Node], dw: Node, nr: int
+                                ) -> str | None:
+    """Why this kernel cannot run pw -> between -> dw (NHWC; pw run by the implicit GEMM
+    with nr columns per panel, dw by the NHWC depthwise kernel) as one group."""
     if pw.inputs[1].shape[2:] != (1, 1) or tuple(pw.attrs["strides"]) != (1, 1) \
             or any(pw.attrs["pads"]):
-        return False
+        return "the first conv is not 1x1, stride 1, unpadded"
     if any(n.op not in _BETWEEN or len(n.inputs) != 1 for n in between):
-        return False
+        return f"only {' or '.join(_BETWEEN)} may lie between the convs"
     wide = (between[-1] if between else pw).output
-    if dw.inputs[0] is not wide or wide.type.nbytes < MIN_WIDE_BYTES:
-        return False
-    return wide.shape[3] % nhwc_tile(pw, vector_bits).nr == 0
+    if dw.inputs[0] is not wide:
+        return "the depthwise conv does not read the 1x1 conv's result"
+    if wide.type.nbytes < MIN_WIDE_BYTES:
+        return f"the wide tensor is smaller than {MIN_WIDE_BYTES >> 20} MiB: it stays in cache"
+    if wide.shape[3] % nr:
+        return f"{wide.shape[3]} wide channels are not a multiple of the tile's {nr} columns"
+    return None
 
 
 def _band(dw: Node, rows: int) -> int:
@@ -68,7 +65,8 @@ def _band(dw: Node, rows: int) -> int:
     return min(h, (rows - 1) * sh + (kh - 1) * dh + 1)
 
 
-def lower_pointwise_depthwise(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
+def lower_pointwise_depthwise(ctx: LowerContext, group: FusedGroup,
+                              schedule: PointwiseDepthwiseSchedule) -> list[K.Stmt]:
     """The kernel of a group [pw conv, relu/clip..., depthwise conv, epilogue...]."""
     pw = group.anchor
     at = next(i for i, n in enumerate(group.nodes) if i and n.op == "conv2d")
@@ -78,16 +76,16 @@ def lower_pointwise_depthwise(ctx: LowerContext, group: FusedGroup) -> list[K.St
     n_, h_, w_, cexp = wide.shape
     oh_ = dw.output.shape[1]
     sh, pt = dw.attrs["strides"][0], dw.attrs["pads"][0]
-    tile = nhwc_tile(pw, ctx.storage.vector_bits)
+    tile = Tile(16 if ctx.storage.vector_bits >= 512 else 8, schedule.mr, schedule.nv)
     lanes, mr, nv, nr = tile.lanes, tile.mr, tile.nv, tile.nr
     names = ctx.names
 
     rows = 1
-    while rows < oh_ and _band(dw, rows + 1) * w_ * cexp * 4 <= SLOT_BYTES:
+    while rows < oh_ and _band(dw, rows + 1) * w_ * cexp * 4 <= schedule.slot_bytes:
         rows += 1
     band = _band(dw, rows)
     bands = n_ * -(-oh_ // rows)
-    tasks = min(TASKS, bands)
+    tasks = min(schedule.tasks, bands)
     per_task = -(-bands // tasks)
     tasks = -(-bands // per_task)
     slot = band * w_ * cexp
@@ -99,7 +97,7 @@ def lower_pointwise_depthwise(ctx: LowerContext, group: FusedGroup) -> list[K.St
                        lambda v: merged_shape(v.shape, wide.shape, [(0, 3), (3, 4)]), lanes) \
         if steps else None
     if steps and (ep is None or any(kind != "col" for _, kind in ep.operands)):
-        raise ValueError("fuses_into_depthwise admits only relu/clip between the convs")
+        raise ValueError("pointwise_depthwise_rejects admits only relu/clip between the convs")
     xbuf, wpw = ctx.buf(pw.inputs[0]), ctx.buf(pw.inputs[1])
 
     t, b = names.var("task"), names.var("b")

@@ -19,7 +19,7 @@ output panels), with a slot of the arena scratch for its transformed inputs and 
 
 The patch of a tile reads zeros outside the image (the conv's padding, and tiles past the
 last row or column), and a tile stores only what lies inside the output: no padded copy of
-the input is made (passes/pad_convs.py leaves these convs alone). The error grows with m (the transforms' coefficients reach
+the input is made (the registry entry asks for none). The error grows with m (the transforms' coefficients reach
 8 and 1/24); for float32 it stays near 1e-6 of the output scale at F(4x4).
 """
 
@@ -34,6 +34,7 @@ import numpy as np
 from ...compiler.dtypes import DType
 from ...compiler.ir import FusedGroup, Node
 from .. import kernel_ir as K
+from ..schedules import WinogradSchedule
 from .common import LowerContext, group_output, steps_of
 from .gemm import Tile, merged_shape, vec_var
 from .gemm_epilogue import finish_vector
@@ -41,11 +42,11 @@ from .gemm_micro import invoke, microkernel_function
 
 #: interpolation points of F(m, 3), in order (infinity is the last, implicit one)
 _POINTS = (0, 1, -1, 2, -2)
-#: make at least this many tasks where the shape allows (2 threads, 4 chunks each)
-MIN_TASKS = 8
 #: fewest input channels worth the transforms (the GEMMs are C deep); measured here, 16
 #: already beats the direct kernel by a quarter (SqueezeNet's 55x55x16 expand convs)
 MIN_CHANNELS = 16
+#: fewest output rows and columns worth Winograd (F(2x2) from here, F(4x4) from 24 by default)
+MIN_IMAGE = 10
 
 
 @lru_cache(maxsize=None)
@@ -95,29 +96,36 @@ class Plan:
         return self.m + 2
 
 
-def winograd_plan(node: Node, vector_bits: int) -> Plan | None:
-    """The plan for an NHWC dense conv, or None where the direct kernel is better: only
-    3x3 at stride 1 with whole vectors of channels, and images with enough tiles that the
-    transformed weights (alpha^2 / 9 times the weights) are reused."""
-    if vector_bits < 256 or node.attrs.get("layout") != "NHWC":
-        return None
+def winograd_tile(vector_bits: int) -> Tile:
+    """The GEMM tile of the transformed products: the ISA's widest register tile."""
+    return Tile(16, 14, 2) if vector_bits >= 512 else Tile(8, 6, 2)
+
+
+def winograd_rejects(node: Node, vector_bits: int) -> str | None:
+    """Why Winograd cannot (or should not) run conv `node`, in either layout (None: it
+    can): only 3x3 at stride 1 with whole vectors of channels, and images of at least
+    MIN_IMAGE rows and columns, whose many tiles reuse the transformed weights (alpha^2 / 9
+    times the weights)."""
+    if vector_bits < 256:
+        return "Winograd needs 256-bit vectors"
     w = node.inputs[1]
     oc, c, kh, kw = w.shape
-    lanes = 16 if vector_bits >= 512 else 8
-    tile = Tile(lanes, 14, 2) if lanes == 16 else Tile(lanes, 6, 2)
+    tile = winograd_tile(vector_bits)
     if (kh, kw) != (3, 3) or tuple(node.attrs["strides"]) != (1, 1) \
             or tuple(node.attrs["dilations"]) != (1, 1) or node.attrs["group"] != 1:
-        return None
-    if c % lanes or oc % tile.nr or c < MIN_CHANNELS:
-        return None
-    _, oh, ow, _ = node.output.shape
-    if min(oh, ow) >= 24:
-        m = 4
-    elif min(oh, ow) >= 10:
-        m = 2
-    else:
-        return None
-    return Plan(m, tile, 2 * tile.mr)
+        return "Winograd runs 3x3 convs at stride 1, no dilation, one group"
+    if c % tile.lanes or oc % tile.nr or c < MIN_CHANNELS:
+        return f"Winograd needs input channels a multiple of {tile.lanes} (at least " \
+               f"{MIN_CHANNELS}) and output channels a multiple of {tile.nr}"
+    if min(winograd_image(node)) < MIN_IMAGE:
+        return f"the output is smaller than {MIN_IMAGE}x{MIN_IMAGE}: too few tiles"
+    return None
+
+
+def winograd_image(node: Node) -> tuple[int, int]:
+    """(OH, OW) of conv `node` in its layout."""
+    shape = node.output.shape
+    return (shape[1], shape[2]) if node.attrs.get("layout") == "NHWC" else (shape[2], shape[3])
 
 
 def _fill_transformed_filters(node: Node, plan: Plan, ctx: LowerContext, u: K.Buffer
@@ -195,8 +203,10 @@ def _transform(names: K.Names, left: np.ndarray, load, store, stage: K.Buffer, l
     return stmts
 
 
-def lower_conv_winograd(ctx: LowerContext, group: FusedGroup, plan: Plan) -> list[K.Stmt]:
+def lower_conv_winograd(ctx: LowerContext, group: FusedGroup, schedule: WinogradSchedule
+                        ) -> list[K.Stmt]:
     """The kernel of one NHWC 3x3 stride-1 conv group by F(m x m, 3 x 3)."""
+    plan = Plan(schedule.m, winograd_tile(ctx.storage.vector_bits), schedule.block)
     node = group.anchor
     x = node.inputs[0]
     bias = node.inputs[2] if len(node.inputs) > 2 else None
@@ -225,7 +235,7 @@ def lower_conv_winograd(ctx: LowerContext, group: FusedGroup, plan: Plan) -> lis
     tb = plan.block
     blocks = -(-tiles // tb)
     panels = oc_ // nr
-    pgroups = max(1, min(panels, -(-MIN_TASKS // blocks)))
+    pgroups = max(1, min(panels, -(-schedule.min_tasks // blocks)))
     per_group = -(-panels // pgroups)
     pgroups = -(-panels // per_group)
     tasks = blocks * pgroups

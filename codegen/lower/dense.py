@@ -3,7 +3,7 @@
 Loop order keeps the innermost loop contiguous in the output (and, at stride 1, in the
 input), so the C compiler vectorizes it. Packed, register-blocked microkernels replace
 these loops where the target declares vectors for them (conv_gemm.py, matmul_gemm.py);
-these loops stay the portable fallback.
+these loops are the portable fallback the kernel registry (codegen/kernels/) ends with.
 """
 
 from __future__ import annotations
@@ -11,18 +11,10 @@ from __future__ import annotations
 import math
 
 from ...compiler.ir import FusedGroup
-from .nhwc_kinds import nhwc_conv_kind
 from .. import kernel_ir as K
-from .common import LowerContext, epilogue, group_output, lowering, strides
-from .conv_depthwise import depthwise_tile, lower_conv_depthwise
-from .conv_band import band_applies, lower_conv_band
-from .conv_gemm import conv_gemm_tile
-from .conv_im2col import lower_conv_im2col
-from .conv_nhwc import lower_conv_nhwc
-from .conv_nhwc_depthwise import lower_conv_nhwc_depthwise
-from .conv_pointwise_depthwise import lower_pointwise_depthwise
+from ..schedules import NoSchedule
+from .common import LowerContext, epilogue, group_output, strides
 from .conv_geometry import conv_geometry
-from .matmul_gemm import lower_matmul_gemm, matmul_gemm_tile, pack_matmul_weight
 
 
 def _apply_epilogue(ctx: LowerContext, group: FusedGroup, out_buf: K.Buffer, base: K.Expr,
@@ -43,23 +35,9 @@ def _apply_epilogue(ctx: LowerContext, group: FusedGroup, out_buf: K.Buffer, bas
                   "vector")]
 
 
-@lowering("conv2d")
-def lower_conv2d(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
-    """The GEMM microkernel path where the target has vectors for it, else scalar loops."""
-    if group.anchor.attrs.get("layout") == "NHWC":
-        if any(n.op == "conv2d" for n in group.nodes[1:]):
-            return lower_pointwise_depthwise(ctx, group)
-        if nhwc_conv_kind(group.anchor) == "depthwise":
-            return lower_conv_nhwc_depthwise(ctx, group)
-        return lower_conv_nhwc(ctx, group)
-    depthwise = depthwise_tile(group, ctx.storage.vector_bits)
-    if depthwise is not None:
-        return lower_conv_depthwise(ctx, group, depthwise)
-    tile = conv_gemm_tile(group, ctx.storage.vector_bits)
-    if tile is not None and id(group.anchor.inputs[1]) in ctx.storage.packed:
-        if band_applies(group):
-            return lower_conv_band(ctx, group, tile)
-        return lower_conv_im2col(ctx, group, tile)
+def lower_conv_direct(ctx: LowerContext, group: FusedGroup, schedule: NoSchedule
+                      ) -> list[K.Stmt]:
+    """Any conv2d: one task per (image, output channel), the taps accumulated row by row."""
     node = group.anchor
     (x, w, bias, (n_, c_, h_, w_), (oc_, icg, kh_, kw_), (oh_, ow_), (sh, sw), (dh, dw),
      (pt, pl, _, _), groups) = conv_geometry(node)
@@ -103,13 +81,9 @@ def lower_conv2d(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
     return [K.For(t, K.const(0), K.const(n_ * oc_), body, "parallel")]
 
 
-@lowering("matmul")
-def lower_matmul(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
-    """The GEMM microkernel path where the target has vectors for it, else scalar loops."""
-    tile = matmul_gemm_tile(group, ctx.storage.vector_bits)
-    if tile is not None and (pack_matmul_weight(group.anchor, tile) is None
-                             or id(group.anchor.inputs[1]) in ctx.storage.packed):
-        return lower_matmul_gemm(ctx, group, tile)
+def lower_matmul_loops(ctx: LowerContext, group: FusedGroup, schedule: NoSchedule
+                       ) -> list[K.Stmt]:
+    """Any matmul: one task per output row, k outermost so the inner loop is contiguous."""
     node = group.anchor
     a, b = node.inputs
     out_shape = node.output.shape

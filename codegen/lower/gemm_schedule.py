@@ -15,8 +15,10 @@ row by row; one segment for a matrix). A tile is mr rows of one run by one panel
 
 partial sums accumulating in the output. Tasks split the tiles or the panels, whichever
 moves fewer bytes (_split): few rows and many columns split the panels; and a task takes at
-most A_BLOCK_BYTES of A, so its rows stay in L2. Where B is too big
+most `a_block_bytes` of A, so its rows stay in L2. Where B is too big
 for the caches, the first tile of each block also prefetches the block of B needed next.
+Block sizes, the register tile and the task count are the GemmSchedule's fields
+(codegen/schedules.py); the defaults live with the kernel registry (codegen/kernels/).
 The last, narrower panel (N % nr) runs through a local tile over all of K, then to the
 output with a scalar epilogue; so does an epilogue with no vector form.
 """
@@ -29,22 +31,12 @@ from typing import Callable, Sequence
 from ...compiler.dtypes import DType
 from ...compiler.ir import Value
 from .. import kernel_ir as K
+from ..schedules import GemmSchedule
 from .common import LowerContext, Step, apply_steps
 from .gemm import Tile
 from .gemm_epilogue import vector_steps
 from .gemm_micro import invoke, microkernel_function
 from .tile_epilogue import tile_epilogue
-
-#: bytes of one K block of one panel, kept in L2 (KC = 2048 deep at nr = 32). Measured here:
-#: blocks this big beat L1-sized ones (fewer partial sums; L2 keeps up with the B stream),
-#: by 5-10% on 2048^3 and BERT's layers; only deeper K (a 3x3x512 window) gets cut.
-BLOCK_BYTES = 256 * 1024
-#: B of more bytes than this streams from memory: kernels prefetch it a block ahead
-STREAMED_BYTES = 1 << 20
-#: make at least this many tasks where the shape allows (2 threads, 4 chunks each)
-MIN_TASKS = 8
-#: at most this many bytes of A per task, so that it stays in L2 while the panels pass
-A_BLOCK_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -64,10 +56,15 @@ class GemmSpec:
     seg_depth: int
     a_seg: int                               # A elements between segments
     a_bytes: int                             # bytes of A (the traffic model of _split)
-    tile: Tile
+    schedule: GemmSchedule
+    lanes: int
     steps: list[Step]                        # the epilogue, bias first
     shape_of: Callable[[Value], Sequence[int] | None]   # an operand on [M, N], or None
     index_of: Callable[[K.Expr, K.Expr], list[K.Expr]]  # output row, column: graph index
+
+    @property
+    def tile(self) -> Tile:
+        return Tile(self.lanes, self.schedule.mr, self.schedule.nv)
 
     @property
     def depth(self) -> int:
@@ -106,9 +103,9 @@ def choose_tile(run_len: int, runs: int, n: int, depth: int, vector_bits: int) -
 
 def _k_blocks(spec: GemmSpec) -> tuple[int, int, int, bool]:
     """(blocks, segments per block, depth of a block's slice, sliced): whole segments
-    grouped up to KC deep (a panel's block of B in BLOCK_BYTES), or each segment cut
+    grouped up to KC deep (a panel's block of B in block_bytes), or each segment cut
     into slices of about KC."""
-    kc = max(16, BLOCK_BYTES // (4 * spec.tile.nr))
+    kc = max(16, spec.schedule.block_bytes // (4 * spec.tile.nr))
     if spec.seg_depth <= kc:
         per = max(1, min(spec.segments, kc // spec.seg_depth))
         return -(-spec.segments // per), per, spec.seg_depth, False
@@ -137,8 +134,9 @@ def lower_gemm(ctx: LowerContext, spec: GemmSpec) -> list[K.Stmt]:
     slices = -(-spec.seg_depth // slice_depth) if sliced else 1
     b_bytes = 4 * spec.depth * spec.n
 
-    chunks, pgroups = _split(tiles, max(full_panels, 1), b_bytes, spec.a_bytes)
-    chunks = min(tiles, max(chunks, -(-spec.a_bytes // A_BLOCK_BYTES)))
+    chunks, pgroups = _split(tiles, max(full_panels, 1), b_bytes, spec.a_bytes,
+                             spec.schedule.min_tasks)
+    chunks = min(tiles, max(chunks, -(-spec.a_bytes // spec.schedule.a_block_bytes)))
     per_group = -(-max(full_panels, 1) // pgroups)
     pgroups = -(-max(full_panels, 1) // per_group)
     per_chunk = -(-tiles // chunks)
@@ -171,7 +169,7 @@ def lower_gemm(ctx: LowerContext, spec: GemmSpec) -> list[K.Stmt]:
         return (seg0 * spec.a_seg, seg0 * spec.seg_depth,
                 K.minimum(per_block, spec.segments - seg0), K.const(spec.seg_depth))
 
-    streaming = b_bytes > STREAMED_BYTES
+    streaming = b_bytes > spec.schedule.streamed_bytes
 
     def micro(rows: int, kb: K.Expr, a0: K.Expr, row0: K.Expr, pj: K.Expr, ti: K.Expr
               ) -> list[K.Stmt]:
@@ -219,11 +217,12 @@ def lower_gemm(ctx: LowerContext, spec: GemmSpec) -> list[K.Stmt]:
     return [K.For(t, K.const(0), K.const(tasks), body, "parallel")]
 
 
-def _split(tiles: int, panels: int, b_bytes: int, a_bytes: int) -> tuple[int, int]:
-    """(tile chunks, panel groups) for the tasks: at least MIN_TASKS where the shape allows,
+def _split(tiles: int, panels: int, b_bytes: int, a_bytes: int, min_tasks: int
+           ) -> tuple[int, int]:
+    """(tile chunks, panel groups) for the tasks: at least min_tasks where the shape allows,
     and of those the split that moves the fewest bytes. Each tile chunk streams all of B of
     its panel groups (b_bytes in all), each panel group all of A of its tiles (a_bytes)."""
-    want = min(MIN_TASKS, tiles * panels)
+    want = min(min_tasks, tiles * panels)
     best: tuple[float, int, int] | None = None
     for pg in range(1, panels + 1):
         tc = min(tiles, -(-want // pg))

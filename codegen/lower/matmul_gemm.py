@@ -3,8 +3,7 @@
 Two cases take this path:
 - B is a constant (a linear layer): packed at compile time into panels of nr columns
   (gemm.pack_columns, zero-padded); A's leading dims fold into M; the kernel is the
-  cache-blocked schedule of gemm_schedule.py (one run of M rows, one segment of K), the
-  tile chosen for the shape (gemm_schedule.choose_tile).
+  cache-blocked schedule of gemm_schedule.py (one run of M rows, one segment of K).
 - B is computed (attention) with N a multiple of nr: B's rows are read in place (below). A
   task is a group of column panels of one batch; it walks A's rows mr at a time and runs
   each row block against every panel of its group; the fused epilogue (bias, residual,
@@ -20,69 +19,80 @@ import numpy as np
 from ...compiler.dtypes import DType
 from ...compiler.ir import FusedGroup, Node
 from .. import kernel_ir as K
+from ..schedules import GemmSchedule, PanelsSchedule
 from .common import LowerContext, epilogue, group_output, steps_of
-from .gemm import Tile, merged_shape, microkernel, pack_columns, tile_for
-from .gemm_schedule import GemmSpec, choose_tile, lower_gemm
-
-#: bytes of B panels a task keeps hot (half of a 1 MiB L2)
-_L2_BUDGET = 512 * 1024
-#: make at least this many tasks when there are enough panels (2 threads, with slack)
-_MIN_TASKS = 4
+from .gemm import Tile, merged_shape, microkernel, pack_columns
+from .gemm_schedule import GemmSpec, lower_gemm
 
 
-def matmul_gemm_tile(group: FusedGroup, vector_bits: int) -> Tile | None:
-    """The tile the GEMM path uses for this matmul group, or None (use the scalar loops)."""
-    node = group.anchor
-    tile = tile_for(vector_bits)
-    if tile is None or node.op != "matmul":
-        return None
-    a, b = node.inputs
-    if a.dtype is not DType.float32 or b.dtype is not DType.float32 \
-            or group.nodes[-1].output.dtype is not DType.float32:
-        return None
-    out_shape = node.output.shape
-    rank = len(out_shape)
-    if _packed_b(node):
-        spans = [(0, rank - 1), (rank - 1, rank)]
-        tile = choose_tile(math.prod(out_shape[:-1]), 1, out_shape[-1], a.shape[-1],
-                           vector_bits)
-    elif b.shape[-1] % tile.nr == 0 and list(a.shape[:-2]) == list(out_shape[:-2]) \
-            and list(b.shape[:-2]) == list(out_shape[:-2]):
-        spans = [(0, rank - 2), (rank - 2, rank - 1), (rank - 1, rank)]
-    else:
-        return None
+def epilogue_rejects(group: FusedGroup, spans: list[tuple[int, int]]) -> str | None:
+    """Why the group's epilogue operands do not merge onto the kernel's view of the
+    output (None: they do)."""
+    out_shape = group.anchor.output.shape
     for member in group.nodes[1:]:
         for v in member.inputs:
             if merged_shape(v.shape, out_shape, spans) is None:
-                return None
-    return tile
+                return f"the epilogue operand {v.name} {list(v.shape)} does not broadcast " \
+                       f"along the kernel's rows and columns"
+    return None
 
 
-def _packed_b(node: Node) -> bool:
+def float32_rejects(group: FusedGroup) -> str | None:
+    """Why the microkernels cannot run this matmul group's dtypes (None: float32 all along)."""
+    a, b = group.anchor.inputs
+    if a.dtype is not DType.float32 or b.dtype is not DType.float32 \
+            or group.nodes[-1].output.dtype is not DType.float32:
+        return "the microkernels are float32"
+    return None
+
+
+def packed_b(node: Node) -> bool:
     """B is a constant read only here, with no batch dims: it gets packed panels."""
     b = node.inputs[1]
     return b.is_constant and len(b.users) == 1 and math.prod(b.shape[:-2]) == 1
 
 
-def pack_matmul_weight(node: Node, tile: Tile) -> np.ndarray | None:
-    """B [.., K, N] as column panels, or None when B is not packed (computed B)."""
-    if not _packed_b(node):
-        return None
+def packed_rejects(group: FusedGroup) -> str | None:
+    """Why the packed-B GEMM cannot run this matmul group (None: it can)."""
+    if not packed_b(group.anchor):
+        return "B is not a constant read only by this matmul, without batch dims"
+    rank = len(group.anchor.output.shape)
+    return float32_rejects(group) or epilogue_rejects(group, [(0, rank - 1), (rank - 1, rank)])
+
+
+def panels_rejects(group: FusedGroup, nr: int) -> str | None:
+    """Why the in-place panel kernel cannot run this matmul group at nr columns per panel."""
+    node = group.anchor
+    a, b = node.inputs
+    out_shape = node.output.shape
+    rank = len(out_shape)
+    if packed_b(node):
+        return "B is a constant: it is packed for the cache-blocked GEMM instead"
+    if b.shape[-1] % nr:
+        return f"N = {b.shape[-1]} is not a multiple of the tile's {nr} columns"
+    if list(a.shape[:-2]) != list(out_shape[:-2]) or list(b.shape[:-2]) != list(out_shape[:-2]):
+        return "A and B do not both have the output's batch dims"
+    return float32_rejects(group) or epilogue_rejects(
+        group, [(0, rank - 2), (rank - 2, rank - 1), (rank - 1, rank)])
+
+
+def pack_matmul_weight(node: Node, nr: int) -> np.ndarray:
+    """B [K, N] as column panels of nr columns."""
     b = node.inputs[1].data.astype(np.float32)
-    return pack_columns(b.reshape(b.shape[-2], b.shape[-1]), tile.nr)
+    return pack_columns(b.reshape(b.shape[-2], b.shape[-1]), nr)
 
 
-def lower_matmul_gemm(ctx: LowerContext, group: FusedGroup, tile: Tile) -> list[K.Stmt]:
-    """The kernel of one matmul group through the microkernel."""
+def lower_matmul_panels(ctx: LowerContext, group: FusedGroup, schedule: PanelsSchedule
+                        ) -> list[K.Stmt]:
+    """The kernel of one matmul group whose B is computed: read in place, panel by panel."""
     node = group.anchor
     a, b = node.inputs
     full_shape = node.output.shape
+    tile = Tile(16 if ctx.storage.vector_bits >= 512 else 8, schedule.mr, schedule.nv)
     rank = len(full_shape)
     k_, n_ = a.shape[-1], b.shape[-1]
     nr = tile.nr
     panels = -(-n_ // nr)
-    if id(b) in ctx.storage.packed:   # constant B: the cache-blocked schedule
-        return _lower_packed(ctx, group, tile)
     batches, m_ = math.prod(full_shape[:-2]), full_shape[-2]
     spans = [(0, rank - 2), (rank - 2, rank - 1), (rank - 1, rank)]
     names = ctx.names
@@ -93,7 +103,8 @@ def lower_matmul_gemm(ctx: LowerContext, group: FusedGroup, tile: Tile) -> list[
 
     # A task is a group of column panels: each block of mr rows of A, read once, meets
     # every panel of the group while the group's B stays in L2.
-    group_size = max(1, min(_L2_BUDGET // (k_ * nr * 4), -(-panels // _MIN_TASKS)))
+    group_size = max(1, min(schedule.panel_bytes // (k_ * nr * 4),
+                            -(-panels // schedule.min_tasks)))
     groups = -(-panels // group_size)
     t = names.var("task")
     bi = t // groups
@@ -139,7 +150,8 @@ def lower_matmul_gemm(ctx: LowerContext, group: FusedGroup, tile: Tile) -> list[
     return [K.For(t, K.const(0), K.const(batches * groups), body, "parallel")]
 
 
-def _lower_packed(ctx: LowerContext, group: FusedGroup, tile: Tile) -> list[K.Stmt]:
+def lower_matmul_packed(ctx: LowerContext, group: FusedGroup, schedule: GemmSchedule
+                        ) -> list[K.Stmt]:
     """A matmul with packed B as one run of M = prod(leading dims) rows of A."""
     node = group.anchor
     a, b = node.inputs
@@ -157,7 +169,8 @@ def _lower_packed(ctx: LowerContext, group: FusedGroup, tile: Tile) -> list[K.St
     spec = GemmSpec(
         a=ctx.buf(a), b=ctx.buf(b), out=ctx.buf(group_output(ctx, group)), ldo=n_, n=n_,
         runs=1, run_len=m_, run_base=lambda r: K.const(0), a_rs=k_, segments=1,
-        seg_depth=k_, a_seg=0, a_bytes=4 * m_ * k_, tile=tile,
+        seg_depth=k_, a_seg=0, a_bytes=4 * m_ * k_, schedule=schedule,
+        lanes=16 if ctx.storage.vector_bits >= 512 else 8,
         steps=steps_of(group.nodes[1:], node.output),
         shape_of=lambda v: merged_shape(v.shape, full_shape, [(0, rank - 1), (rank - 1, rank)]),
         index_of=index_of)

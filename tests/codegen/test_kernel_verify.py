@@ -9,7 +9,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from kiln import __version__
 from kiln.codegen import kernel_ir as K
-from kiln.codegen.kernel_choice import VectorKernels
+from kiln.codegen.kernels import KernelSelector
+from kiln.codegen.schedules import KernelTarget
 from kiln.codegen.kernel_verify import KernelVerificationError, verify_kernel
 from kiln.codegen.lower.gemm import microkernel_bits
 from kiln.codegen.module import generate
@@ -57,10 +58,11 @@ def _softmax_reduce() -> onnx.ModelProto:
 def _lowered(model: onnx.ModelProto, vector_bits: int) -> list[K.Kernel]:
     """Every kernel codegen lowers `model` to (collected as the LLVM path collects them)."""
     graph = import_model(model)
-    graph.metadata["kernel_choice"] = VectorKernels(vector_bits)
+    selector = KernelSelector(KernelTarget(vector_bits, 32 << 10, 1 << 20, 2))
+    graph.metadata["kernel_choice"] = selector
     graph = run_passes(graph)
     kernels: list[K.Kernel] = []
-    generate(graph, "host", __version__, external_kernels=kernels, vector_bits=vector_bits)
+    generate(graph, "host", __version__, external_kernels=kernels, selector=selector)
     return kernels
 
 
