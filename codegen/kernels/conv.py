@@ -47,10 +47,16 @@ def tile_misfit(mr: int, nv: int, columns: int, target: KernelTarget) -> str | N
 # -- layout stage ------------------------------------------------------------------------------
 
 def _winograd_default(group: FusedGroup, target: KernelTarget) -> WinogradSchedule:
+    """F(4x4) on big images; blocks of two GEMM tiles, or one where that leaves threads
+    without a block."""
     node = group.anchor
-    m = 4 if min(winograd_image(node)) >= WINOGRAD_M4_IMAGE else 2
-    mr = winograd_tile(target.vector_bits).mr
-    return WinogradSchedule(m=m, block=2 * mr, min_tasks=4 * target.threads)
+    oh, ow = winograd_image(node)
+    m = 4 if min(oh, ow) >= WINOGRAD_M4_IMAGE else 2
+    tile = winograd_tile(target.vector_bits)
+    tiles = node.output.shape[0] * -(-oh // m) * -(-ow // m)
+    panels = node.inputs[1].shape[0] // tile.nr
+    block = 2 * tile.mr if -(-tiles // (2 * tile.mr)) * panels >= target.threads else tile.mr
+    return WinogradSchedule(m=m, block=block, min_tasks=4 * target.threads)
 
 
 def _winograd_fits(group: FusedGroup, target: KernelTarget, s: WinogradSchedule) -> str | None:
@@ -71,14 +77,19 @@ register(Kernel(
 
 
 def _gemm_default(group: FusedGroup, target: KernelTarget) -> GemmSchedule:
+    g = geometry(group.anchor)
     tile = nhwc_tile(group.anchor, target.vector_bits)
-    return gemm_schedule(tile.mr, tile.nv, target)
+    return gemm_schedule(tile.mr, tile.nv, g.rows, g.row_len, g.oc, target)
 
 
-def gemm_schedule(mr: int, nv: int, target: KernelTarget) -> GemmSchedule:
-    """The default blocking of the cache-blocked GEMM for a register tile: a K block of a
-    panel in a quarter of L2 (measured on Zen 5: blocks this big beat L1-sized ones by
-    5-10%), a task's A in L2, B prefetched once it outgrows L2, four tasks per thread."""
+def gemm_schedule(mr: int, nv: int, runs: int, run_len: int, n: int, target: KernelTarget
+                  ) -> GemmSchedule:
+    """The default blocking of the cache-blocked GEMM for the cheapest register tile: a K
+    block of a panel in a quarter of L2 (measured on Zen 5: blocks this big beat L1-sized
+    ones by 5-10%), a task's A in L2, B prefetched once it outgrows L2, four tasks per
+    thread; and narrower tiles where the tile's rows and whole panels leave threads idle."""
+    while nv > 1 and runs * -(-run_len // mr) * max(n // (nv * target.lanes), 1) < target.threads:
+        nv -= 1
     return GemmSchedule(mr=mr, nv=nv, block_bytes=target.l2_bytes // 4,
                         a_block_bytes=target.l2_bytes, streamed_bytes=target.l2_bytes,
                         min_tasks=4 * target.threads)
@@ -197,9 +208,19 @@ def _nchw_tile_fits(group: FusedGroup, target: KernelTarget, s) -> str | None:
 
 
 def _band_default(group: FusedGroup, target: KernelTarget) -> BandSchedule:
+    """Tasks of 192 to 512 padded positions (a band shared by many blocks, a small tile of
+    partial sums), fewer rows where images, groups and panels leave threads idle."""
     tile = tile_for(target.vector_bits)
-    return BandSchedule(mr=tile.mr, nv=tile.nv, min_positions=192, max_positions=512,
-                        k_chunk=256, min_tasks=3 * target.threads)
+    node = group.anchor
+    n, _, _, w = node.inputs[0].shape
+    oh = node.output.shape[2]
+    groups = node.attrs["group"]
+    panels = -(-(node.output.shape[1] // groups) // tile.mr)
+    wp = w + node.attrs["pads"][1] + node.attrs["pads"][3]
+    chunks = -(-target.threads // (n * groups * panels))   # row chunks an image needs
+    most = 512 if chunks == 1 else max(wp, min(512, oh // chunks * wp))
+    return BandSchedule(mr=tile.mr, nv=tile.nv, min_positions=min(192, most),
+                        max_positions=most, k_chunk=256, min_tasks=3 * target.threads)
 
 
 def _band_fits(group: FusedGroup, target: KernelTarget, s: BandSchedule) -> str | None:
@@ -230,6 +251,7 @@ register(Kernel(
 
 
 register(Kernel(
-    name="conv_direct", op="conv2d", stage="group", layout="NCHW", applies_to="any conv (portable loops)",
+    name="conv_direct", op="conv2d", stage="group", layout="NCHW",
+    applies_to="any conv (portable loops)",
     schedule=NoSchedule, rejects=lambda g, t: None, default=lambda g, t: NoSchedule(),
     lower=lower_conv_direct))

@@ -23,7 +23,7 @@ def _rows(group: FusedGroup) -> int:
 def _packed_default(group: FusedGroup, target: KernelTarget) -> GemmSchedule:
     a, b = group.anchor.inputs
     tile = choose_tile(_rows(group), 1, b.shape[-1], a.shape[-1], target.vector_bits)
-    return gemm_schedule(tile.mr, tile.nv, target)
+    return gemm_schedule(tile.mr, tile.nv, 1, _rows(group), b.shape[-1], target)
 
 
 def _packed_fits(group: FusedGroup, target: KernelTarget, s: GemmSchedule) -> str | None:

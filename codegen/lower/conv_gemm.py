@@ -1,8 +1,9 @@
 """Which conv2d groups run on the register-blocked GEMM microkernels, and their packed weights.
 
-nchw_gemm_rejects says which groups they can run; pack_conv_weight stores W [OC, ICg, KH, KW]
-as row panels of mr output channels at compile time (codegen/kernels/ declares both). The kernels themselves: conv_band.py (stride 1, a padded band of input rows)
-and conv_im2col.py (any stride, im2col chunks), both cache-blocked over panels and K.
+nchw_gemm_rejects says which groups they can run; pack_conv_weight stores W [OC, ICg, KH,
+KW] as row panels of mr output channels at compile time (codegen/kernels/ declares both).
+The kernels themselves: conv_band.py (stride 1, a padded band of input rows) and
+conv_im2col.py (any stride, im2col chunks), both cache-blocked over panels and K.
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 MobileNet's blocks widen the channels six times with a 1x1 conv, then run a depthwise conv
 over the wide tensor; on large images (224x224x96 is 19 MB) that tensor leaves the caches
 between the two kernels and comes back. Fused (passes/fuse.py groups the two where the
-registry says this kernel runs them), a task makes, per band of R output rows of the depthwise conv, the wide rows
-their windows read, into its slot of the scratch (which stays in L2), and runs the
-depthwise rows from there:
+registry says this kernel runs them), a task makes, per band of R output rows of the
+depthwise conv, the wide rows their windows read, into its slot of the scratch (which stays
+in L2), and runs the depthwise rows from there:
 
     for band in the task's bands:
         e[the band's input rows] = act(x[those rows] @ W1 + b1)   (microkernel, epilogue in

@@ -19,8 +19,9 @@ output panels), with a slot of the arena scratch for its transformed inputs and 
 
 The patch of a tile reads zeros outside the image (the conv's padding, and tiles past the
 last row or column), and a tile stores only what lies inside the output: no padded copy of
-the input is made (the registry entry asks for none). The error grows with m (the transforms' coefficients reach
-8 and 1/24); for float32 it stays near 1e-6 of the output scale at F(4x4).
+the input is made (the registry entry asks for none). The error grows with m (the
+transforms' coefficients reach 8 and 1/24); for float32 it stays near 1e-6 of the output
+scale at F(4x4).
 """
 
 from __future__ import annotations
