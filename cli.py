@@ -240,8 +240,10 @@ def cmd_kernels(args: argparse.Namespace) -> int:
             needs.append("padded input")
         if kernel.min_vector_bits:
             needs.append(f">= {kernel.min_vector_bits}-bit vectors")
-        print(f"{kernel.name} ({kernel.op}, chosen at the {kernel.stage} stage; "
-              f"{', '.join(needs)})")
+        about = [f"{kernel.op}, chosen at the {kernel.stage} stage"]
+        if needs:
+            about.append(", ".join(needs))
+        print(f"{kernel.name} ({'; '.join(about)})")
         print(f"    runs: {kernel.applies_to}")
         knobs = fields(kernel.schedule)
         print(f"    schedule: {kernel.schedule.__name__}" + ("" if knobs else " (nothing to tune)"))

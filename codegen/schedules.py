@@ -128,6 +128,15 @@ class PanelsSchedule:
 
 
 @dataclass(frozen=True)
+class AttentionSchedule:
+    """Fused attention, a task per block of query rows of one head (attention.py)."""
+
+    row_block: int = knob(2, 1024, "score rows one task keeps at most (with one tile spare)")
+    rows: int = knob(1, 16, "query rows of the register tiles")
+    vecs: int = knob(1, 4, "vectors of columns of the register tiles, where d allows")
+
+
+@dataclass(frozen=True)
 class NoSchedule:
     """Kernels with nothing to tune (the portable loops)."""
 

@@ -17,13 +17,9 @@ from __future__ import annotations
 
 from ..compiler.dtypes import DType
 from ..compiler.ir import Graph, Node, Value
+from ..compiler.ops.attention import fits_stack
 from .dce import dce
 from .patterns import other_input, replace_with, scalar_constant, sole_reader
-
-#: most floats one task keeps on its stack: one head's K^T plus a block of score rows
-WORKSPACE_FLOATS = 64 * 1024
-#: most score rows one task keeps (codegen/lower/attention.py picks its block below this)
-ROW_BLOCK = 72
 
 
 def fuse_attention(graph: Graph) -> Graph:
@@ -101,7 +97,7 @@ def _match(graph: Graph, softmax: Node):
             v.type.numel != b * sk * h * d or any(t.dtype is not DType.float32
                                                   for t in (q, k, v)):
         return None
-    if d * sk + ROW_BLOCK * sk > WORKSPACE_FLOATS:
+    if not fits_stack(sk, d):
         return None
     last = merge
     reshape = sole_reader(graph, merge.output, "reshape")

@@ -3,7 +3,6 @@
 from .common import LOWERINGS, LowerContext, Storage, lowering  # noqa: F401
 from . import elementwise, movement, pool, reduce  # noqa: F401  (fill LOWERINGS)
 from . import indexing, sampling, scalar_math  # noqa: F401
-from . import attention  # noqa: F401
 from . import bits  # noqa: F401
 from . import packed  # noqa: F401
 from . import data_dependent, unique  # noqa: F401

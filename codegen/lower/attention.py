@@ -17,23 +17,23 @@ from __future__ import annotations
 
 from ...compiler.dtypes import DType
 from ...compiler.ir import FusedGroup
-from ...passes.fuse_attention import ROW_BLOCK as MAX_BLOCK
 from .. import kernel_ir as K
-from .common import LowerContext, broadcast_index, group_output, lowering
+from ..schedules import AttentionSchedule
+from .common import LowerContext, broadcast_index, group_output
 from .rows import lane_reduce
 
 F32 = DType.float32
-VECS = 2         # vectors of columns per microkernel call
 
 
-def _tile(vector_bits: int) -> tuple[int, int]:
-    """(lanes, rows) of the register tiles: AVX-512 8 x 2 vectors of 16 (16 accumulators;
-    8 rows divide the usual sequence lengths), AVX2 and narrower 6 x 2 vectors of 8."""
-    return (16, 8) if vector_bits >= 512 else (8, 6)
+def tile_rows(vector_bits: int) -> int:
+    """Rows of the register tiles: AVX-512 8 x 2 vectors of 16 (16 accumulators; 8 rows
+    divide the usual sequence lengths), AVX2 and narrower 6 x 2 vectors of 8."""
+    return 8 if vector_bits >= 512 else 6
 
 
-@lowering("attention")
-def lower_attention(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
+def lower_attention(ctx: LowerContext, group: FusedGroup, schedule: AttentionSchedule
+                    ) -> list[K.Stmt]:
+    """One kernel for the whole attention op: tasks of row blocks of one (batch, head)."""
     node = group.anchor
     a = node.attrs
     batch, heads, sq, sk, d = a["batch"], a["heads"], a["seq_q"], a["seq_k"], a["head_dim"]
@@ -41,8 +41,8 @@ def lower_attention(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
     mask = node.inputs[3] if len(node.inputs) > 3 else None
     out = ctx.buf(group_output(ctx, group))
     names = ctx.names
-    lanes, rows = _tile(ctx.storage.vector_bits)
-    blocks = _ceil_div(sq, MAX_BLOCK - rows)
+    lanes, rows = 16 if ctx.storage.vector_bits >= 512 else 8, schedule.rows
+    blocks = _ceil_div(sq, schedule.row_block - rows)
     block = rows * _ceil_div(_ceil_div(sq, blocks), rows)   # rows per task
     t = names.var("task")
     bh = t // blocks
@@ -66,7 +66,7 @@ def lower_attention(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
         K.For(c, K.const(0), K.const(d),
               [K.Store(kt, c * sk + j, ctx.load(k, kv_at(j, c)))])])]
     vector = ctx.storage.vector_bits > 0 and d % lanes == 0
-    tile = (lanes, rows)
+    tile = (lanes, rows, schedule.vecs)
     body += _scores_vector(ctx, tile, block, q, kt, sc, row, q_at, sk, d, a["scale"]) \
         if vector else _scores_scalar(ctx, block, q, kt, sc, row, q_at, sk, d, a["scale"])
     body += _softmax_rows(ctx, block, sc, inv, mask, row, bb, hh, (batch, heads, sq, sk))
@@ -90,27 +90,27 @@ def _zero(lanes: int) -> K.Expr:
 
 
 def _scores_vector(ctx, tile, block, q, kt, sc, row, q_at, sk, d, scale) -> list[K.Stmt]:
-    """sc[r, j] = scale * q_r . kt[:, j]: rows x (VECS * lanes) tiles, scalar tail columns."""
-    lanes, rows = tile
+    """sc[r, j] = scale * q_r . kt[:, j]: rows x (vecs * lanes) tiles, scalar tail columns."""
+    lanes, rows, vecs = tile
     names = ctx.names
-    step = VECS * lanes
+    step = vecs * lanes
     rb, jb, c = names.var("rb"), names.var("jb"), names.var("d")
-    acc = [[K.VecVar(names.var(f"s{r}_{s}").name, lanes) for s in range(VECS)]
+    acc = [[K.VecVar(names.var(f"s{r}_{s}").name, lanes) for s in range(vecs)]
            for r in range(rows)]
     inner: list[K.Stmt] = []
-    cols = [K.VecVar(names.var(f"k{s}").name, lanes) for s in range(VECS)]
+    cols = [K.VecVar(names.var(f"k{s}").name, lanes) for s in range(vecs)]
     for s, col in enumerate(cols):
         inner.append(K.Let(col, K.VecLoad(kt, c * sk + jb * step + s * lanes, lanes)))
     for r in range(rows):
         qv = K.VecVar(names.var(f"q{r}").name, lanes)
         inner.append(K.Let(qv, K.Broadcast(ctx.load(q, q_at(row(rb * rows + r), c)), lanes)))
-        inner += [K.Assign(acc[r][s], K.fma(acc[r][s], qv, cols[s])) for s in range(VECS)]
+        inner += [K.Assign(acc[r][s], K.fma(acc[r][s], qv, cols[s])) for s in range(vecs)]
     factor = K.Broadcast(K.const(scale, F32), lanes)
-    body = [K.Let(acc[r][s], _zero(lanes)) for r in range(rows) for s in range(VECS)]
+    body = [K.Let(acc[r][s], _zero(lanes)) for r in range(rows) for s in range(vecs)]
     body.append(K.For(c, K.const(0), K.const(d), inner))
     body += [K.VecStore(sc, (rb * rows + r) * sk + jb * step + s * lanes,
                         K.Binary("*", acc[r][s], factor, F32), lanes)
-             for r in range(rows) for s in range(VECS)]
+             for r in range(rows) for s in range(vecs)]
     stmts: list[K.Stmt] = []
     if sk // step:
         stmts.append(K.For(rb, K.const(0), K.const(block // rows), [
@@ -156,9 +156,9 @@ def _softmax_rows(ctx, block, sc, inv, mask, row, bb, hh, shape) -> list[K.Stmt]
 def _weighted_vector(ctx, tile, block, v, sc, inv, out, row, q_at, kv_at, sk, d
                      ) -> list[K.Stmt]:
     """out rows = inv[r] * sum_j sc[r, j] v[j, :]: rows x (vecs * lanes) tiles."""
-    lanes, rows = tile
+    lanes, rows, most = tile
     names = ctx.names
-    vecs = VECS if d % (VECS * lanes) == 0 else 1
+    vecs = most if d % (most * lanes) == 0 else 1
     step = vecs * lanes
     rb, db, j = names.var("rb"), names.var("db"), names.var("j")
     acc = [[K.VecVar(names.var(f"o{r}_{s}").name, lanes) for s in range(vecs)]

@@ -14,6 +14,18 @@ import numpy as np
 from ..ir import TensorType
 from .registry import register
 
+#: floats of stack one task of the attention kernel may use: one head's K^T plus a block
+#: of score rows (codegen/kernels/attention.py keeps its schedules within this)
+STACK_FLOATS = 64 * 1024
+#: score rows per task the op guarantees room for (passes/fuse_attention.py forms the op
+#: only where they fit): enough for the kernel's blocks of register tiles
+MIN_ROW_BLOCK = 72
+
+
+def fits_stack(seq_k: int, head_dim: int, row_block: int = MIN_ROW_BLOCK) -> bool:
+    """Whether one head's K^T and `row_block` rows of scores fit a task's stack."""
+    return head_dim * seq_k + row_block * seq_k <= STACK_FLOATS
+
 
 def _attention_type(types: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     return [TensorType(types[0].dtype, tuple(attrs["out_shape"]))]
