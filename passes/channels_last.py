@@ -54,14 +54,14 @@ def _joins(node: Node, nhwc: set[int], choice: KernelChoice) -> list[str] | None
         return ["nhwc"] + ["as is"] * (len(node.inputs) - 1)
     if len(node.outputs) != 1 or not node.inputs:
         return None
-    kind = op_def(node.op).kind
-    if kind in ("unary", "binary", "ternary") or node.op == "concat":
+    rule = op_def(node.op).layout_rule
+    if rule in ("carried", "carried_axis"):
         return _carried(node, nhwc)
     if id(node.inputs[0]) not in nhwc or len(node.inputs) != 1:
         return None
-    if kind == "pool" and node.attrs.get("layout", "NCHW") == "NCHW":
+    if rule == "channels_last" and node.attrs.get("layout", "NCHW") == "NCHW":
         return ["nhwc"]
-    if kind == "reduce" and set(node.attrs) == {"axes", "keepdims"} \
+    if rule == "axes" and set(node.attrs) == {"axes", "keepdims"} \
             and _reduce_output_layout(node) is not None:
         return ["nhwc"]
     return None
@@ -71,11 +71,12 @@ def _carried(node: Node, nhwc: set[int]) -> list[str] | None:
     """Slots of an elementwise op or concat whose output is rank 4 and reads an NHWC value."""
     if len(node.output.shape) != 4 or not any(id(v) in nhwc for v in node.inputs):
         return None
+    concat = op_def(node.op).layout_rule == "carried_axis"
     slots = []
     for v in node.inputs:
-        if id(v) in nhwc or (len(v.shape) == 4 and node.op == "concat"):
+        if id(v) in nhwc or (len(v.shape) == 4 and concat):
             slots.append("nhwc")
-        elif node.op == "concat":
+        elif concat:
             return None
         elif v.type.numel == 1:
             slots.append("as is")
@@ -118,13 +119,13 @@ class _Region:
             elif slot == "const":
                 self.graph.set_input(node, index, self._constant(value))
         self.members.add(id(node))
-        op_kind = op_def(node.op).kind
-        plain = op_kind == "reduce" and _reduce_output_layout(node) == "plain"
-        if node.op == "conv2d" or op_kind == "pool":
+        rule = op_def(node.op).layout_rule
+        plain = rule == "axes" and _reduce_output_layout(node) == "plain"
+        if rule == "channels_last":
             node.attrs["layout"] = "NHWC"
-        elif node.op == "concat":
+        elif rule == "carried_axis":
             node.attrs["axis"] = NCHW_TO_NHWC.index(node.attrs["axis"] % 4)
-        elif op_kind == "reduce":
+        elif rule == "axes":
             node.attrs["axes"] = tuple(sorted(NCHW_TO_NHWC.index(a) for a in node.attrs["axes"]))
         if plain:
             return

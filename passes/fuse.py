@@ -1,11 +1,12 @@
 """Partition the nodes into fused groups: the kernels codegen emits.
 
-- An anchor (conv2d, matmul) takes the chain of elementwise ops that follows it: each next
-  op reads the previous result, which has that one reader and is not a graph output, and
-  its output has the anchor's shape and dtype (nothing broadcasts the result bigger). Its
-  other inputs (constants, graph inputs, a residual) cannot depend on the anchor: every path
-  from the anchor runs through the chain's single readers. Bias add, relu/clip and a
-  residual add all land in the anchor's epilogue.
+- An anchor (an op whose pattern takes an epilogue: conv2d, matmul, the pools, reductions,
+  layer_norm; compiler/ops/registry.py) takes the chain of elementwise ops that follows
+  it: each next op reads the previous result, which has that one reader and is not a graph
+  output, and its output has the anchor's shape and dtype (nothing broadcasts the result
+  bigger). Its other inputs (constants, graph inputs, a residual) cannot depend on the
+  anchor: every path from the anchor runs through the chain's single readers. Bias add,
+  relu/clip and a residual add all land in the anchor's epilogue.
 - An elementwise op not taken by an anchor starts an elementwise group, extended the same
   way (same output shape; dtypes may change, e.g. a cast or a comparison).
 - A 1x1 conv whose chain feeds a depthwise conv also takes that conv and its chain, where
@@ -29,8 +30,6 @@ from ..compiler.ir import FusedGroup, Graph, Node, Value
 from ..compiler.kernel_choice import kernel_choice
 from ..compiler.ops import op_def
 
-ANCHOR_KINDS = ("conv", "matmul")
-
 
 def fuse(graph: Graph) -> Graph:
     """One kernel per group, so fused ops pass values in registers instead of memory."""
@@ -41,10 +40,11 @@ def fuse(graph: Graph) -> Graph:
         if id(node) in fuser.assigned:
             continue
         definition = op_def(node.op)
-        if definition.kind in ANCHOR_KINDS:
+        if definition.takes_epilogue:
             members = fuser.chain(node, same_dtype=True)
             nxt = fuser.sole_reader(members[-1].output)
-            if nxt is not None and choice.fuses_into_depthwise(node, members[1:], nxt):
+            if node.op == "conv2d" and nxt is not None \
+                    and choice.fuses_into_depthwise(node, members[1:], nxt):
                 members += fuser.chain(nxt, same_dtype=True)
         elif definition.is_elementwise:
             members = fuser.chain(node, same_dtype=False)

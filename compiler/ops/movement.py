@@ -46,7 +46,7 @@ def _concat_type(types: list[TensorType], attrs: dict[str, Any]) -> list[TensorT
     return [TensorType(types[0].dtype, first[:axis] + (total,) + first[axis + 1:])]
 
 
-@register("concat", "movement", _concat_type)
+@register("concat", "movement", _concat_type, layout_rule="carried_axis")
 def concat(*xs, axis):
     return np.concatenate(xs, axis=axis)
 

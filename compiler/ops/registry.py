@@ -17,6 +17,24 @@ ReferenceFn = Callable[..., Any]
 KINDS = ("unary", "binary", "ternary", "conv", "matmul", "pool", "reduce", "softmax", "norm",
          "movement", "shape")
 
+#: How fusion treats an op. elementwise / broadcast: joins the kernel of what it reads
+#: (same shape) or starts an elementwise group; out_elementwise and reduction: anchors a
+#: kernel that applies the elementwise chain after it as an epilogue; injective (data
+#: movement) and opaque: a kernel of its own.
+PATTERNS = ("elementwise", "broadcast", "injective", "reduction", "out_elementwise", "opaque")
+#: How the channels-last pass treats an op. carried: elementwise, runs in whatever layout
+#: its inputs come in; carried_axis: the same, with its `axis` attribute remapped (concat);
+#: channels_last: has an NHWC form (attrs layout="NHWC"); axes: a reduction whose `axes`
+#: are remapped; fixed: stays in the layout it was imported in.
+LAYOUT_RULES = ("carried", "carried_axis", "channels_last", "axes", "fixed")
+
+_KIND_RULES = {"unary": ("elementwise", "carried"), "binary": ("broadcast", "carried"),
+               "ternary": ("broadcast", "carried"), "conv": ("out_elementwise", "channels_last"),
+               "matmul": ("out_elementwise", "fixed"),
+               "pool": ("out_elementwise", "channels_last"), "reduce": ("reduction", "axes"),
+               "softmax": ("opaque", "fixed"), "norm": ("reduction", "fixed"),
+               "movement": ("injective", "fixed"), "shape": ("opaque", "fixed")}
+
 
 @dataclass(frozen=True)
 class OpDef:
@@ -27,10 +45,17 @@ class OpDef:
     infer: InferFn
     reference: ReferenceFn
     doc: str = ""
+    pattern: str = "opaque"     # PATTERNS: how fusion treats it
+    layout_rule: str = "fixed"  # LAYOUT_RULES: how the channels-last pass treats it
 
     @property
     def is_elementwise(self) -> bool:
         return self.kind in ("unary", "binary", "ternary")
+
+    @property
+    def takes_epilogue(self) -> bool:
+        """Its kernels apply the elementwise chain that follows it (fusion gives them one)."""
+        return self.pattern in ("out_elementwise", "reduction")
 
 
 OPS: dict[str, OpDef] = {}
@@ -43,14 +68,20 @@ def op_def(name: str) -> OpDef:
         raise KeyError(f"unknown IR op '{name}'") from None
 
 
-def register(name: str, kind: str, infer: InferFn) -> Callable[[ReferenceFn], ReferenceFn]:
-    """Decorate a numpy reference `f(*arrays, **attrs)` to declare IR op `name`."""
+def register(name: str, kind: str, infer: InferFn, pattern: str | None = None,
+             layout_rule: str | None = None) -> Callable[[ReferenceFn], ReferenceFn]:
+    """Decorate a numpy reference `f(*arrays, **attrs)` to declare IR op `name`; its fusion
+    pattern and layout rule default to its kind's."""
     assert kind in KINDS, kind
+    pattern = pattern or _KIND_RULES[kind][0]
+    layout_rule = layout_rule or _KIND_RULES[kind][1]
+    assert pattern in PATTERNS and layout_rule in LAYOUT_RULES, (pattern, layout_rule)
 
     def wrap(fn: ReferenceFn) -> ReferenceFn:
         if name in OPS:
             raise ValueError(f"IR op '{name}' declared twice")
-        OPS[name] = OpDef(name, kind, infer, fn, (fn.__doc__ or "").strip())
+        OPS[name] = OpDef(name, kind, infer, fn, (fn.__doc__ or "").strip(), pattern,
+                          layout_rule)
         return fn
 
     return wrap
