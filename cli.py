@@ -93,8 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
 
     sub.add_parser("targets", help="list the targets Kiln can compile for")
-    sub.add_parser("kernels", help="list the kernel registry: what each kernel runs and its "
-                                   "schedule fields")
+    k = sub.add_parser("kernels", help="list the kernel registry: what each kernel runs and "
+                                       "its schedule fields")
+    k.add_argument("--markdown", action="store_true",
+                   help="print it as the table in docs/architecture.md")
     return parser
 
 
@@ -231,24 +233,9 @@ def cmd_targets(args: argparse.Namespace) -> int:
 
 
 def cmd_kernels(args: argparse.Namespace) -> int:
-    from .codegen.kernels import KERNELS
-    from .codegen.schedules import fields
+    from .codegen.kernels import kernel_table
 
-    for kernel in KERNELS.values():
-        needs = [kernel.layout] if kernel.layout != "any" else []
-        if kernel.padded_input:
-            needs.append("padded input")
-        if kernel.min_vector_bits:
-            needs.append(f">= {kernel.min_vector_bits}-bit vectors")
-        about = [f"{kernel.op}, chosen at the {kernel.stage} stage"]
-        if needs:
-            about.append(", ".join(needs))
-        print(f"{kernel.name} ({'; '.join(about)})")
-        print(f"    runs: {kernel.applies_to}")
-        knobs = fields(kernel.schedule)
-        print(f"    schedule: {kernel.schedule.__name__}" + ("" if knobs else " (nothing to tune)"))
-        for name, (low, high), doc in knobs:
-            print(f"      {name} in [{low}, {high}]: {doc}")
+    print(kernel_table(markdown=args.markdown))
     return 0
 
 

@@ -8,7 +8,7 @@ import numpy as np
 from ...compiler.ir import FusedGroup, Graph
 from .. import kernel_ir as K
 from ..lower.common import LowerContext, lowering
-from ..schedules import KernelTarget
+from ..schedules import KernelTarget, fields
 from . import attention, conv, matmul  # noqa: F401  (fill KERNELS)
 from .registry import KERNELS, Kernel, kernels_for, register, registered_ops  # noqa: F401
 from .select import KernelSelector, select_kernels  # noqa: F401
@@ -29,3 +29,36 @@ def prepack(graph: Graph, target: KernelTarget) -> dict[int, np.ndarray]:
             packed.update(KERNELS[group.kernel.kernel].pack(group, target,
                                                             group.kernel.schedule))
     return packed
+
+
+def kernel_table(markdown: bool = False) -> str:
+    """The registry as `kiln kernels` prints it: each kernel in the order selection tries
+    it, what it runs, what it needs, and its schedule fields with their ranges."""
+    rows = []
+    for kernel in KERNELS.values():
+        needs = [] if kernel.layout == "any" else [kernel.layout]
+        if kernel.padded_input:
+            needs.append("padded input")
+        if kernel.min_vector_bits:
+            needs.append(f">= {kernel.min_vector_bits}-bit vectors")
+        knobs = fields(kernel.schedule)
+        rows.append((kernel, needs, knobs))
+    if markdown:
+        lines = ["| kernel | op | stage | runs | needs | schedule fields |",
+                 "|---|---|---|---|---|---|"]
+        for kernel, needs, knobs in rows:
+            knob_text = ", ".join(f"`{name}` [{low}, {high}]" for name, (low, high), _ in knobs)
+            lines.append(f"| `{kernel.name}` | {kernel.op} | {kernel.stage} | "
+                         f"{kernel.applies_to} | {', '.join(needs) or '-'} | "
+                         f"{kernel.schedule.__name__}: {knob_text or 'none'} |")
+        return "\n".join(lines)
+    lines = []
+    for kernel, needs, knobs in rows:
+        about = [f"{kernel.op}, chosen at the {kernel.stage} stage"] + (
+            [", ".join(needs)] if needs else [])
+        lines.append(f"{kernel.name} ({'; '.join(about)})")
+        lines.append(f"    runs: {kernel.applies_to}")
+        lines.append(f"    schedule: {kernel.schedule.__name__}"
+                     + ("" if knobs else " (nothing to tune)"))
+        lines += [f"      {name} in [{low}, {high}]: {doc}" for name, (low, high), doc in knobs]
+    return "\n".join(lines)

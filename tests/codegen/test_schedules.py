@@ -221,3 +221,12 @@ def test_kiln_kernels_lists_the_registry(capsys):
 def test_threads_max_must_be_a_count(tmp_path):
     with pytest.raises(OptionError, match="threads_max=0"):
         compile_detailed(_conv_then_linear(), output=tmp_path / "m.so", threads_max=0)
+
+
+def test_architecture_doc_shows_the_registry():
+    from pathlib import Path
+
+    from kiln.codegen.kernels import kernel_table
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "architecture.md").read_text()
+    assert kernel_table(markdown=True) in doc, "regenerate with `kiln kernels --markdown`"
