@@ -110,3 +110,57 @@ def lower_grid_sample(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
         return stmts
 
     return loops_over(ctx, list(out_value.shape), body)
+
+
+@lowering("resample")
+def lower_resample(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
+    """Each output element sums, over the taps of every resized axis (nested loops), the
+    product of the axes' weights times the input at the axes' tap positions: one pass over
+    the output, no intermediate per axis. Nearest reads its one tap."""
+    node = group.anchor
+    x, tables = node.inputs[0], node.inputs[1:]
+    axes, nearest = node.attrs["axes"], node.attrs["nearest"]
+    out_value = group_output(ctx, group)
+    out = ctx.buf(out_value)
+    if out_value.type.numel == 0:
+        return []
+    per_axis = {axis: tables[3 * i:3 * i + 3] for i, axis in enumerate(axes)}
+    extrapolated = [axis for axis, (_, _, outside) in per_axis.items() if outside.data.any()]
+    acc_t = x.dtype if x.dtype in (DType.float32, DType.float64) else F
+
+    def body(idx: list[K.Expr]) -> list[K.Stmt]:
+        names = ctx.names
+        if nearest:
+            source = [ctx.load(per_axis[d][0], idx[d]) if d in per_axis else idx[d]
+                      for d in range(len(idx))]
+            value: K.Expr = ctx.load(x, flat_index(x.shape, source))
+            stmts: list[K.Stmt] = []
+        else:
+            total = names.var("acc", acc_t)
+            taps = {axis: names.var(f"t{axis}") for axis in axes}
+            source, weight = [], None
+            for d in range(len(idx)):
+                if d not in per_axis:
+                    source.append(idx[d])
+                    continue
+                indices, weights, _ = per_axis[d]
+                at = idx[d] * indices.shape[1] + taps[d]
+                source.append(ctx.load(indices, at))
+                w = K.cast(ctx.load(weights, at), acc_t)
+                weight = w if weight is None else weight * w
+            term = K.cast(ctx.load(x, flat_index(x.shape, source)), acc_t) * weight
+            inner: list[K.Stmt] = [K.Assign(total, total + term)]
+            for axis in reversed(axes):
+                inner = [K.For(taps[axis], K.const(0), K.const(per_axis[axis][0].shape[1]),
+                               inner)]
+            stmts = [K.Let(total, K.const(0.0, acc_t))] + inner
+            value = K.cast(total, x.dtype)
+        if extrapolated:
+            flags = [K.binary("!=", ctx.load(per_axis[d][2], idx[d]), 0) for d in extrapolated]
+            outside = flags[0]
+            for flag in flags[1:]:
+                outside = K.binary("||", outside, flag)
+            value = K.select(outside, K.const(node.attrs["fill"], x.dtype), value)
+        return stmts + [K.Store(out, flat_index(out_value.shape, idx), value)]
+
+    return loops_over(ctx, list(out_value.shape), body)

@@ -91,3 +91,34 @@ def grid_sample(x, grid, *, mode="linear", padding_mode="zeros", align_corners=0
             picked = x[n][(slice(None),) + tuple(index)]          # [C, *out]
             out[n] += np.where(valid, picked * weight, 0.0)
     return out.astype(x.dtype)
+
+
+def _resample_type(types: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
+    shape = list(types[0].shape)
+    for i, axis in enumerate(attrs["axes"]):
+        shape[axis] = types[1 + 3 * i].shape[0]
+    return [TensorType(types[0].dtype, tuple(shape))]
+
+
+@register("resample", "movement", _resample_type, pattern="opaque")
+def resample(x, *tables, axes, fill, nearest):
+    """Separable resampling (ONNX Resize): along axis axes[i], output position o reads the
+    input positions tables[3i][o, t] with weights tables[3i + 1][o, t], summed over the taps
+    t (nearest: the one tap, unweighted, any dtype); where tables[3i + 2][o] is nonzero on
+    any axis the output is `fill` (tf_crop_and_resize extrapolation)."""
+    y = x
+    outside = np.zeros((1,) * x.ndim, bool)
+    for i, axis in enumerate(axes):
+        indices, weights, out = tables[3 * i:3 * i + 3]
+        taken = np.take(y, indices, axis=axis)          # [..., O, T, ...]
+        if nearest:
+            y = np.take(taken, 0, axis=axis + 1)
+        else:
+            shape = [1] * y.ndim
+            shape[axis:axis + 1] = list(weights.shape)
+            y = (taken * weights.reshape(shape).astype(y.dtype)).sum(axis=axis + 1,
+                                                                    dtype=y.dtype)
+        mask_shape = [1] * x.ndim
+        mask_shape[axis] = len(out)
+        outside = outside | (np.asarray(out).reshape(mask_shape) != 0)
+    return np.where(outside, np.asarray(fill, x.dtype), y).astype(x.dtype)

@@ -3,8 +3,9 @@
 Shapes are static, so for each resized axis the converter computes at compile time, per
 output position, the input indices it reads and their weights (nearest, linear, cubic,
 antialias, exclude_outside, every coordinate transformation) and whether it is
-extrapolated (tf_crop_and_resize). In the IR that is one gather per tap, weights multiplied
-in and summed; nearest (one tap of weight 1) is a single gather and exact for any dtype."""
+extrapolated (tf_crop_and_resize). In the IR that is one `resample` op holding those tables
+(compiler/ops/sampling.py), run by one kernel (codegen/lower/sampling.py) with no intermediate
+per axis; nearest (one tap of weight 1) is a plain gather, exact for any dtype."""
 
 from __future__ import annotations
 
@@ -99,29 +100,22 @@ def axis_taps(kind: str, mode: str, size: int, out_size: int, scale: float, roi,
     return np.clip(indices, 0, size - 1), weights, outside
 
 
-def _resample_axis(ctx, x, axis: int, indices, weights, outside, extrapolation_value):
-    rank = x.type.rank
-    shape = [1] * rank
-    shape[axis] = indices.shape[0]
-    live = [t for t in range(weights.shape[1]) if np.any(weights[:, t] != 0)]
-    single = all(np.count_nonzero(row) == 1 and row.max() == 1.0 for row in weights)
-    if single:
+def _axis_tables(ctx, x, indices, weights, outside, nearest: bool):
+    """The three constant tables of one resized axis of the resample op."""
+    if nearest:
         picked = indices[np.arange(len(indices)), np.argmax(weights, axis=1)]
-        y = ctx.emit("gather", [x, ctx.const(picked)], axis=axis)
+        indices, weights = picked[:, None], np.ones((len(picked), 1))
     else:
-        if not x.dtype.is_float:
-            ctx.fail(f"linear and cubic Resize of {x.dtype.name} tensors is not supported",
-                     "resize a float tensor, or use mode='nearest'")
-        y = None
-        for t in live or [0]:
-            gathered = ctx.emit("gather", [x, ctx.const(indices[:, t])], axis=axis)
-            w = ctx.const(weights[:, t].reshape(shape).astype(x.dtype.numpy))
-            term = ctx.emit("mul", [gathered, w])
-            y = term if y is None else ctx.emit("add", [y, term])
-    if outside is not None and outside.any():
-        fill = ctx.const(np.array(extrapolation_value, dtype=x.dtype.numpy))
-        y = ctx.emit("where", [ctx.const(outside.reshape(shape)), fill, y])
-    return y
+        live = [t for t in range(weights.shape[1]) if np.any(weights[:, t] != 0)] or [0]
+        indices, weights = indices[:, live], weights[:, live]
+    dtype = x.dtype.numpy if x.dtype.is_float else np.float32
+    mask = np.zeros(len(indices), np.uint8) if outside is None else outside.astype(np.uint8)
+    return [ctx.const(np.ascontiguousarray(indices, np.int64)),
+            ctx.const(np.ascontiguousarray(weights, dtype)), ctx.const(mask)]
+
+
+def _single_tap(weights) -> bool:
+    return all(np.count_nonzero(row) == 1 and row.max() == 1.0 for row in weights)
 
 
 def _resize(ctx, x, scales, sizes, roi, kind, mode, a=-0.75, exclude_outside=0,
@@ -158,7 +152,7 @@ def _resize(ctx, x, scales, sizes, roi, kind, mode, a=-0.75, exclude_outside=0,
             out_sizes[axis] = int(full_scales[axis] * x.shape[axis])
     else:
         ctx.fail("Resize needs scales or sizes")
-    y = x
+    resized = []
     for axis in axes:
         scale, size, out_size = full_scales[axis], x.shape[axis], out_sizes[axis]
         if math.isclose(scale, 1.0) and out_size == size and (
@@ -166,11 +160,18 @@ def _resize(ctx, x, scales, sizes, roi, kind, mode, a=-0.75, exclude_outside=0,
             continue
         if size == 0 or out_size == 0:
             ctx.fail(f"Resize of an empty axis ({size} -> {out_size}) is not supported")
-        indices, weights, outside = axis_taps(kind, mode, size, out_size, scale,
-                                              full_roi[axis], a, bool(antialias),
-                                              nearest_mode, bool(exclude_outside))
-        y = _resample_axis(ctx, y, axis, indices, weights, outside, extrapolation_value)
-    return y
+        resized.append((axis, axis_taps(kind, mode, size, out_size, scale, full_roi[axis], a,
+                                        bool(antialias), nearest_mode, bool(exclude_outside))))
+    if not resized:
+        return x
+    nearest = all(_single_tap(weights) for _, (_, weights, _) in resized)
+    if not nearest and not x.dtype.is_float:
+        ctx.fail(f"linear and cubic Resize of {x.dtype.name} tensors is not supported",
+                 "resize a float tensor, or use mode='nearest'")
+    tables = [t for _, (indices, weights, outside) in resized
+              for t in _axis_tables(ctx, x, indices, weights, outside, nearest)]
+    return ctx.emit("resample", [x] + tables, axes=tuple(axis for axis, _ in resized),
+                    fill=float(extrapolation_value), nearest=nearest)
 
 
 def _array(ctx, value, what):
