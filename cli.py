@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--keep-sources", metavar="DIR", help="also write the generated C there")
     c.add_argument("--dump-ir-after", action="append", default=[], metavar="PASS",
                    help="print the IR after a pass (to stderr)")
-    c.add_argument("--verify", action="store_true", help="verify the IR after every pass")
+    c.add_argument("--verify", action="store_true",
+                   help="verify the graph IR after every pass and every lowered kernel")
     c.add_argument("--sanitize", action="store_true", help="build with AddressSanitizer and "
                    "UBSan (load with LD_PRELOAD=$(cc -print-file-name=libasan.so))")
     c.add_argument("--threads-max", type=int, metavar="N",

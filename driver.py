@@ -126,7 +126,7 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
     t = phase("passes", t)
     llvm_kernels: list | None = [] if emit == "llvm" else None
     sources = generate(graph, target_spec.name, __version__, external_kernels=llvm_kernels,
-                       selector=selector)
+                       selector=selector, verify=verify)
     if dump_schedule is not None:
         Path(dump_schedule).write_text("".join(line + "\n"
                                                for line in schedule_lines(graph, selector)))

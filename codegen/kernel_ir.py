@@ -72,18 +72,63 @@ class Var(Expr):
     dtype: DType = INDEX
 
 
+class Storage(str, enum.Enum):
+    """Where a Buffer's elements live. A str enum, like LoopKind: `buffer.storage ==
+    "local"` keeps working and prints the plain name."""
+
+    INPUT = "input"          # the caller's input #location
+    OUTPUT = "output"        # the caller's output #location
+    ARENA = "arena"          # byte offset into the session's planned arena
+    WEIGHT = "weight"        # byte offset into the weights blob
+    PREPARED = "prepared"    # byte offset into the arena's region made at session creation
+    LOCAL = "local"          # an array of `numel` elements private to one task (the stack)
+    PARAM = "param"          # a pointer parameter of a shared function (a microkernel)
+    SHARED = "shared"        # shared by the threads of one GPU block (no CPU renderer)
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+
+    @property
+    def scope(self) -> "MemoryScope":
+        if self is Storage.LOCAL:
+            return MemoryScope.LOCAL
+        return MemoryScope.SHARED if self is Storage.SHARED else MemoryScope.GLOBAL
+
+
+class MemoryScope(str, enum.Enum):
+    """Who sees a buffer: every task (global memory), the threads of one block (a GPU's
+    shared memory), or one task (registers and stack)."""
+
+    GLOBAL = "global"
+    SHARED = "shared"
+    LOCAL = "local"
+
+    __str__ = str.__str__
+    __format__ = str.__format__
+
+
 @dataclass(frozen=True, eq=False)
 class Buffer:
-    """A tensor a kernel reads or writes. `storage` says where it lives:
-    'input'/'output' (caller's buffer #slot), 'arena' (byte offset), 'weight' (byte offset
-    into the weights blob), 'prepared' (byte offset into the arena's region of data made
-    once, when a session is created) or 'local' (a stack array of `numel` elements)."""
+    """A tensor a kernel reads or writes: `numel` elements of `dtype` in `storage` (a
+    Storage or its plain name), at `location` (a slot or byte offset, per Storage)."""
 
     name: str
     dtype: DType
     numel: int
-    storage: str
+    storage: Storage
     location: int = 0
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "storage", Storage(self.storage))
+        except ValueError:
+            allowed = ", ".join(repr(k.value) for k in Storage)
+            raise ValueError(f"unknown buffer storage {self.storage!r}: expected one of "
+                             f"{allowed}") from None
+
+    @property
+    def scope(self) -> MemoryScope:
+        return self.storage.scope
 
 
 @dataclass(frozen=True, eq=False)

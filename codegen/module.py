@@ -16,6 +16,7 @@ from ..compiler.ops import op_def
 from ..compiler.ops.storage import check_storage_uses
 from . import kernel_ir as K
 from .c_renderer import CRenderer
+from .kernel_verify import verify_kernel
 from .lower import LOWERINGS, LowerContext, Storage
 from .kernels import KernelSelector, prepack, select_kernels
 from .lower.data_dependent import reserve_counts
@@ -100,9 +101,10 @@ def value_names(graph: Graph) -> dict[int, str]:
 
 def generate(graph: Graph, target_name: str, version: str,
              external_kernels: list | None = None,
-             selector: KernelSelector | None = None) -> ModuleSources:
+             selector: KernelSelector | None = None, verify: bool = False) -> ModuleSources:
     """Render the artifact's sources for a graph that went through fusion and planning;
-    `selector` chooses the kernels (the one the passes asked, or portable loops only)."""
+    `selector` chooses the kernels (the one the passes asked, or portable loops only);
+    `verify` runs the kernel-IR verifier over every kernel lowered."""
     assert graph.groups is not None and graph.plan is not None, "run the pass pipeline first"
     check_lowerable(graph)
     selector = selector or KernelSelector(KernelTarget(0, 32 * 1024, 1024 * 1024, 1))
@@ -122,6 +124,8 @@ def generate(graph: Graph, target_name: str, version: str,
             continue
         kernel = K.Kernel(c_identifier(group.name, "k_", kernel_names), _describe(group),
                           list(ctx.buffers.values()), body)
+        if verify:
+            verify_kernel(kernel)
         for fn in K.functions_called(body):   # shared helpers (microkernels): once each
             if fn.name not in kernel_names:
                 kernel_names.add(fn.name)
@@ -141,6 +145,8 @@ def generate(graph: Graph, target_name: str, version: str,
     for name, doc, ctx, body in storage.preparations:
         kernel = K.Kernel(c_identifier(name, "k_", kernel_names), c_comment(doc),
                           list(ctx.buffers.values()), body)
+        if verify:
+            verify_kernel(kernel)
         for fn in K.functions_called(body):
             if fn.name not in kernel_names:
                 kernel_names.add(fn.name)
