@@ -215,21 +215,26 @@ class CRenderer:
         return "\n".join(lines)
 
 
+class _Written(K.KernelVisitor):
+    def __init__(self) -> None:
+        self.found: set[int] = set()
+
+    def visit_Store(self, s: K.Store) -> None:
+        self.found.add(id(s.buffer))
+
+    visit_VecStore = visit_Store
+
+    def visit_Invoke(self, s: K.Invoke) -> None:   # a pointer the callee writes through
+        inner = _written(s.fn.body)
+        self.found |= {id(a[0]) for p, a in zip(s.fn.params, s.args)
+                       if isinstance(a, tuple) and id(p) in inner}
+
+
 def _written(body: list[K.Stmt]) -> set[int]:
     """ids of buffers stored to anywhere in `body`."""
-    found: set[int] = set()
-    for s in body:
-        if isinstance(s, (K.Store, K.VecStore)):
-            found.add(id(s.buffer))
-        elif isinstance(s, K.Invoke):   # a pointer the callee writes through
-            inner = _written(s.fn.body)
-            found |= {id(a[0]) for p, a in zip(s.fn.params, s.args)
-                      if isinstance(a, tuple) and id(p) in inner}
-        elif isinstance(s, K.For):
-            found |= _written(s.body)
-        elif isinstance(s, K.If):
-            found |= _written(s.then) | _written(s.orelse)
-    return found
+    walk = _Written()
+    walk.visit(body)
+    return walk.found
 
 
 def _is_vector(e: K.Expr) -> bool:
@@ -262,16 +267,22 @@ def vector_typedefs(body: list[K.Stmt]) -> list[str]:
     return lines
 
 
+class _VectorTypes(K.KernelVisitor):
+    def __init__(self) -> None:
+        self.found: set[tuple[DType, int]] = set()
+
+    def visit_VecStore(self, s: K.VecStore) -> None:
+        self.found.add((s.buffer.dtype, s.lanes))
+        self.generic_visit(s)
+
+    def visit_Let(self, s: K.Let) -> None:
+        if isinstance(s.var, K.VecVar):
+            self.found.add((s.var.dtype, s.var.lanes))
+        self.generic_visit(s)
+
+
 def _vector_types(body: list[K.Stmt]) -> set[tuple[DType, int]]:
     """(dtype, lanes) of every vector store and vector local in `body`."""
-    found: set[tuple[DType, int]] = set()
-    for s in body:
-        if isinstance(s, K.VecStore):
-            found.add((s.buffer.dtype, s.lanes))
-        elif isinstance(s, K.Let) and isinstance(s.var, K.VecVar):
-            found.add((s.var.dtype, s.var.lanes))
-        elif isinstance(s, K.For):
-            found |= _vector_types(s.body)
-        elif isinstance(s, K.If):
-            found |= _vector_types(s.then) | _vector_types(s.orelse)
-    return found
+    walk = _VectorTypes()
+    walk.visit(body)
+    return walk.found

@@ -523,21 +523,6 @@ class Invoke(Stmt):
     args: list[Union[Expr, tuple[Buffer, Expr]]]
 
 
-def functions_called(body: list[Stmt]) -> list[Function]:
-    """The Functions `body` invokes, first use first, each once (by name)."""
-    found: dict[str, Function] = {}
-    for s in body:
-        if isinstance(s, Invoke):
-            found.setdefault(s.fn.name, s.fn)
-        elif isinstance(s, For):
-            for fn in functions_called(s.body):
-                found.setdefault(fn.name, fn)
-        elif isinstance(s, If):
-            for fn in functions_called(s.then) + functions_called(s.orelse):
-                found.setdefault(fn.name, fn)
-    return list(found.values())
-
-
 # -- walking: one visitor base for analyses and renderers ------------------------------------
 
 class KernelVisitor:
@@ -568,3 +553,19 @@ class KernelVisitor:
         elif isinstance(value, (list, tuple)):
             for item in value:
                 self._visit_children(item)
+
+
+class _CalledFunctions(KernelVisitor):
+    def __init__(self) -> None:
+        self.found: dict[str, Function] = {}
+
+    def visit_Invoke(self, s: Invoke) -> None:
+        self.found.setdefault(s.fn.name, s.fn)
+        self.generic_visit(s)
+
+
+def functions_called(body: list[Stmt]) -> list[Function]:
+    """The Functions `body` invokes, first use first, each once (by name)."""
+    walk = _CalledFunctions()
+    walk.visit(body)
+    return list(walk.found.values())
