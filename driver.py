@@ -16,6 +16,7 @@ from .codegen.kernels import KernelSelector
 from .codegen.kernels.select import read_schedule_file, schedule_lines
 from .codegen.lower.gemm import microkernel_bits
 from .codegen.module import generate
+from .codegen.renderers import renderer_for
 from .codegen.schedules import KernelTarget
 from .compiler.errors import KilnError
 from .compiler.ir import Graph
@@ -104,8 +105,7 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
         raise OptionError(f"the output folder '{output.parent}' does not exist")
     check_prefix(prefix)
     target_spec = get_target(target)
-    if emit not in ("c", "llvm"):
-        raise OptionError(f"emit={emit!r}: choose 'c' (the C renderer) or 'llvm' (LLVM IR)")
+    renderer = renderer_for(emit)
     threads = host_threads() if threads_max is None else threads_max
     if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 4096:
         raise OptionError(f"threads_max={threads_max!r}: give a thread count from 1 to 4096")
@@ -124,8 +124,7 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
     graph.metadata["kernel_choice"] = selector   # layout, padding and fusion ask it
     graph = run_passes(graph, verify_each=verify, dump_after=set(dump_ir_after), log=log)
     t = phase("passes", t)
-    llvm_kernels: list | None = [] if emit == "llvm" else None
-    sources = generate(graph, target_spec.name, __version__, external_kernels=llvm_kernels,
+    sources = generate(graph, target_spec.name, __version__, renderer=renderer,
                        selector=selector, verify=verify)
     if dump_schedule is not None:
         Path(dump_schedule).write_text("".join(line + "\n"
@@ -139,10 +138,7 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
         (workdir / "weights.bin").write_bytes(sources.weights)
         (workdir / "weights.S").write_text(sources.weights_s)
         build_target = workdir / "model.so"
-        sources_list = ["model.c", "weights.S"]
-        if llvm_kernels is not None:
-            from .codegen.llvm_module import write_object   # loads LLVM: only when asked
-            sources_list.append(write_object(llvm_kernels, target_spec, workdir, cpu))
+        sources_list = ["model.c", "weights.S"] + renderer.objects(target_spec, workdir, cpu)
         runtime = RuntimeBuild(RUNTIME_SOURCES, tuple(runtime_cflags(prefix)),
                                tuple(runtime_ldflags()))
         build_shared(workdir, sources_list, build_target, target_spec, runtime, cc=cc, cpu=cpu,

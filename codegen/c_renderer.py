@@ -1,5 +1,6 @@
 """Print kernel IR as C11 (with GCC/Clang extensions): tables of operators and intrinsics,
-one function per kernel, named after its fused group."""
+one function per kernel, named after its fused group. CStyleRenderer holds what every
+C-family language shares; CRenderer fills in its hooks for C (a CUDA renderer will too)."""
 
 from __future__ import annotations
 
@@ -47,8 +48,53 @@ def c_literal(value, dtype: DType) -> str:
     return text if value >= 0 else f"({text})"
 
 
-class CRenderer:
-    """Renders expressions and statements of the kernel IR as C source."""
+class CStyleRenderer:
+    """Prints kernel IR in a C-family language: expressions, statements and the layout of a
+    kernel are shared; what differs between C, CUDA and their kin is asked of hooks, which
+    a renderer for one language overrides: `signature` (a kernel's declaration),
+    `task_loop` (how a kernel runs its tasks), `buffer_decl` (where a buffer's pointer comes
+    from), `vector_type` / `vector_typedefs` (vector types), `math_function` /
+    `vector_math_function` (intrinsics), `loop_pragma` and `prefetch`."""
+
+    name = "c-style"
+
+    # -- hooks --------------------------------------------------------------------------------
+    def signature(self, k: K.Kernel) -> str:
+        raise NotImplementedError
+
+    def task_loop(self, task: str) -> tuple[list[str], list[str]]:
+        """(lines opening, lines closing) the loop over this invocation's task indices."""
+        raise NotImplementedError
+
+    def idle_tasks(self) -> list[str]:
+        """Lines of a kernel without a parallel loop (its task range unused)."""
+        return []
+
+    def buffer_decl(self, b: K.Buffer, written: bool) -> str:
+        raise NotImplementedError
+
+    def vector_type(self, dtype: DType, lanes: int) -> str:
+        raise NotImplementedError
+
+    def vector_typedefs(self, body: list[K.Stmt]) -> list[str]:
+        return []
+
+    def math_function(self, fn: str, dtype: DType) -> str:
+        raise NotImplementedError
+
+    def vector_math_function(self, fn: str, lanes: int) -> str:
+        raise NotImplementedError
+
+    def loop_pragma(self, kind: K.LoopKind) -> list[str]:
+        return []
+
+    def prefetch(self, address: str) -> str:
+        return ""
+
+    def function_head(self, fn: K.Function, params: list[str]) -> str:
+        raise NotImplementedError
+
+    # -- the shared printer ---------------------------------------------------------------
 
     def expr(self, e: K.Expr) -> str:
         if isinstance(e, K.Const):
@@ -80,9 +126,9 @@ class CRenderer:
         if isinstance(e, K.VecVar):
             return e.name
         if isinstance(e, K.VecLoad):
-            vtype = vector_type(e.dtype, e.lanes)
+            vtype = self.vector_type(e.dtype, e.lanes)
             return f"(*(const {vtype}_u *)&{e.buffer.name}[{self.expr(e.index)}])"
-        vtype = vector_type(e.dtype, e.lanes)
+        vtype = self.vector_type(e.dtype, e.lanes)
         return f"({self.expr(e.x)} - ({vtype}){{}})"   # splat; x - 0 is exactly x, even -0
 
     def _binary(self, e: K.Binary) -> str:
@@ -102,7 +148,7 @@ class CRenderer:
         args = ", ".join(self.expr(a) for a in e.args)
         lanes = K.lanes_of(e)
         if lanes > 1:   # a vector form from the prelude (gemm_epilogue.VECTOR_CALLS)
-            return f"{_VECTOR_MATH[e.fn]}_v{lanes}({args})"
+            return f"{self.vector_math_function(e.fn, lanes)}({args})"
         if e.fn.startswith("kiln_"):   # a C prelude function (kiln_convert.h)
             return f"{e.fn}({args})"
         if not e.dtype.is_float:
@@ -111,13 +157,10 @@ class CRenderer:
             if e.fn in ("floor", "ceil", "round"):
                 return args
             args = ", ".join(f"(double){self.expr(a)}" for a in e.args)
-            return f"(({e.dtype.c_type}){_MATH[e.fn][:-1]}({args}))"
-        name = _MATH[e.fn]
-        if e.dtype is DType.float64:
-            name = name[:-1]
-        elif e.dtype is DType.float16:
-            return f"((_Float16){name}((float){args}))"
-        return f"{name}({args})"
+            return f"(({e.dtype.c_type}){self.math_function(e.fn, DType.float64)}({args}))"
+        if e.dtype is DType.float16:
+            return f"((_Float16){self.math_function(e.fn, DType.float32)}((float){args}))"
+        return f"{self.math_function(e.fn, e.dtype)}({args})"
 
     def stmts(self, body: list[K.Stmt], indent: int) -> list[str]:
         lines: list[str] = []
@@ -130,16 +173,16 @@ class CRenderer:
         if isinstance(s, K.For):
             head = (f"{pad}for (int64_t {s.var.name} = {self.expr(s.start)}; "
                     f"{s.var.name} < {self.expr(s.stop)}; ++{s.var.name}) {{")
-            pragma = [f"{pad}#pragma GCC ivdep"] if s.kind == "vector" else []
+            pragma = [pad + line for line in self.loop_pragma(s.kind)]
             return pragma + [head] + self.stmts(s.body, indent + 1) + [f"{pad}}}"]
         if isinstance(s, K.Store):
             return [f"{pad}{s.buffer.name}[{self.expr(s.index)}] = {self.expr(s.value)};"]
         if isinstance(s, K.VecStore):
-            vtype = vector_type(s.buffer.dtype, s.lanes)
+            vtype = self.vector_type(s.buffer.dtype, s.lanes)
             return [f"{pad}*({vtype}_u *)&{s.buffer.name}[{self.expr(s.index)}] = "
                     f"{self.expr(s.value)};"]
         if isinstance(s, K.Let) and isinstance(s.var, K.VecVar):
-            return [f"{pad}{vector_type(s.var.dtype, s.var.lanes)} {s.var.name} = "
+            return [f"{pad}{self.vector_type(s.var.dtype, s.var.lanes)} {s.var.name} = "
                     f"{self.expr(s.value)};"]
         if isinstance(s, K.Let):
             return [f"{pad}{s.var.dtype.c_type} {s.var.name} = {self.expr(s.value)};"]
@@ -151,7 +194,8 @@ class CRenderer:
                 lines += [f"{pad}}} else {{"] + self.stmts(s.orelse, indent + 1)
             return lines + [f"{pad}}}"]
         if isinstance(s, K.Prefetch):
-            return [f"{pad}__builtin_prefetch(&{s.buffer.name}[{self.expr(s.index)}], 0, 3);"]
+            line = self.prefetch(f"&{s.buffer.name}[{self.expr(s.index)}]")
+            return [pad + line] if line else []
         if isinstance(s, K.Comment):
             return [f"{pad}/* {s.text.replace('*/', '* /')} */"]
         if isinstance(s, K.Invoke):
@@ -175,12 +219,47 @@ class CRenderer:
                 params.append(f"{const}{p.dtype.c_type} *restrict {p.name}")
             else:
                 params.append(f"{p.dtype.c_type} {p.name}")
-        lines = vector_typedefs(fn.body)
+        lines = self.vector_typedefs(fn.body)
         lines += [f"/* {line} */" for line in fn.doc.splitlines()]
-        lines.append(f"static __attribute__((noinline)) void {fn.name}({', '.join(params)}) {{")
+        lines.append(self.function_head(fn, params) + " {")
         lines += self.stmts(fn.body, 1)
         lines.append("}")
         return "\n".join(lines)
+
+    def kernel(self, k: K.Kernel) -> str:
+        """One kernel function: its signature, its buffers, then its tasks' loop."""
+        written = _written(k.body)
+        lines = self.vector_typedefs(k.body)
+        lines += [f"/* {line} */" for line in k.doc.splitlines()]
+        lines.append(self.signature(k) + " {")
+        lines += [self.buffer_decl(b, id(b) in written) for b in k.buffers]
+        loop = k.parallel_loop
+        if loop is not None:
+            opening, closing = self.task_loop(loop.var.name)
+            lines += opening + self.stmts(loop.body, 2) + closing
+        else:
+            lines += self.idle_tasks() + self.stmts(k.body, 1)
+        lines.append("}")
+        return "\n".join(lines)
+
+    def objects(self, target, workdir, cpu: str | None) -> list[str]:
+        """Object files beside model.c that the build links (none: everything is text)."""
+        return []
+
+
+class CRenderer(CStyleRenderer):
+    """C11 with GCC/Clang extensions: the kernels of every CPU target."""
+
+    name = "c"
+
+    def signature(self, k: K.Kernel) -> str:
+        return f"static void {k.name}(const kiln_exec *e, int64_t lo, int64_t hi)"
+
+    def task_loop(self, task: str) -> tuple[list[str], list[str]]:
+        return [f"    for (int64_t {task} = lo; {task} < hi; ++{task}) {{"], ["    }"]
+
+    def idle_tasks(self) -> list[str]:
+        return ["    (void)lo;", "    (void)hi;"]
 
     def buffer_decl(self, b: K.Buffer, written: bool) -> str:
         ctype = b.dtype.c_type
@@ -196,23 +275,27 @@ class CRenderer:
         }[b.storage]
         return f"    {const}{ctype} *restrict {b.name} = ({const}{ctype} *)({source});"
 
-    def kernel(self, k: K.Kernel) -> str:
-        """One C function: `static void <name>(const kiln_exec *e, int64_t lo, int64_t hi)`."""
-        written = _written(k.body)
-        lines = vector_typedefs(k.body)
-        lines += [f"/* {line} */" for line in k.doc.splitlines()]
-        lines.append(f"static void {k.name}(const kiln_exec *e, int64_t lo, int64_t hi) {{")
-        lines += [self.buffer_decl(b, id(b) in written) for b in k.buffers]
-        loop = k.parallel_loop
-        if loop is not None:
-            task = loop.var.name
-            lines.append(f"    for (int64_t {task} = lo; {task} < hi; ++{task}) {{")
-            lines += self.stmts(loop.body, 2)
-            lines.append("    }")
-        else:
-            lines += ["    (void)lo;", "    (void)hi;"] + self.stmts(k.body, 1)
-        lines.append("}")
-        return "\n".join(lines)
+    def vector_type(self, dtype: DType, lanes: int) -> str:
+        return vector_type(dtype, lanes)
+
+    def vector_typedefs(self, body: list[K.Stmt]) -> list[str]:
+        return vector_typedefs(body)
+
+    def math_function(self, fn: str, dtype: DType) -> str:
+        name = _MATH[fn]
+        return name[:-1] if dtype is DType.float64 else name
+
+    def vector_math_function(self, fn: str, lanes: int) -> str:
+        return f"{_VECTOR_MATH[fn]}_v{lanes}"
+
+    def loop_pragma(self, kind: K.LoopKind) -> list[str]:
+        return ["#pragma GCC ivdep"] if kind is K.LoopKind.VECTOR else []
+
+    def prefetch(self, address: str) -> str:
+        return f"__builtin_prefetch({address}, 0, 3);"
+
+    def function_head(self, fn: K.Function, params: list[str]) -> str:
+        return f"static __attribute__((noinline)) void {fn.name}({', '.join(params)})"
 
 
 class _Written(K.KernelVisitor):

@@ -17,6 +17,7 @@ from ..compiler.ops.storage import check_storage_uses
 from . import kernel_ir as K
 from .c_renderer import CRenderer
 from .kernel_verify import verify_kernel
+from .renderers import KernelRenderer
 from .lower import LOWERINGS, LowerContext, Storage
 from .kernels import KernelSelector, prepack, select_kernels
 from .lower.data_dependent import reserve_counts
@@ -100,11 +101,12 @@ def value_names(graph: Graph) -> dict[int, str]:
 
 
 def generate(graph: Graph, target_name: str, version: str,
-             external_kernels: list | None = None,
+             renderer: KernelRenderer | None = None,
              selector: KernelSelector | None = None, verify: bool = False) -> ModuleSources:
     """Render the artifact's sources for a graph that went through fusion and planning;
-    `selector` chooses the kernels (the one the passes asked, or portable loops only);
-    `verify` runs the kernel-IR verifier over every kernel lowered."""
+    `renderer` prints the group kernels (default C); `selector` chooses the kernels (the
+    one the passes asked, or portable loops only); `verify` runs the kernel-IR verifier
+    over every kernel lowered."""
     assert graph.groups is not None and graph.plan is not None, "run the pass pipeline first"
     check_lowerable(graph)
     selector = selector or KernelSelector(KernelTarget(0, 32 * 1024, 1024 * 1024, 1))
@@ -114,7 +116,8 @@ def generate(graph: Graph, target_name: str, version: str,
     weights, offsets = pack_weights(graph, packed)
     storage = Storage(graph, offsets, value_names(graph), vector_bits)
     bounded = reserve_counts(graph, storage)
-    renderer = CRenderer()
+    c_renderer = CRenderer()   # kernels run at session creation are C whatever renders
+    renderer = renderer or c_renderer
     kernel_names: set[str] = set()
     kernels, launches, launched = [], [], []
     for group in graph.groups:
@@ -130,14 +133,9 @@ def generate(graph: Graph, target_name: str, version: str,
             if fn.name not in kernel_names:
                 kernel_names.add(fn.name)
                 kernels.append(renderer.function(fn))
-        if external_kernels is None:
-            kernels.append(renderer.kernel(kernel))
-        else:   # rendered elsewhere (the LLVM renderer): declared here, collected there
-            external_kernels.append(kernel)
-            kernels.append(f"KILN_HIDDEN void {kernel.name}(const kiln_exec *e, int64_t lo, "
-                           f"int64_t hi);")
+        kernels.append(renderer.kernel(kernel))
         loop = kernel.parallel_loop
-        tasks = renderer.expr(loop.stop) if loop is not None else "1"
+        tasks = c_renderer.expr(loop.stop) if loop is not None else "1"
         launched.append(c_string(group.name))
         launches.append(f"KILN_LAUNCH({len(launches)}, "
                         f"kiln_parallel_for(e, {kernel.name}, {tasks}));")
@@ -150,10 +148,10 @@ def generate(graph: Graph, target_name: str, version: str,
         for fn in K.functions_called(body):
             if fn.name not in kernel_names:
                 kernel_names.add(fn.name)
-                kernels.append(renderer.function(fn))
-        kernels.append(renderer.kernel(kernel))
+                kernels.append(c_renderer.function(fn))
+        kernels.append(c_renderer.kernel(kernel))
         loop = kernel.parallel_loop
-        tasks = renderer.expr(loop.stop) if loop is not None else "1"
+        tasks = c_renderer.expr(loop.stop) if loop is not None else "1"
         inits.append(f"kiln_parallel_for(e, {kernel.name}, {tasks});")
     if storage.scratch_bytes:   # kernels' workspaces sit above the planned arena
         graph.plan.arena_size += -(-storage.scratch_bytes // WEIGHT_ALIGN) * WEIGHT_ALIGN

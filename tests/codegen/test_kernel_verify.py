@@ -14,6 +14,7 @@ from kiln.codegen.schedules import KernelTarget
 from kiln.codegen.kernel_verify import KernelVerificationError, verify_kernel
 from kiln.codegen.lower.gemm import microkernel_bits
 from kiln.codegen.module import generate
+from kiln.codegen.renderers import LLVMRenderer
 from kiln.compiler.dtypes import DType
 from kiln.frontends.onnx import import_model
 from kiln.passes.manager import run_passes
@@ -61,9 +62,9 @@ def _lowered(model: onnx.ModelProto, vector_bits: int) -> list[K.Kernel]:
     selector = KernelSelector(KernelTarget(vector_bits, 32 << 10, 1 << 20, 2))
     graph.metadata["kernel_choice"] = selector
     graph = run_passes(graph)
-    kernels: list[K.Kernel] = []
-    generate(graph, "host", __version__, external_kernels=kernels, selector=selector)
-    return kernels
+    renderer = LLVMRenderer()   # collects the group kernels as it renders them
+    generate(graph, "host", __version__, renderer=renderer, selector=selector)
+    return renderer.kernels
 
 
 @pytest.mark.parametrize("build", [_conv_relu, _matmul_add, _softmax_reduce])

@@ -230,3 +230,10 @@ def test_architecture_doc_shows_the_registry():
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "architecture.md").read_text()
     assert kernel_table(markdown=True) in doc, "regenerate with `kiln kernels --markdown`"
+
+
+def test_renderers_are_chosen_by_name(tmp_path):
+    from kiln.codegen.renderers import UnknownRendererError
+
+    with pytest.raises(UnknownRendererError, match="emit='cuda'.*'c'.*'llvm'"):
+        compile_detailed(_conv_then_linear(), output=tmp_path / "m.so", emit="cuda")
