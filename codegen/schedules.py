@@ -137,6 +137,14 @@ class AttentionSchedule:
 
 
 @dataclass(frozen=True)
+class ReductionSchedule:
+    """reduce_* over a block of axes (reduce.py)."""
+
+    min_inner: int = knob(1, 1 << 20, "kept elements after the block that make it row by row")
+    row_chunk: int = knob(1, 1 << 20, "elements of a kept row per task, row by row")
+
+
+@dataclass(frozen=True)
 class NoSchedule:
     """Kernels with nothing to tune (the portable loops)."""
 

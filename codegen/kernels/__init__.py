@@ -9,7 +9,7 @@ from ...compiler.ir import FusedGroup, Graph
 from .. import kernel_ir as K
 from ..lower.common import LowerContext, lowering
 from ..schedules import KernelTarget, fields
-from . import attention, conv, matmul  # noqa: F401  (fill KERNELS)
+from . import attention, conv, matmul, reduce  # noqa: F401  (fill KERNELS)
 from .registry import KERNELS, Kernel, kernels_for, register, registered_ops  # noqa: F401
 from .select import KernelSelector, select_kernels  # noqa: F401
 
@@ -48,13 +48,13 @@ def kernel_table(markdown: bool = False) -> str:
                  "|---|---|---|---|---|---|"]
         for kernel, needs, knobs in rows:
             knob_text = ", ".join(f"`{name}` [{low}, {high}]" for name, (low, high), _ in knobs)
-            lines.append(f"| `{kernel.name}` | {kernel.op} | {kernel.stage} | "
+            lines.append(f"| `{kernel.name}` | {', '.join(kernel.ops)} | {kernel.stage} | "
                          f"{kernel.applies_to} | {', '.join(needs) or '-'} | "
                          f"{kernel.schedule.__name__}: {knob_text or 'none'} |")
         return "\n".join(lines)
     lines = []
     for kernel, needs, knobs in rows:
-        about = [f"{kernel.op}, chosen at the {kernel.stage} stage"] + (
+        about = [f"{', '.join(kernel.ops)}, chosen at the {kernel.stage} stage"] + (
             [", ".join(needs)] if needs else [])
         lines.append(f"{kernel.name} ({'; '.join(about)})")
         lines.append(f"    runs: {kernel.applies_to}")

@@ -34,7 +34,7 @@ def _fits(group: FusedGroup, target: KernelTarget, s: AttentionSchedule) -> str 
 
 
 register(Kernel(
-    name="attention_fused", op="attention", stage="group",
+    name="attention_fused", ops=("attention",), stage="group",
     applies_to="softmax(Q K^T * scale + mask) V per head, scores kept in the cache",
     schedule=AttentionSchedule, rejects=lambda g, t: None, default=_default, fits=_fits,
     lower=lower_attention))

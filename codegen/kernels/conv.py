@@ -67,7 +67,7 @@ def _winograd_fits(group: FusedGroup, target: KernelTarget, s: WinogradSchedule)
 
 
 register(Kernel(
-    name="conv_nhwc_winograd", op="conv2d", stage="layout", layout="NHWC",
+    name="conv_nhwc_winograd", ops=("conv2d",), stage="layout", layout="NHWC",
     applies_to="float32 3x3 stride-1 convs, channels in whole vectors, output >= 10x10",
     schedule=WinogradSchedule,
     rejects=lambda g, t: winograd_rejects(g.anchor, t.vector_bits) or nhwc_dense_rejects(
@@ -107,7 +107,7 @@ def _pack_nhwc_gemm(group: FusedGroup, target: KernelTarget, s: GemmSchedule) ->
 
 
 register(Kernel(
-    name="conv_nhwc_gemm", op="conv2d", stage="layout", layout="NHWC", padded_input=True,
+    name="conv_nhwc_gemm", ops=("conv2d",), stage="layout", layout="NHWC", padded_input=True,
     applies_to="float32 dense convs (one group, no dilation along W, weights not shared)",
     schedule=GemmSchedule, rejects=lambda g, t: nhwc_dense_rejects(g.anchor),
     default=_gemm_default, fits=_gemm_fits, lower=lower_conv_nhwc, pack=_pack_nhwc_gemm,
@@ -119,7 +119,7 @@ def _nhwc_depthwise_default(group: FusedGroup, target: KernelTarget) -> NhwcDept
 
 
 register(Kernel(
-    name="conv_nhwc_depthwise", op="conv2d", stage="layout", layout="NHWC",
+    name="conv_nhwc_depthwise", ops=("conv2d",), stage="layout", layout="NHWC",
     applies_to="float32 depthwise convs of at least 16 channels, windows up to 7x7",
     schedule=NhwcDepthwiseSchedule, rejects=lambda g, t: nhwc_depthwise_rejects(g.anchor),
     default=_nhwc_depthwise_default, lower=lower_conv_nhwc_depthwise,
@@ -165,7 +165,7 @@ def _pack_pair(group: FusedGroup, target: KernelTarget, s: PointwiseDepthwiseSch
 
 
 register(Kernel(
-    name="conv_nhwc_pointwise_depthwise", op="conv2d", stage="fusion", layout="NHWC",
+    name="conv_nhwc_pointwise_depthwise", ops=("conv2d",), stage="fusion", layout="NHWC",
     applies_to="a 1x1 conv (+ relu/clip) feeding a depthwise conv over a tensor >= 8 MiB",
     schedule=PointwiseDepthwiseSchedule, rejects=_pair_rejects, default=_pair_default,
     fits=_pair_fits, lower=lower_pointwise_depthwise, pack=_pack_pair, min_vector_bits=256))
@@ -189,7 +189,7 @@ def _depthwise_fits(group: FusedGroup, target: KernelTarget, s: DepthwiseSchedul
 
 
 register(Kernel(
-    name="conv_nchw_depthwise", op="conv2d", stage="group", layout="NCHW",
+    name="conv_nchw_depthwise", ops=("conv2d",), stage="group", layout="NCHW",
     applies_to="float32 depthwise convs, windows up to 7x7",
     schedule=DepthwiseSchedule, rejects=lambda g, t: depthwise_rejects(g),
     default=_depthwise_default, fits=_depthwise_fits, lower=lower_conv_depthwise,
@@ -230,7 +230,7 @@ def _band_fits(group: FusedGroup, target: KernelTarget, s: BandSchedule) -> str 
 
 
 register(Kernel(
-    name="conv_nchw_band", op="conv2d", stage="group", layout="NCHW",
+    name="conv_nchw_band", ops=("conv2d",), stage="group", layout="NCHW",
     applies_to="float32 stride-1 convs with constant weights (any window, padding, dilation)",
     schedule=BandSchedule, rejects=lambda g, t: band_rejects(g), default=_band_default,
     fits=_band_fits, lower=lower_conv_band, pack=_pack_nchw, min_vector_bits=256))
@@ -243,7 +243,7 @@ def _im2col_default(group: FusedGroup, target: KernelTarget) -> Im2colSchedule:
 
 
 register(Kernel(
-    name="conv_nchw_im2col", op="conv2d", stage="group", layout="NCHW",
+    name="conv_nchw_im2col", ops=("conv2d",), stage="group", layout="NCHW",
     applies_to="float32 convs with constant weights, any stride",
     schedule=Im2colSchedule, rejects=lambda g, t: nchw_gemm_rejects(g),
     default=_im2col_default, fits=_nchw_tile_fits, lower=lower_conv_im2col, pack=_pack_nchw,
@@ -251,7 +251,7 @@ register(Kernel(
 
 
 register(Kernel(
-    name="conv_direct", op="conv2d", stage="group", layout="NCHW",
+    name="conv_direct", ops=("conv2d",), stage="group", layout="NCHW",
     applies_to="any conv (portable loops)",
     schedule=NoSchedule, rejects=lambda g, t: None, default=lambda g, t: NoSchedule(),
     lower=lower_conv_direct))

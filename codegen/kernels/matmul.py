@@ -33,7 +33,7 @@ def _packed_fits(group: FusedGroup, target: KernelTarget, s: GemmSchedule) -> st
 
 
 register(Kernel(
-    name="matmul_gemm_packed", op="matmul", stage="group",
+    name="matmul_gemm_packed", ops=("matmul",), stage="group",
     applies_to="float32 matmuls by a constant B without batch dims (linear layers)",
     schedule=GemmSchedule, rejects=lambda g, t: packed_rejects(g), default=_packed_default,
     fits=_packed_fits, lower=lower_matmul_packed,
@@ -54,7 +54,7 @@ def _panels_fits(group: FusedGroup, target: KernelTarget, s: PanelsSchedule) -> 
 
 
 register(Kernel(
-    name="matmul_gemm_panels", op="matmul", stage="group",
+    name="matmul_gemm_panels", ops=("matmul",), stage="group",
     applies_to="float32 batched matmuls by a computed B whose N is whole tiles (attention)",
     schedule=PanelsSchedule,
     rejects=lambda g, t: panels_rejects(g, tile_for(t.vector_bits).nr),
@@ -63,6 +63,6 @@ register(Kernel(
 
 
 register(Kernel(
-    name="matmul_loops", op="matmul", stage="group", applies_to="any matmul (portable loops)",
+    name="matmul_loops", ops=("matmul",), stage="group", applies_to="any matmul (portable loops)",
     schedule=NoSchedule, rejects=lambda g, t: None, default=lambda g, t: NoSchedule(),
     lower=lower_matmul_loops))

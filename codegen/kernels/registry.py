@@ -3,7 +3,7 @@
 An entry says which groups it can run (`rejects`: None, or the reason it cannot), what it
 needs from the graph (its layout, a padded input, packed weights), its schedule type, the
 default schedule for a group on a target, whether a schedule fits a group, and its
-lowering. Entries of one op are tried in declaration order, like an ordered list of rules:
+lowering. Entries for one op are tried in declaration order, like an ordered list of rules:
 the first that does not reject a group runs it (codegen/kernels/select.py).
 
 Kernels are decided at one of three stages, each where the graph still depends on it:
@@ -49,7 +49,7 @@ class Kernel:
     """One kernel implementation and everything selection and codegen ask of it."""
 
     name: str
-    op: str
+    ops: tuple[str, ...]       # the IR ops whose groups it may run
     applies_to: str            # one line for `kiln kernels` and docs
     stage: str                 # "layout", "fusion" or "group"
     schedule: type             # its schedule dataclass (codegen/schedules.py)
@@ -78,9 +78,9 @@ def register(kernel: Kernel) -> Kernel:
 
 def kernels_for(op: str, stage: str) -> list[Kernel]:
     """The entries for `op` decided at `stage`, in the order they are tried."""
-    return [k for k in KERNELS.values() if k.op == op and k.stage == stage]
+    return [k for k in KERNELS.values() if op in k.ops and k.stage == stage]
 
 
 def registered_ops() -> set[str]:
     """Ops whose groups the registry runs (their lowering is the chosen entry's)."""
-    return {k.op for k in KERNELS.values()}
+    return {op for k in KERNELS.values() for op in k.ops}

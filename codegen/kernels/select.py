@@ -153,9 +153,9 @@ class KernelSelector:
                   line: _Line) -> KernelDecision:
         name = f"group '{group.name}' ({group.anchor.op})"
         kernel = KERNELS[line.kernel]
-        if kernel.op != group.anchor.op or kernel.stage != stage:
+        if group.anchor.op not in kernel.ops or kernel.stage != stage:
             raise ScheduleError(f"{name}: {line.where} asks for kernel {kernel.name}, which "
-                                f"runs {kernel.op} and is chosen at the {kernel.stage} stage; "
+                                f"runs {', '.join(kernel.ops)} and is chosen at the {kernel.stage} stage; "
                                 f"this signature is decided at the {stage} stage")
         reason = None if self._available(kernel) else \
             f"it needs {kernel.min_vector_bits}-bit vectors; this target has " \

@@ -8,6 +8,7 @@ import math
 from ...compiler.dtypes import DType
 from ...compiler.ir import FusedGroup
 from .. import kernel_ir as K
+from ..schedules import ReductionSchedule
 from .common import LowerContext, epilogue, flat_index, group_output, lowering, strides
 from .rows import Loader, lane_reduce
 
@@ -26,8 +27,13 @@ def _combine(op: str, acc: K.Expr, value: K.Expr) -> K.Expr:
     return K.select(K.binary("<", value, acc), value, acc)
 
 
-@lowering("reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "reduce_prod")
-def lower_reduce(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
+REDUCE_OPS = ("reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "reduce_prod")
+
+
+def lower_reduce(ctx: LowerContext, group: FusedGroup, schedule: ReductionSchedule
+                 ) -> list[K.Stmt]:
+    """Row by row where the reduced axes are one block with at least `min_inner` kept
+    elements after them (vector loops over those), else one output element at a time."""
     node = group.anchor
     x = node.inputs[0]
     axes = set(node.attrs["axes"])
@@ -36,8 +42,8 @@ def lower_reduce(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
     kept = [a for a in range(len(x.shape)) if a not in axes]
     reduced = [a for a in range(len(x.shape)) if a in axes]
     if reduced and reduced == list(range(reduced[0], reduced[-1] + 1)) \
-            and math.prod(x.shape[reduced[-1] + 1:]) >= _MIN_INNER:
-        return _reduce_to_rows(ctx, group, reduced[0], reduced[-1] + 1)
+            and math.prod(x.shape[reduced[-1] + 1:]) >= schedule.min_inner:
+        return _reduce_to_rows(ctx, group, reduced[0], reduced[-1] + 1, schedule.row_chunk)
     kept_shape = [x.shape[a] for a in kept]
     count = math.prod(x.shape[a] for a in reduced)
     x_strides = strides(x.shape)
@@ -68,14 +74,8 @@ def lower_reduce(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
                        outer_kind="parallel")
 
 
-#: reduce a block of axes row by row when the kept dims after it hold this many elements
-_MIN_INNER = 8
-#: elements of a kept row per task
-_ROW_CHUNK = 1024
-
-
-def _reduce_to_rows(ctx: LowerContext, group: FusedGroup, first: int, last: int
-                    ) -> list[K.Stmt]:
+def _reduce_to_rows(ctx: LowerContext, group: FusedGroup, first: int, last: int,
+                    row_chunk: int) -> list[K.Stmt]:
     """A reduction over axes [first, last) with kept dims after them (NHWC global pooling:
     [N, H, W, C] over H and W): x as [outer, red, inner] rows, combined row by row into
     the output, each step a contiguous (vectorized) loop over `inner` elements."""
@@ -87,11 +87,11 @@ def _reduce_to_rows(ctx: LowerContext, group: FusedGroup, first: int, last: int
     inner = math.prod(x.shape[last:])
     acc_dtype = DType.float32 if x.dtype is DType.float16 else x.dtype
     names = ctx.names
-    chunks = -(-inner // _ROW_CHUNK)
+    chunks = -(-inner // row_chunk)
     t, r, j = names.var("task"), names.var("r"), names.var("j")
-    o, j0 = t // chunks, (t % chunks) * _ROW_CHUNK
-    width = K.minimum(_ROW_CHUNK, inner - j0)
-    acc = K.Buffer(names.var("acc").name, acc_dtype, min(inner, _ROW_CHUNK), "local")
+    o, j0 = t // chunks, (t % chunks) * row_chunk
+    width = K.minimum(row_chunk, inner - j0)
+    acc = K.Buffer(names.var("acc").name, acc_dtype, min(inner, row_chunk), "local")
     ctx.buffers[id(acc)] = acc
     value = ctx.load(x, (o * red + r) * inner + j0 + j)
     if acc_dtype is not x.dtype:

@@ -56,7 +56,7 @@ def test_elementwise_chains_and_shape_growth():
     gt = op(g, "gt", "greater", [e, g.constant(np.float32(1.0), "one")])
     f = op(g, "f", "cast", [gt], to=DType.float32)   # dtype changes in a chain: fine
     m = op(g, "m", "reduce_sum", [f], axes=(1,), keepdims=True)
-    n = op(g, "n", "neg", [m])
+    n = op(g, "n", "neg", [m])                       # the reduction takes it as its epilogue
     grown = op(g, "grown", "mul", [n, x])            # [2,1] -> [2,3]: a new group
     g.outputs = [op(g, "z", "sqrt", [grown])]
     check(fuse(g), """
@@ -68,10 +68,8 @@ def test_elementwise_chains_and_shape_growth():
             %gt: bool[2,3] = greater(%exp, %one)
             %f: float32[2,3] = cast(%gt) {to=float32}
           }
-          group m (reduce_sum) -> %m {
+          group m (reduce_sum+neg) -> %n {
             %m: float32[2,1] = reduce_sum(%f) {axes=(1,), keepdims=True}
-          }
-          group n (neg) -> %n {
             %n: float32[2,1] = neg(%m)
           }
           group grown (mul+sqrt) -> %z {
@@ -107,9 +105,8 @@ def test_group_names_are_c_identifiers_and_unique():
     g = Graph("names")
     x = g.add_input("x", f32(2))
     a = g.add_node("neg", [x], [f32(2)], name="/layer1/Neg").output
-    b = g.add_node("reduce_sum", [a], [f32()], {"axes": (0,), "keepdims": False},
-                   name="layer1.Neg").output
-    c = g.add_node("neg", [b], [f32()], name="0").output
+    b = g.add_node("softmax", [a], [f32(2)], {"axis": 0}, name="layer1.Neg").output
+    c = g.add_node("neg", [b], [f32(2)], name="0").output
     g.outputs = [c]
     fuse(g)
     assert [grp.name for grp in g.groups] == ["layer1_Neg", "layer1_Neg_2", "g_0"]
