@@ -109,8 +109,11 @@ def gemm_model(m: int, k: int, n: int):
 
 def best_seconds(fn, min_runs: int = 3, budget_s: float = 1.5, clock: str = "wall") -> float:
     """The fastest of at least `min_runs` calls (and as many as fit in `budget_s`), by the
-    calling thread's CPU time (clock="cpu") or elapsed time."""
-    now = time.thread_time if clock == "cpu" else time.perf_counter
+    calling thread's CPU time (clock="cpu") or elapsed time; never below the clock's
+    resolution (a call shorter than a CPU-clock tick reads as 0)."""
+    name = "thread_time" if clock == "cpu" else "perf_counter"
+    now = getattr(time, name)
+    tick = time.get_clock_info(name).resolution
     fn()
     times: list[float] = []
     deadline = time.perf_counter() + budget_s
@@ -118,7 +121,7 @@ def best_seconds(fn, min_runs: int = 3, budget_s: float = 1.5, clock: str = "wal
         start = now()
         fn()
         times.append(now() - start)
-    return min(times)
+    return max(min(times), tick)
 
 
 def bench_shape(m: int, k: int, n: int, threads: int, workdir: Path, loop: PeakLoop,
