@@ -85,7 +85,6 @@ class KernelSelector:
         self.replay: dict[str, _Line] = {}
         for where, line in schedule_lines:
             self._add_line(where, line)
-        self.used: set[str] = set()
         self._layout: dict[str, KernelDecision | None] = {}   # conv node name -> decision
         self._pairs: dict[str, KernelDecision] = {}           # 1x1 conv name -> its pair's
 
@@ -141,7 +140,6 @@ class KernelSelector:
         key = self._key(signature)
         line = self.replay.get(key)
         if line is not None:
-            self.used.add(key)
             return self._replayed(group, stage, key, signature, line)
         for kernel in kernels_for(group.anchor.op, stage):
             if self._available(kernel) and kernel.rejects(group, self.target) is None:

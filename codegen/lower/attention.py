@@ -41,7 +41,7 @@ def lower_attention(ctx: LowerContext, group: FusedGroup, schedule: AttentionSch
     mask = node.inputs[3] if len(node.inputs) > 3 else None
     out = ctx.buf(group_output(ctx, group))
     names = ctx.names
-    lanes, rows = 16 if ctx.storage.vector_bits >= 512 else 8, schedule.rows
+    lanes, rows = ctx.storage.lanes, schedule.rows
     blocks = _ceil_div(sq, schedule.row_block - rows)
     block = rows * _ceil_div(_ceil_div(sq, blocks), rows)   # rows per task
     t = names.var("task")

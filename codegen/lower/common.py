@@ -48,6 +48,11 @@ class Storage:
         self.views = {id(g.nodes[-1].output): g.into for g in graph.groups or []
                       if g.into is not None}
 
+    @property
+    def lanes(self) -> int:
+        """float32 lanes of one microkernel vector (AVX-512: 16, narrower: 8)."""
+        return 16 if self.vector_bits >= 512 else 8
+
     def prepared(self, name: str, dtype, numel: int, doc: str,
                  fill: Callable[["LowerContext", K.Buffer], list[K.Stmt]]) -> K.Buffer:
         """A buffer computed once per session, at its creation, by the kernel fill(ctx, buf)

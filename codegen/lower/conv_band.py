@@ -83,7 +83,7 @@ def band_microkernel(names: K.Names, tile: Tile, rows: int, k_lo: K.Expr, k_hi: 
 def lower_conv_band(ctx: LowerContext, group: FusedGroup, schedule: BandSchedule
                     ) -> list[K.Stmt]:
     """The kernel of one stride-1 conv group (weights packed by conv_gemm.pack_conv_weight)."""
-    tile = Tile(16 if ctx.storage.vector_bits >= 512 else 8, schedule.mr, schedule.nv)
+    tile = Tile(ctx.storage.lanes, schedule.mr, schedule.nv)
     node = group.anchor
     (x, w, bias, (n_, c_, h_, w_), (oc_, icg, kh_, kw_), (oh_, ow_), _, (dh, dw),
      (pt, pl, pb, pr), groups) = conv_geometry(node)

@@ -83,7 +83,7 @@ def lower_conv_depthwise(ctx: LowerContext, group: FusedGroup, schedule: Depthwi
     node = group.anchor
     (x, w, bias, (n_, c_, h_, w_), (_, _, kh_, kw_), (oh_, ow_), (sh, sw), (dh, dw),
      (pt, pl, _, _), _) = conv_geometry(node)
-    lanes = 16 if ctx.storage.vector_bits >= 512 else 8
+    lanes = ctx.storage.lanes
     nr = lanes                                        # one vector per row and block
     rows_out = min(schedule.rows, oh_)
     oh_groups = -(-oh_ // rows_out)

@@ -40,7 +40,7 @@ def _rows_per_chunk(oh: int, ow: int, nr: int, max_positions: int) -> int:
 def lower_conv_im2col(ctx: LowerContext, group: FusedGroup, schedule: Im2colSchedule
                       ) -> list[K.Stmt]:
     """The kernel of one conv group (weights packed by conv_gemm.pack_conv_weight)."""
-    tile = Tile(16 if ctx.storage.vector_bits >= 512 else 8, schedule.mr, schedule.nv)
+    tile = Tile(ctx.storage.lanes, schedule.mr, schedule.nv)
     node = group.anchor
     (x, w, bias, (n_, c_, h_, w_), (oc_, icg, kh_, kw_), (oh_, ow_), (sh, sw), (dh, dw),
      (pt, pl, _, _), groups) = conv_geometry(node)

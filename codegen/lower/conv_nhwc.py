@@ -113,7 +113,7 @@ def lower_conv_nhwc(ctx: LowerContext, group: FusedGroup, schedule: GemmSchedule
         n=g.oc, runs=g.rows, run_len=g.row_len, run_base=run_base,
         a_rs=g.c if g.flat else g.sw * g.c, segments=g.kh, seg_depth=g.seg_depth,
         a_seg=g.dh * g.w * g.c, a_bytes=4 * g.n * g.h * g.w * g.c,
-        schedule=schedule, lanes=16 if ctx.storage.vector_bits >= 512 else 8,
+        schedule=schedule, lanes=ctx.storage.lanes,
         steps=steps_of(group.nodes[1:], node.output, bias),
         shape_of=lambda v: merged_shape(v.shape, out_value.shape, [(0, 3), (3, 4)]),
         index_of=lambda m, col: [m // (g.oh * g.ow), (m // g.ow) % g.oh, m % g.ow, col])

@@ -44,7 +44,7 @@ def lower_conv_nhwc_depthwise(ctx: LowerContext, group: FusedGroup,
     x = node.inputs[0]
     n_, h_, w_, c_ = x.shape
     oh_ = node.output.shape[1]
-    lanes = 16 if ctx.storage.vector_bits >= 512 else 8
+    lanes = ctx.storage.lanes
     names = ctx.names
     xbuf = ctx.buf(x)
 
@@ -85,7 +85,7 @@ def depthwise_row(ctx: LowerContext, node: Node, chain: list[Node], out_value: V
     sh, sw = node.attrs["strides"]
     dh, dw = node.attrs["dilations"]
     pt, pl, _, _ = node.attrs["pads"]
-    lanes = 16 if ctx.storage.vector_bits >= 512 else 8
+    lanes = ctx.storage.lanes
     block = 8 if lanes == 16 else 4
     names = ctx.names
     out, wbuf = ctx.buf(out_value), ctx.buf(w)

@@ -76,7 +76,7 @@ def lower_pointwise_depthwise(ctx: LowerContext, group: FusedGroup,
     n_, h_, w_, cexp = wide.shape
     oh_ = dw.output.shape[1]
     sh, pt = dw.attrs["strides"][0], dw.attrs["pads"][0]
-    tile = Tile(16 if ctx.storage.vector_bits >= 512 else 8, schedule.mr, schedule.nv)
+    tile = Tile(ctx.storage.lanes, schedule.mr, schedule.nv)
     lanes, mr, nv, nr = tile.lanes, tile.mr, tile.nv, tile.nr
     names = ctx.names
 

@@ -88,7 +88,7 @@ def lower_matmul_panels(ctx: LowerContext, group: FusedGroup, schedule: PanelsSc
     node = group.anchor
     a, b = node.inputs
     full_shape = node.output.shape
-    tile = Tile(16 if ctx.storage.vector_bits >= 512 else 8, schedule.mr, schedule.nv)
+    tile = Tile(ctx.storage.lanes, schedule.mr, schedule.nv)
     rank = len(full_shape)
     k_, n_ = a.shape[-1], b.shape[-1]
     nr = tile.nr
@@ -170,7 +170,7 @@ def lower_matmul_packed(ctx: LowerContext, group: FusedGroup, schedule: GemmSche
         a=ctx.buf(a), b=ctx.buf(b), out=ctx.buf(group_output(ctx, group)), ldo=n_, n=n_,
         runs=1, run_len=m_, run_base=lambda r: K.const(0), a_rs=k_, segments=1,
         seg_depth=k_, a_seg=0, a_bytes=4 * m_ * k_, schedule=schedule,
-        lanes=16 if ctx.storage.vector_bits >= 512 else 8,
+        lanes=ctx.storage.lanes,
         steps=steps_of(group.nodes[1:], node.output),
         shape_of=lambda v: merged_shape(v.shape, full_shape, [(0, rank - 1), (rank - 1, rank)]),
         index_of=index_of)

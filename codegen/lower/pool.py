@@ -79,7 +79,7 @@ def _pool_nhwc(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
     out = ctx.buf(out_value)
     names = ctx.names
     dtype = x.dtype
-    lanes = 16 if ctx.storage.vector_bits >= 512 else 8
+    lanes = ctx.storage.lanes
     if dtype is not DType.float32 or c_ < lanes or ctx.storage.vector_bits == 0 \
             or kh_ * kw_ > 64:
         return _pool_nhwc_loops(ctx, group)

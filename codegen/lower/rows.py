@@ -24,7 +24,7 @@ Loader = Callable[[K.Expr], K.Expr]
 
 def lanes_for(ctx: LowerContext) -> int:
     """How many float32 partial results a row reduction keeps (one vector register)."""
-    return 16 if ctx.storage.vector_bits >= 512 else 8
+    return ctx.storage.lanes
 
 
 def _local(ctx: LowerContext, hint: str, dtype: DType, numel: int) -> K.Buffer:
