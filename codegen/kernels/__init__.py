@@ -9,7 +9,7 @@ from ...compiler.ir import FusedGroup, Graph
 from .. import kernel_ir as K
 from ..lower.common import LowerContext, lowering
 from ..schedules import KernelTarget, fields
-from . import attention, conv, matmul, reduce  # noqa: F401  (fill KERNELS)
+from . import attention, conv, matmul, pool, reduce  # noqa: F401  (fill KERNELS)
 from .registry import KERNELS, Kernel, kernels_for, register, registered_ops  # noqa: F401
 from .select import KernelSelector, select_kernels  # noqa: F401
 

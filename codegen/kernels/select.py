@@ -110,10 +110,10 @@ class KernelSelector:
         anchor = group.anchor
         if anchor.name in self._pairs and any(n.op == "conv2d" for n in group.nodes[1:]):
             decision = self._pairs[anchor.name]
-        elif anchor.attrs.get("layout") == "NHWC":
-            decision = self._layout.get(anchor.name)
+        elif anchor.attrs.get("layout") == "NHWC" and kernels_for(anchor.op, "layout"):
+            decision = self._layout.get(anchor.name)   # NHWC because of that decision
             if decision is None:
-                raise AssertionError(f"NHWC conv {anchor.name} has no kernel decision")
+                raise AssertionError(f"NHWC {anchor.op} {anchor.name} has no kernel decision")
         else:
             decision = self._decide(group, "group")
             assert decision is not None, f"no kernel runs {anchor.op}: the registry ends " \

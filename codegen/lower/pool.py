@@ -1,14 +1,20 @@
-"""Max and average pooling: one task per (n, c) plane, a window loop per output element;
-in NHWC one task per output row, the window loop outside a contiguous loop over channels."""
+"""Max and average pooling, three loop builders (which runs a pool is the kernel registry's
+choice, codegen/kernels/pool.py): NCHW, one task per (n, c) plane with a window loop per
+output element; NHWC, one task per output row, either the taps unrolled on vectors of
+channels or the window loop outside a contiguous loop over channels."""
 
 from __future__ import annotations
 
 from ...compiler.dtypes import DType
 from ...compiler.ir import FusedGroup
 from .. import kernel_ir as K
-from .common import LowerContext, epilogue, group_output, lowering, steps_of
+from .common import LowerContext, epilogue, group_output, steps_of
 from .gemm import merged_shape
 from .gemm_epilogue import finish_vector
+
+
+#: the most window taps the NHWC vector kernel unrolls
+MAX_UNROLLED_TAPS = 64
 
 
 def _window(node):
@@ -18,11 +24,28 @@ def _window(node):
             a.get("count_include_pad", False))
 
 
-@lowering("max_pool2d", "avg_pool2d")
-def lower_pool2d(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
+def is_nhwc(group: FusedGroup) -> bool:
+    return group.anchor.attrs.get("layout") == "NHWC"
+
+
+def nhwc_vector_rejects(group: FusedGroup, lanes: int) -> str | None:
+    """Why the NHWC vector kernel cannot run a pool (None: it can)."""
     node = group.anchor
-    if node.attrs.get("layout") == "NHWC":
-        return _pool_nhwc(ctx, group)
+    (kh, kw), *_ = _window(node)
+    if not is_nhwc(group):
+        return "the pool is not in NHWC"
+    if node.inputs[0].dtype is not DType.float32:
+        return f"{node.inputs[0].dtype.name} input (float32 only)"
+    if node.inputs[0].shape[3] < lanes:
+        return f"{node.inputs[0].shape[3]} channels, fewer than one vector of {lanes}"
+    if kh * kw > MAX_UNROLLED_TAPS:
+        return f"a {kh}x{kw} window: more than {MAX_UNROLLED_TAPS} taps to unroll"
+    return None
+
+
+def lower_pool_nchw(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
+    """One task per (n, c) plane, a window loop per output element."""
+    node = group.anchor
     is_max = node.op == "max_pool2d"
     x = node.inputs[0]
     n_, c_, h_, w_ = x.shape
@@ -63,7 +86,7 @@ def lower_pool2d(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
     return [K.For(t, K.const(0), K.const(n_ * c_), [row], "parallel")]
 
 
-def _pool_nhwc(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
+def lower_pool_nhwc_vector(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
     """One task per output row; per output pixel and vector of channels, the window's
     in-bounds taps combined in a register (the taps unrolled), then the mean and the
     epilogue. The last vector overlaps its neighbour when C is not a multiple of the lanes
@@ -80,9 +103,6 @@ def _pool_nhwc(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
     names = ctx.names
     dtype = x.dtype
     lanes = ctx.storage.lanes
-    if dtype is not DType.float32 or c_ < lanes or ctx.storage.vector_bits == 0 \
-            or kh_ * kw_ > 64:
-        return _pool_nhwc_loops(ctx, group)
 
     t, ow, cv = names.var("row"), names.var("ow"), names.var("cv")
     n, oh = t // oh_, t % oh_
@@ -125,7 +145,7 @@ def _pool_nhwc(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
                   [K.For(ow, K.const(0), K.const(ow_), pixel_body)], "parallel")]
 
 
-def _pool_nhwc_loops(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
+def lower_pool_nhwc_loops(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
     """out[n, oh, ow, :] accumulates in place over the window's in-bounds taps, each a
     contiguous (vectorized) loop over channels; then the mean and the epilogue."""
     node = group.anchor
