@@ -26,22 +26,11 @@ from ..lower.nhwc_kinds import nhwc_dense_rejects, nhwc_depthwise_rejects
 from ..schedules import BandSchedule, DepthwiseSchedule, GemmSchedule, Im2colSchedule, \
     KernelTarget, NhwcDepthwiseSchedule, NoSchedule, PointwiseDepthwiseSchedule, \
     WinogradSchedule
+from .gemm_defaults import gemm_schedule, tile_misfit
 from .registry import Kernel, register
 
 #: output images at least this many rows and columns run F(4x4) by default, smaller F(2x2)
 WINOGRAD_M4_IMAGE = 24
-
-
-def tile_misfit(mr: int, nv: int, columns: int, target: KernelTarget) -> str | None:
-    """Why a register tile of mr rows by nv vectors does not fit `columns` output columns
-    or the ISA's registers (None: it fits)."""
-    if mr * nv > target.register_budget:
-        return f"a {mr}x{nv}-vector tile needs {mr * nv} accumulators; the ISA has room " \
-               f"for {target.register_budget}"
-    width = nv * target.lanes
-    if width > -(-columns // target.lanes) * target.lanes:
-        return f"a tile {width} columns wide is wider than the tensor's {columns} columns"
-    return None
 
 
 # -- layout stage ------------------------------------------------------------------------------
@@ -80,19 +69,6 @@ def _gemm_default(group: FusedGroup, target: KernelTarget) -> GemmSchedule:
     g = geometry(group.anchor)
     tile = nhwc_tile(group.anchor, target.vector_bits)
     return gemm_schedule(tile.mr, tile.nv, g.rows, g.row_len, g.oc, target)
-
-
-def gemm_schedule(mr: int, nv: int, runs: int, run_len: int, n: int, target: KernelTarget
-                  ) -> GemmSchedule:
-    """The default blocking of the cache-blocked GEMM for the cheapest register tile: a K
-    block of a panel in a quarter of L2 (measured on Zen 5: blocks this big beat L1-sized
-    ones by 5-10%), a task's A in L2, B prefetched once it outgrows L2, four tasks per
-    thread; and narrower tiles where the tile's rows and whole panels leave threads idle."""
-    while nv > 1 and runs * -(-run_len // mr) * max(n // (nv * target.lanes), 1) < target.threads:
-        nv -= 1
-    return GemmSchedule(mr=mr, nv=nv, block_bytes=target.l2_bytes // 4,
-                        a_block_bytes=target.l2_bytes, streamed_bytes=target.l2_bytes,
-                        min_tasks=4 * target.threads)
 
 
 def _gemm_fits(group: FusedGroup, target: KernelTarget, s: GemmSchedule) -> str | None:

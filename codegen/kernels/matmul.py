@@ -12,7 +12,7 @@ from ..lower.gemm_schedule import choose_tile
 from ..lower.matmul_gemm import lower_matmul_packed, lower_matmul_panels, pack_matmul_weight, \
     packed_rejects, panels_rejects
 from ..schedules import GemmSchedule, KernelTarget, NoSchedule, PanelsSchedule
-from .conv import gemm_schedule, tile_misfit
+from .gemm_defaults import gemm_schedule, tile_misfit
 from .registry import Kernel, register
 
 
