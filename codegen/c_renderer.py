@@ -97,41 +97,46 @@ class CStyleRenderer:
     # -- the shared printer ---------------------------------------------------------------
 
     def expr(self, e: K.Expr) -> str:
-        if isinstance(e, K.Const):
-            return c_literal(e.value, e.dtype)
-        if isinstance(e, K.Var):
-            return e.name
-        if isinstance(e, K.Load):
-            return f"{e.buffer.name}[{self.expr(e.index)}]"
-        if isinstance(e, K.Binary):
-            return self._binary(e)
-        if isinstance(e, K.Unary):
-            return f"({e.op}{self.expr(e.x)})"
-        if isinstance(e, K.Call):
-            return self._call(e)
-        if isinstance(e, K.Select) and _is_vector(e.a):   # a bitwise blend on the mask
-            cond, a, b = self.expr(e.cond), self.expr(e.a), self.expr(e.b)
-            mask = f"__typeof__({cond})"
-            return (f"((__typeof__({a}))(({cond} & ({mask}){a}) | "
-                    f"(~{cond} & ({mask}){b})))")
-        if isinstance(e, K.Select):
-            return f"({self.expr(e.cond)} ? {self.expr(e.a)} : {self.expr(e.b)})"
-        if isinstance(e, K.Cast):
-            return f"(({e.dtype.c_type}){self.expr(e.x)})"
-        if isinstance(e, (K.VecVar, K.VecLoad, K.Broadcast)):
-            return self._vector(e)
-        raise TypeError(f"cannot render {type(e).__name__}")
+        """The text of an expression: the method `expr_<NodeClass>` prints each kind."""
+        method = getattr(self, f"expr_{type(e).__name__}", None)
+        if method is None:
+            raise TypeError(f"cannot render {type(e).__name__}")
+        return method(e)
 
-    def _vector(self, e: K.Expr) -> str:
-        if isinstance(e, K.VecVar):
-            return e.name
-        if isinstance(e, K.VecLoad):
-            vtype = self.vector_type(e.dtype, e.lanes)
-            return f"(*(const {vtype}_u *)&{e.buffer.name}[{self.expr(e.index)}])"
+    def expr_Const(self, e: K.Const) -> str:
+        return c_literal(e.value, e.dtype)
+
+    def expr_Var(self, e: K.Var) -> str:
+        return e.name
+
+    def expr_Load(self, e: K.Load) -> str:
+        return f"{e.buffer.name}[{self.expr(e.index)}]"
+
+    def expr_Unary(self, e: K.Unary) -> str:
+        return f"({e.op}{self.expr(e.x)})"
+
+    def expr_Select(self, e: K.Select) -> str:
+        cond, a, b = self.expr(e.cond), self.expr(e.a), self.expr(e.b)
+        if _is_vector(e.a):   # a bitwise blend on the mask
+            mask = f"__typeof__({cond})"
+            return f"((__typeof__({a}))(({cond} & ({mask}){a}) | (~{cond} & ({mask}){b})))"
+        return f"({cond} ? {a} : {b})"
+
+    def expr_Cast(self, e: K.Cast) -> str:
+        return f"(({e.dtype.c_type}){self.expr(e.x)})"
+
+    def expr_VecVar(self, e: K.VecVar) -> str:
+        return e.name
+
+    def expr_VecLoad(self, e: K.VecLoad) -> str:
+        vtype = self.vector_type(e.dtype, e.lanes)
+        return f"(*(const {vtype}_u *)&{e.buffer.name}[{self.expr(e.index)}])"
+
+    def expr_Broadcast(self, e: K.Broadcast) -> str:
         vtype = self.vector_type(e.dtype, e.lanes)
         return f"({self.expr(e.x)} - ({vtype}){{}})"   # splat; x - 0 is exactly x, even -0
 
-    def _binary(self, e: K.Binary) -> str:
+    def expr_Binary(self, e: K.Binary) -> str:
         a, b = self.expr(e.a), self.expr(e.b)
         if e.op in ("min", "max"):
             if e.a.dtype is K.INDEX:
@@ -144,7 +149,7 @@ class CStyleRenderer:
             return f"fmod({a}, {b})" if e.a.dtype is DType.float64 else f"fmodf({a}, {b})"
         return f"({a} {_BINARY[e.op]} {b})"
 
-    def _call(self, e: K.Call) -> str:
+    def expr_Call(self, e: K.Call) -> str:
         args = ", ".join(self.expr(a) for a in e.args)
         lanes = K.lanes_of(e)
         if lanes > 1:   # a vector form from the prelude (gemm_epilogue.VECTOR_CALLS)
@@ -169,38 +174,50 @@ class CStyleRenderer:
         return lines
 
     def stmt(self, s: K.Stmt, indent: int) -> list[str]:
-        pad = "    " * indent
-        if isinstance(s, K.For):
-            head = (f"{pad}for (int64_t {s.var.name} = {self.expr(s.start)}; "
-                    f"{s.var.name} < {self.expr(s.stop)}; ++{s.var.name}) {{")
-            pragma = [pad + line for line in self.loop_pragma(s.kind)]
-            return pragma + [head] + self.stmts(s.body, indent + 1) + [f"{pad}}}"]
-        if isinstance(s, K.Store):
-            return [f"{pad}{s.buffer.name}[{self.expr(s.index)}] = {self.expr(s.value)};"]
-        if isinstance(s, K.VecStore):
-            vtype = self.vector_type(s.buffer.dtype, s.lanes)
-            return [f"{pad}*({vtype}_u *)&{s.buffer.name}[{self.expr(s.index)}] = "
-                    f"{self.expr(s.value)};"]
-        if isinstance(s, K.Let) and isinstance(s.var, K.VecVar):
-            return [f"{pad}{self.vector_type(s.var.dtype, s.var.lanes)} {s.var.name} = "
-                    f"{self.expr(s.value)};"]
-        if isinstance(s, K.Let):
-            return [f"{pad}{s.var.dtype.c_type} {s.var.name} = {self.expr(s.value)};"]
-        if isinstance(s, K.Assign):
-            return [f"{pad}{s.var.name} = {self.expr(s.value)};"]
-        if isinstance(s, K.If):
-            lines = [f"{pad}if ({self.expr(s.cond)}) {{"] + self.stmts(s.then, indent + 1)
-            if s.orelse:
-                lines += [f"{pad}}} else {{"] + self.stmts(s.orelse, indent + 1)
-            return lines + [f"{pad}}}"]
-        if isinstance(s, K.Prefetch):
-            line = self.prefetch(f"&{s.buffer.name}[{self.expr(s.index)}]")
-            return [pad + line] if line else []
-        if isinstance(s, K.Comment):
-            return [f"{pad}/* {s.text.replace('*/', '* /')} */"]
-        if isinstance(s, K.Invoke):
-            return [f"{pad}{s.fn.name}({', '.join(self._argument(a) for a in s.args)});"]
-        raise TypeError(f"cannot render {type(s).__name__}")
+        """The lines of a statement at `indent`: the method `stmt_<NodeClass>` prints each
+        kind."""
+        method = getattr(self, f"stmt_{type(s).__name__}", None)
+        if method is None:
+            raise TypeError(f"cannot render {type(s).__name__}")
+        return method(s, "    " * indent, indent)
+
+    def stmt_For(self, s: K.For, pad: str, indent: int) -> list[str]:
+        head = (f"{pad}for (int64_t {s.var.name} = {self.expr(s.start)}; "
+                f"{s.var.name} < {self.expr(s.stop)}; ++{s.var.name}) {{")
+        pragma = [pad + line for line in self.loop_pragma(s.kind)]
+        return pragma + [head] + self.stmts(s.body, indent + 1) + [f"{pad}}}"]
+
+    def stmt_Store(self, s: K.Store, pad: str, indent: int) -> list[str]:
+        return [f"{pad}{s.buffer.name}[{self.expr(s.index)}] = {self.expr(s.value)};"]
+
+    def stmt_VecStore(self, s: K.VecStore, pad: str, indent: int) -> list[str]:
+        vtype = self.vector_type(s.buffer.dtype, s.lanes)
+        return [f"{pad}*({vtype}_u *)&{s.buffer.name}[{self.expr(s.index)}] = "
+                f"{self.expr(s.value)};"]
+
+    def stmt_Let(self, s: K.Let, pad: str, indent: int) -> list[str]:
+        ctype = self.vector_type(s.var.dtype, s.var.lanes) if isinstance(s.var, K.VecVar) \
+            else s.var.dtype.c_type
+        return [f"{pad}{ctype} {s.var.name} = {self.expr(s.value)};"]
+
+    def stmt_Assign(self, s: K.Assign, pad: str, indent: int) -> list[str]:
+        return [f"{pad}{s.var.name} = {self.expr(s.value)};"]
+
+    def stmt_If(self, s: K.If, pad: str, indent: int) -> list[str]:
+        lines = [f"{pad}if ({self.expr(s.cond)}) {{"] + self.stmts(s.then, indent + 1)
+        if s.orelse:
+            lines += [f"{pad}}} else {{"] + self.stmts(s.orelse, indent + 1)
+        return lines + [f"{pad}}}"]
+
+    def stmt_Prefetch(self, s: K.Prefetch, pad: str, indent: int) -> list[str]:
+        line = self.prefetch(f"&{s.buffer.name}[{self.expr(s.index)}]")
+        return [pad + line] if line else []
+
+    def stmt_Comment(self, s: K.Comment, pad: str, indent: int) -> list[str]:
+        return [f"{pad}/* {s.text.replace('*/', '* /')} */"]
+
+    def stmt_Invoke(self, s: K.Invoke, pad: str, indent: int) -> list[str]:
+        return [f"{pad}{s.fn.name}({', '.join(self._argument(a) for a in s.args)});"]
 
     def _argument(self, a) -> str:
         if isinstance(a, tuple):

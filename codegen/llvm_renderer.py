@@ -321,32 +321,44 @@ class KernelBuilder:
             self.stmt(s)
 
     def stmt(self, s: K.Stmt) -> None:
-        if isinstance(s, K.For):
-            self.loop(s.var, self.expr(s.start), self.expr(s.stop), s.body)
-        elif isinstance(s, K.Store):
-            buf, addr = self._address(s.buffer, s.index)
-            value = self.expr(s.value)
-            if s.buffer.dtype is DType.bool:
-                value = self.b.zext(value, buf.elem)
-            self.b.store(value, addr)
-        elif isinstance(s, K.VecStore):
-            buf, addr = self._address(s.buffer, s.index)
-            store = self.b.store(self.expr(s.value), addr)
-            store.align = s.buffer.dtype.itemsize
-        elif isinstance(s, K.Let):
-            value = self.expr(s.value)
-            self.b.store(value, self._local(s.var))
-        elif isinstance(s, K.Assign):
-            if s.var.name not in self.vars:
-                raise RenderError(f"assignment to undeclared variable {s.var.name}")
-            self.b.store(self.expr(s.value), self.vars[s.var.name])
-        elif isinstance(s, K.If):
-            self.branch(s)
-        elif isinstance(s, (K.Comment, K.Prefetch)):
-            pass
-        else:
+        method = getattr(self, "_" + type(s).__name__.lower(), None)
+        if method is None:
             raise RenderError(f"the LLVM renderer cannot print kernel IR statement "
                               f"{type(s).__name__} (add it to codegen/llvm_renderer.py)")
+        method(s)
+
+    def _for(self, s: K.For) -> None:
+        self.loop(s.var, self.expr(s.start), self.expr(s.stop), s.body)
+
+    def _store(self, s: K.Store) -> None:
+        buf, addr = self._address(s.buffer, s.index)
+        value = self.expr(s.value)
+        if s.buffer.dtype is DType.bool:
+            value = self.b.zext(value, buf.elem)
+        self.b.store(value, addr)
+
+    def _vecstore(self, s: K.VecStore) -> None:
+        buf, addr = self._address(s.buffer, s.index)
+        store = self.b.store(self.expr(s.value), addr)
+        store.align = s.buffer.dtype.itemsize
+
+    def _let(self, s: K.Let) -> None:
+        value = self.expr(s.value)
+        self.b.store(value, self._local(s.var))
+
+    def _assign(self, s: K.Assign) -> None:
+        if s.var.name not in self.vars:
+            raise RenderError(f"assignment to undeclared variable {s.var.name}")
+        self.b.store(self.expr(s.value), self.vars[s.var.name])
+
+    def _if(self, s: K.If) -> None:
+        self.branch(s)
+
+    def _comment(self, s: K.Comment) -> None:
+        """Nothing to emit (LLVM IR keeps no comments)."""
+
+    def _prefetch(self, s: K.Prefetch) -> None:
+        """Nothing to emit (LLVM's own prefetching)."""
 
     def loop(self, var: K.Var, start: ir.Value, stop: ir.Value, body: list[K.Stmt]) -> None:
         """for var in [start, stop): body, as header / body / latch blocks."""
