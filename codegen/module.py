@@ -12,14 +12,13 @@ import numpy as np
 
 from ..compiler.errors import Problem, UnsupportedModelError
 from ..compiler.ir import FusedGroup, Graph, Value
-from ..compiler.ops import op_def
 from ..compiler.ops.storage import check_storage_uses
 from . import kernel_ir as K
 from .c_renderer import CRenderer
 from .kernel_verify import verify_kernel
 from .renderers import KernelRenderer
-from .lower import LOWERINGS, LowerContext, Storage
-from .kernels import KernelSelector, prepack, select_kernels
+from .lower import LowerContext, Storage
+from .kernels import KernelSelector, lower_group, prepack, registered_ops, select_kernels
 from .lower.data_dependent import reserve_counts
 from .schedules import KernelTarget
 from .names import c_comment, c_identifier, c_string
@@ -61,19 +60,14 @@ class ModuleSources:
     kernels: int
 
 
-def group_lowering(group: FusedGroup):
-    anchor = group.anchor
-    key = "elementwise" if op_def(anchor.op).is_elementwise else anchor.op
-    return LOWERINGS.get(key)
-
-
 def check_lowerable(graph: Graph) -> None:
-    """Raise one error listing every group codegen has no lowering for."""
+    """Raise one error listing every group no kernel of the registry runs."""
     check_storage_uses(graph)
+    served = registered_ops()
     problems = [Problem(g.anchor.name, g.anchor.op, "kiln", 0,
-                        "no kernel lowering for this IR op",
+                        "no kernel runs this IR op",
                         "this is a gap in Kiln; please report it with the model")
-                for g in graph.groups if group_lowering(g) is None]
+                for g in graph.groups if g.anchor.op not in served]
     if problems:
         raise UnsupportedModelError(problems)
 
@@ -122,7 +116,7 @@ def generate(graph: Graph, target_name: str, version: str,
     kernels, launches, launched = [], [], []
     for group in graph.groups:
         ctx = LowerContext(storage)
-        body = group_lowering(group)(ctx, group)
+        body = lower_group(ctx, group)
         if not body:   # nothing to do at run time (a concat its producers did in place)
             continue
         kernel = K.Kernel(c_identifier(group.name, "k_", kernel_names), _describe(group),

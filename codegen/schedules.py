@@ -145,6 +145,30 @@ class ReductionSchedule:
 
 
 @dataclass(frozen=True)
+class RowsSchedule:
+    """Softmax and layer norm over contiguous rows, a task per row (lower/reduce.py)."""
+
+    partials: int = knob(1, 64, "interleaved partial sums (maxima) a row reduction keeps")
+
+
+@dataclass(frozen=True)
+class LoopSchedule:
+    """The portable loop nests (elementwise chains, data movement, indexing, sampling):
+    parallel over the outer dims, vector over the innermost (lower/elementwise.py)."""
+
+    chunk: int = knob(64, 1 << 24, "elements per task where one long loop is split")
+
+
+@dataclass(frozen=True)
+class TransposeSchedule:
+    """Transpose as an index map (lower/movement.py)."""
+
+    chunk: int = knob(64, 1 << 24, "elements per task where one long loop is split")
+    unroll_inner: int = knob(1, 64, "an innermost output dim this short, moved by the "
+                                    "permutation, is written as straight-line stores")
+
+
+@dataclass(frozen=True)
 class NoSchedule:
     """Kernels with nothing to tune (the portable loops)."""
 

@@ -1,5 +1,5 @@
-"""The kernel registry (registry.py), its entries (conv.py, matmul.py) and selection
-(select.py). Groups the registry runs lower through the entry recorded on the group."""
+"""The kernel registry (registry.py), its entries (one module per op family) and
+selection (select.py). Every group lowers through the entry recorded on it."""
 
 from __future__ import annotations
 
@@ -7,16 +7,17 @@ import numpy as np
 
 from ...compiler.ir import FusedGroup, Graph
 from .. import kernel_ir as K
-from ..lower.common import LowerContext, lowering
+from ..lower.common import LowerContext
 from ..schedules import KernelTarget, fields
-from . import attention, conv, matmul, pool, reduce  # noqa: F401  (fill KERNELS)
+from . import attention, conv, elementwise, indexing, matmul  # noqa: F401  (fill KERNELS)
+from . import movement, pool, reduce, rows, sampling  # noqa: F401
 from .registry import KERNELS, Kernel, kernels_for, register, registered_ops  # noqa: F401
 from .select import KernelSelector, select_kernels  # noqa: F401
 
 
-@lowering(*sorted(registered_ops()))
-def lower_chosen(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
-    """The lowering of the kernel recorded on the group, with its schedule."""
+def lower_group(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
+    """The lowering of the kernel recorded on the group (select_kernels), with its
+    schedule."""
     decision = group.kernel
     return KERNELS[decision.kernel].lower(ctx, group, decision.schedule)
 
@@ -34,7 +35,7 @@ def prepack(graph: Graph, target: KernelTarget) -> dict[int, np.ndarray]:
 def kernel_table(markdown: bool = False) -> str:
     """The registry as `kiln kernels` prints it: each kernel in the order selection tries
     it, what it runs, what it needs, and its schedule fields with their ranges."""
-    rows = []
+    entries = []
     for kernel in KERNELS.values():
         needs = [] if kernel.layout == "any" else [kernel.layout]
         if kernel.padded_input:
@@ -42,19 +43,19 @@ def kernel_table(markdown: bool = False) -> str:
         if kernel.min_vector_bits:
             needs.append(f">= {kernel.min_vector_bits}-bit vectors")
         knobs = fields(kernel.schedule)
-        rows.append((kernel, needs, knobs))
+        entries.append((kernel, needs, knobs))
     if markdown:
         lines = ["| kernel | op | stage | runs | needs | schedule fields |",
                  "|---|---|---|---|---|---|"]
-        for kernel, needs, knobs in rows:
+        for kernel, needs, knobs in entries:
             knob_text = ", ".join(f"`{name}` [{low}, {high}]" for name, (low, high), _ in knobs)
-            lines.append(f"| `{kernel.name}` | {', '.join(kernel.ops)} | {kernel.stage} | "
+            lines.append(f"| `{kernel.name}` | {kernel.ops_text} | {kernel.stage} | "
                          f"{kernel.applies_to} | {', '.join(needs) or '-'} | "
                          f"{kernel.schedule.__name__}: {knob_text or 'none'} |")
         return "\n".join(lines)
     lines = []
-    for kernel, needs, knobs in rows:
-        about = [f"{', '.join(kernel.ops)}, chosen at the {kernel.stage} stage"] + (
+    for kernel, needs, knobs in entries:
+        about = [f"{kernel.ops_text}, chosen at the {kernel.stage} stage"] + (
             [", ".join(needs)] if needs else [])
         lines.append(f"{kernel.name} ({'; '.join(about)})")
         lines.append(f"    runs: {kernel.applies_to}")

@@ -61,6 +61,11 @@ class Kernel:
     layout: str = "any"        # the layout it runs in: "NCHW", "NHWC" or "any"
     padded_input: bool = False
     min_vector_bits: int = 0   # the narrowest vectors it is written for (0: portable)
+    ops_label: str = ""        # what `kiln kernels` names for ops too many to list
+
+    @property
+    def ops_text(self) -> str:
+        return self.ops_label or ", ".join(self.ops)
 
 
 KERNELS: dict[str, Kernel] = {}

@@ -153,8 +153,8 @@ class KernelSelector:
         kernel = KERNELS[line.kernel]
         if group.anchor.op not in kernel.ops or kernel.stage != stage:
             raise ScheduleError(f"{name}: {line.where} asks for kernel {kernel.name}, which "
-                                f"runs {', '.join(kernel.ops)} and is chosen at the {kernel.stage} stage; "
-                                f"this signature is decided at the {stage} stage")
+                                f"runs {kernel.ops_text} and is chosen at the {kernel.stage} "
+                                f"stage; this signature is decided at the {stage} stage")
         reason = None if self._available(kernel) else \
             f"it needs {kernel.min_vector_bits}-bit vectors; this target has " \
             f"{self.vector_bits or 'none'}"

@@ -1,8 +1,5 @@
-"""Lowerings from IR op families to the kernel IR, one module per family."""
+"""Lowerings from IR op families to the kernel IR, one module per family; the kernel
+registry (codegen/kernels/) says which lowering runs each group."""
 
-from .common import LOWERINGS, LowerContext, Storage, lowering  # noqa: F401
-from . import elementwise, movement, pool, reduce  # noqa: F401  (fill LOWERINGS)
-from . import indexing, sampling, scalar_math  # noqa: F401
-from . import bits  # noqa: F401
-from . import packed  # noqa: F401
-from . import data_dependent, unique  # noqa: F401
+from .common import LowerContext, Storage  # noqa: F401
+from . import scalar_math  # noqa: F401  (fill scalar.SCALAR with the math ops)

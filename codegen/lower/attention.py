@@ -144,10 +144,11 @@ def _softmax_rows(ctx, block, sc, inv, mask, row, bb, hh, shape) -> list[K.Stmt]
         where = broadcast_index(mask.shape, shape, [bb, hh, row(r), j])
         stmts.append(K.For(j, K.const(0), K.const(sk), [
             K.Store(sc, base + j, K.Load(sc, base + j) + ctx.load(mask, where))], "vector"))
-    find_peak, peak = lane_reduce(ctx, sk, lambda i: K.Load(sc, base + i), "max", hint="peak")
+    find_peak, peak = lane_reduce(ctx, sk, lambda i: K.Load(sc, base + i), "max",
+                                  ctx.storage.lanes, hint="peak")
     sum_exp, total = lane_reduce(
         ctx, sk, lambda i: K.call("exp_poly", K.Load(sc, base + i) - peak), "sum",
-        hint="total", per_element=lambda i, e: [K.Store(sc, base + i, e)])
+        ctx.storage.lanes, hint="total", per_element=lambda i, e: [K.Store(sc, base + i, e)])
     stmts += find_peak + sum_exp + [
         K.Store(inv, r, K.binary("/", K.const(1.0, F32), total))]
     return [K.For(r, K.const(0), K.const(block), stmts)]

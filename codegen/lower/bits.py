@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from ...compiler.ir import FusedGroup
 from .. import kernel_ir as K
-from .common import LowerContext, group_output, lowering
+from ..schedules import LoopSchedule
+from .common import LowerContext, group_output
 from .elementwise import loops_over
 
 
-@lowering("bitcast")
-def lower_bitcast(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
+def lower_bitcast(ctx: LowerContext, group: FusedGroup, schedule: LoopSchedule
+                  ) -> list[K.Stmt]:
     """out[i] = ((out_type *)x)[i] over every element."""
     x = group.anchor.inputs[0]
     out_value = group_output(ctx, group)
@@ -22,4 +23,4 @@ def lower_bitcast(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
                                     source.storage, source.location)
     view = ctx.buffers[key]
     return loops_over(ctx, [out_value.type.numel],
-                      lambda idx: [K.Store(out, idx[0], K.Load(view, idx[0]))])
+                      lambda idx: [K.Store(out, idx[0], K.Load(view, idx[0]))], schedule.chunk)

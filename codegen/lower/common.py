@@ -9,25 +9,6 @@ from ...compiler.ir import FusedGroup, Graph, Node, Value
 from .. import kernel_ir as K
 from .scalar import scalar_expr
 
-Lowering = Callable[["LowerContext", FusedGroup], list[K.Stmt]]
-
-#: IR op name (or "elementwise") -> lowering of a group anchored on it
-LOWERINGS: dict[str, Lowering] = {}
-
-
-def lowering(*ops: str) -> Callable[[Lowering], Lowering]:
-    """Register a lowering for groups anchored on any of `ops`."""
-
-    def wrap(fn: Lowering) -> Lowering:
-        for op in ops:
-            if op in LOWERINGS:
-                raise ValueError(f"two lowerings for '{op}'")
-            LOWERINGS[op] = fn
-        return fn
-
-    return wrap
-
-
 class Storage:
     """Where each Value of the graph lives at run time (decided once per module)."""
 

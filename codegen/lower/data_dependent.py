@@ -13,7 +13,7 @@ from ...compiler.errors import Problem, UnsupportedModelError
 from ...compiler.ir import FusedGroup, Graph
 from ...compiler.ops.data_dependent import bounded_axis
 from .. import kernel_ir as K
-from .common import LowerContext, Storage, group_output, lowering, strides
+from .common import LowerContext, Storage, group_output, strides
 
 _SLOT = 8
 
@@ -56,7 +56,6 @@ def count_buffer(ctx: LowerContext, group: FusedGroup) -> K.Buffer:
     return buffer
 
 
-@lowering("nonzero")
 def lower_nonzero(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
     """Count the non-zeros, then write each one's coordinates: row d holds dim d's."""
     x = group.anchor.inputs[0]
@@ -101,7 +100,6 @@ def _overlaps(ctx, boxes, a: K.Expr, b: K.Expr, center: int, threshold: K.Expr) 
                      K.binary(">", union, zero), K.binary(">", inter / safe, threshold)])
 
 
-@lowering("nms")
 def lower_nms(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
     """Per (batch, class): pick the best unflagged box over the score threshold (ties: the
     lower index), emit it, flag it and every box it overlaps by more than the IoU threshold."""

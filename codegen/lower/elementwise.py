@@ -9,10 +9,8 @@ from typing import Sequence
 
 from ...compiler.ir import FusedGroup, Value
 from .. import kernel_ir as K
-from .common import LowerContext, epilogue, flat_index, group_output, lowering
-
-#: Elements per task when a single long loop is split across threads.
-CHUNK = 4096
+from ..schedules import LoopSchedule
+from .common import LowerContext, epilogue, flat_index, group_output
 
 
 def coalesce(out_shape: Sequence[int], operand_shapes: Sequence[Sequence[int]]
@@ -36,22 +34,22 @@ def coalesce(out_shape: Sequence[int], operand_shapes: Sequence[Sequence[int]]
     return new_out, new_ops
 
 
-def loops_over(ctx: LowerContext, shape: Sequence[int], body_fn) -> list[K.Stmt]:
+def loops_over(ctx: LowerContext, shape: Sequence[int], body_fn, chunk: int) -> list[K.Stmt]:
     """A parallel loop nest over `shape` (innermost contiguous, marked vector); a single long
-    dim is split into chunks so threads share it."""
-    if len(shape) == 1 and shape[0] > 2 * CHUNK:
+    dim is split into tasks of `chunk` elements so threads share it."""
+    if len(shape) == 1 and shape[0] > 2 * chunk:
         total = shape[0]
         task, i = ctx.names.var("task"), ctx.names.var("i")
-        inner = K.For(i, task * CHUNK, K.minimum(total, task * CHUNK + CHUNK), body_fn([i]),
+        inner = K.For(i, task * chunk, K.minimum(total, task * chunk + chunk), body_fn([i]),
                       "vector")
-        return [K.For(task, K.const(0), K.const(-(-total // CHUNK)), [inner], "parallel")]
+        return [K.For(task, K.const(0), K.const(-(-total // chunk)), [inner], "parallel")]
     hints = [f"i{d}" for d in range(len(shape))]
     return K.loop_nest(ctx.names, shape, hints, body_fn, outer_kind="parallel",
                        inner_kind="vector")
 
 
-@lowering("elementwise")
-def lower_elementwise(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
+def lower_elementwise(ctx: LowerContext, group: FusedGroup, schedule: LoopSchedule
+                      ) -> list[K.Stmt]:
     out_value = group_output(ctx, group)
     operands: list[Value] = group.inputs
     shape, operand_shapes = coalesce(out_value.shape, [v.shape for v in operands])
@@ -63,4 +61,4 @@ def lower_elementwise(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
                                shape_of=lambda v: coalesced[id(v)])
         return lets + [K.Store(out, flat_index(shape, idx), value)]
 
-    return loops_over(ctx, shape, body)
+    return loops_over(ctx, shape, body, schedule.chunk)

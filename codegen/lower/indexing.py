@@ -8,7 +8,8 @@ import math
 
 from ...compiler.ir import FusedGroup
 from .. import kernel_ir as K
-from .common import LowerContext, flat_index, group_output, lowering, strides
+from ..schedules import LoopSchedule
+from .common import LowerContext, flat_index, group_output, strides
 from .elementwise import loops_over
 
 
@@ -26,8 +27,8 @@ def _nest(ctx: LowerContext, shape, body, outer_kind: str = "serial") -> list[K.
                        lambda idx: body(idx[:len(shape)]), outer_kind=outer_kind)
 
 
-@lowering("gather_elements")
-def lower_gather_elements(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
+def lower_gather_elements(ctx: LowerContext, group: FusedGroup, schedule: LoopSchedule
+                          ) -> list[K.Stmt]:
     node = group.anchor
     data, indices = node.inputs
     axis = node.attrs["axis"]
@@ -43,7 +44,7 @@ def lower_gather_elements(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
 
     if out_value.type.numel == 0:
         return []
-    return loops_over(ctx, list(out_value.shape) or [1], body)
+    return loops_over(ctx, list(out_value.shape) or [1], body, schedule.chunk)
 
 
 def _combine(reduction: str, old: K.Expr, new: K.Expr) -> K.Expr:
@@ -64,7 +65,6 @@ def _copy_data(ctx: LowerContext, data, out) -> list[K.Stmt]:
                   [K.Store(out, i, ctx.load(data, i))], "vector")]
 
 
-@lowering("scatter_elements")
 def lower_scatter_elements(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
     node = group.anchor
     data, indices, updates = node.inputs
@@ -86,7 +86,6 @@ def lower_scatter_elements(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]
     return stmts
 
 
-@lowering("scatter_nd")
 def lower_scatter_nd(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
     node = group.anchor
     data, indices, updates = node.inputs
@@ -121,7 +120,6 @@ def _rows(shape, axis: int) -> tuple[int, int, int]:
     return math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
 
 
-@lowering("cumsum", "cumprod")
 def lower_scan(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
     node = group.anchor
     x = node.inputs[0]
@@ -144,7 +142,6 @@ def lower_scan(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
     return [K.For(row, K.const(0), K.const(outer * inner), body, "parallel")]
 
 
-@lowering("topk_values", "topk_indices")
 def lower_topk(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
     """Each element's rank is how many elements beat it (larger/smaller, or equal with a
     smaller index); an element of rank < k is written at its rank. O(n^2) per row, no

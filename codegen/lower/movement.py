@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from ...compiler.ir import FusedGroup
 from .. import kernel_ir as K
-from .common import LowerContext, broadcast_index, flat_index, group_output, lowering, strides
+from ..schedules import LoopSchedule, TransposeSchedule
+from .common import LowerContext, broadcast_index, flat_index, group_output, strides
 from .elementwise import loops_over
 
 
-def _copy(ctx: LowerContext, group: FusedGroup, read) -> list[K.Stmt]:
+def _copy(ctx: LowerContext, group: FusedGroup, read, chunk: int) -> list[K.Stmt]:
     """out[idx] = read(idx) over the whole output."""
     out_value = group_output(ctx, group)
     out = ctx.buf(out_value)
@@ -19,24 +20,20 @@ def _copy(ctx: LowerContext, group: FusedGroup, read) -> list[K.Stmt]:
         idx = idx[-len(out_value.shape):] if out_value.shape else []
         return [K.Store(out, flat_index(out_value.shape, idx), read(idx))]
 
-    return loops_over(ctx, shape, body)
+    return loops_over(ctx, shape, body, chunk)
 
 
-@lowering("reshape", "identity")
-def lower_flat_copy(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
+def lower_flat_copy(ctx: LowerContext, group: FusedGroup, schedule: LoopSchedule
+                    ) -> list[K.Stmt]:
     x = group.anchor.inputs[0]
     out_value = group_output(ctx, group)
     out = ctx.buf(out_value)
     return loops_over(ctx, [out_value.type.numel],
-                      lambda idx: [K.Store(out, idx[0], ctx.load(x, idx[0]))])
+                      lambda idx: [K.Store(out, idx[0], ctx.load(x, idx[0]))], schedule.chunk)
 
 
-#: a transpose whose innermost output dim is at most this long writes it unrolled
-_UNROLL_INNER = 8
-
-
-@lowering("transpose")
-def lower_transpose(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
+def lower_transpose(ctx: LowerContext, group: FusedGroup, schedule: TransposeSchedule
+                    ) -> list[K.Stmt]:
     node = group.anchor
     x = node.inputs[0]
     in_strides = strides(x.shape)
@@ -50,7 +47,7 @@ def lower_transpose(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
 
     out_value = group_output(ctx, group)
     shape = list(out_value.shape)
-    if len(shape) >= 2 and 1 < shape[-1] <= _UNROLL_INNER and perm[-1] != len(perm) - 1:
+    if len(shape) >= 2 and 1 < shape[-1] <= schedule.unroll_inner and perm[-1] != len(perm) - 1:
         # NCHW -> NHWC of an image (C = 3): the channels of one pixel as straight-line
         # stores, so the loop over pixels vectorizes (a group of interleaved stores)
         out = ctx.buf(out_value)
@@ -59,28 +56,29 @@ def lower_transpose(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
             return [K.Store(out, flat_index(shape, idx + [K.const(c)]),
                             read(idx + [K.const(c)])) for c in range(shape[-1])]
 
-        return loops_over(ctx, shape[:-1], body)
-    return _copy(ctx, group, read)
+        return loops_over(ctx, shape[:-1], body, schedule.chunk)
+    return _copy(ctx, group, read, schedule.chunk)
 
 
-@lowering("slice")
-def lower_slice(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
+def lower_slice(ctx: LowerContext, group: FusedGroup, schedule: LoopSchedule
+                ) -> list[K.Stmt]:
     node = group.anchor
     x = node.inputs[0]
     starts, steps = node.attrs["starts"], node.attrs["steps"]
     return _copy(ctx, group, lambda idx: ctx.load(
-        x, flat_index(x.shape, [i * st + s for i, s, st in zip(idx, starts, steps)])))
+        x, flat_index(x.shape, [i * st + s for i, s, st in zip(idx, starts, steps)])), schedule.chunk)
 
 
-@lowering("expand")
-def lower_expand(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
+def lower_expand(ctx: LowerContext, group: FusedGroup, schedule: LoopSchedule
+                 ) -> list[K.Stmt]:
     x = group.anchor.inputs[0]
     out_shape = group_output(ctx, group).shape
-    return _copy(ctx, group, lambda idx: ctx.load(x, broadcast_index(x.shape, out_shape, idx)))
+    return _copy(ctx, group, lambda idx: ctx.load(x, broadcast_index(x.shape, out_shape, idx)),
+                 schedule.chunk)
 
 
-@lowering("gather")
-def lower_gather(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
+def lower_gather(ctx: LowerContext, group: FusedGroup, schedule: LoopSchedule
+                 ) -> list[K.Stmt]:
     node = group.anchor
     data, indices = node.inputs
     axis = node.attrs["axis"]
@@ -94,11 +92,11 @@ def lower_gather(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
         data_idx = idx[:axis] + [clamped] + idx[axis + k:]
         return ctx.load(data, flat_index(data.shape, data_idx))
 
-    return _copy(ctx, group, read)
+    return _copy(ctx, group, read, schedule.chunk)
 
 
-@lowering("pad")
-def lower_pad(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
+def lower_pad(ctx: LowerContext, group: FusedGroup, schedule: LoopSchedule
+              ) -> list[K.Stmt]:
     node = group.anchor
     x = node.inputs[0]
     pads = node.attrs["pads"]
@@ -125,10 +123,9 @@ def lower_pad(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
         return K.select(K.all_of(inside), value, fill) if inside else value
 
     assert rank == len(group_output(ctx, group).shape)
-    return _copy(ctx, group, read)
+    return _copy(ctx, group, read, schedule.chunk)
 
 
-@lowering("concat")
 def lower_concat(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
     node = group.anchor
     axis = node.attrs["axis"]

@@ -8,12 +8,13 @@ from __future__ import annotations
 from ...compiler.dtypes import DType
 from ...compiler.ir import FusedGroup
 from .. import kernel_ir as K
-from .common import LowerContext, group_output, lowering
+from ..schedules import LoopSchedule
+from .common import LowerContext, group_output
 from .elementwise import loops_over
 
 
-@lowering("unpack")
-def lower_unpack(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
+def lower_unpack(ctx: LowerContext, group: FusedGroup, schedule: LoopSchedule
+                 ) -> list[K.Stmt]:
     x = group.anchor.inputs[0]
     out_value = group_output(ctx, group)
     src, out = ctx.buf(x), ctx.buf(out_value)
@@ -26,11 +27,11 @@ def lower_unpack(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
         value = K.Call(f"kiln_decode_{x.dtype.name}", (code,), out_value.dtype)
         return [K.Store(out, i, value)]
 
-    return loops_over(ctx, [max(out_value.type.numel, 1)], body)
+    return loops_over(ctx, [max(out_value.type.numel, 1)], body, schedule.chunk)
 
 
-@lowering("pack")
-def lower_pack(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
+def lower_pack(ctx: LowerContext, group: FusedGroup, schedule: LoopSchedule
+               ) -> list[K.Stmt]:
     x = group.anchor.inputs[0]
     out_value = group_output(ctx, group)
     src, out = ctx.buf(x), ctx.buf(out_value)
@@ -51,4 +52,4 @@ def lower_pack(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
         codes = tuple(code(j * per_byte + k) for k in range(per_byte))
         return [K.Store(out, j, K.Call(f"kiln_pack{to.bits}", codes, DType.uint8))]
 
-    return loops_over(ctx, [max(to.nbytes(numel), 1)], body)
+    return loops_over(ctx, [max(to.nbytes(numel), 1)], body, schedule.chunk)

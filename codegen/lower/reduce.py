@@ -8,8 +8,8 @@ import math
 from ...compiler.dtypes import DType
 from ...compiler.ir import FusedGroup
 from .. import kernel_ir as K
-from ..schedules import ReductionSchedule
-from .common import LowerContext, epilogue, flat_index, group_output, lowering, strides
+from ..schedules import ReductionSchedule, RowsSchedule
+from .common import LowerContext, epilogue, flat_index, group_output, strides
 from .rows import Loader, lane_reduce
 
 _INIT = {"reduce_sum": lambda t: K.const(0, t), "reduce_mean": lambda t: K.const(0, t),
@@ -125,14 +125,14 @@ def _rows(shape, axis: int) -> tuple[int, int, int]:
     return math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
 
 
-@lowering("softmax", "log_softmax")
-def lower_softmax(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
+def lower_softmax(ctx: LowerContext, group: FusedGroup, schedule: RowsSchedule
+                  ) -> list[K.Stmt]:
     node = group.anchor
     x = node.inputs[0]
     out = ctx.buf(group_output(ctx, group))
     outer, length, inner = _rows(x.shape, node.attrs["axis"])
     if inner == 1 and x.dtype is DType.float32:
-        return _contiguous_softmax(ctx, node.op, x, out, outer, length)
+        return _contiguous_softmax(ctx, node.op, x, out, outer, length, schedule.partials)
     names = ctx.names
     t, i = names.var("row"), names.var("i")
     acc_t = DType.float32 if x.dtype is DType.float16 else x.dtype   # float16 sums in float32
@@ -166,7 +166,7 @@ def lower_softmax(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
 
 
 def _contiguous_softmax(ctx: LowerContext, op: str, x, out: K.Buffer, rows: int,
-                        length: int) -> list[K.Stmt]:
+                        length: int, partials: int) -> list[K.Stmt]:
     """Softmax over contiguous float32 rows: lane-split max, exp and sum, then one scaling
     pass; every loop vectorizes (exp is the branch-free polynomial)."""
     t = ctx.names.var("row")
@@ -176,11 +176,11 @@ def _contiguous_softmax(ctx: LowerContext, op: str, x, out: K.Buffer, rows: int,
         return lambda i: ctx.load(x, base + i) - peak
 
     find_peak, peak = lane_reduce(ctx, length, lambda i: ctx.load(x, base + i), "max",
-                                  hint="peak")
+                                  partials, hint="peak")
     if op == "softmax":
         sum_exp, total = lane_reduce(
-            ctx, length, lambda i: K.call("exp_poly", shifted(peak)(i)), "sum", hint="total",
-            per_element=lambda i, v: [K.Store(out, base + i, v)])
+            ctx, length, lambda i: K.call("exp_poly", shifted(peak)(i)), "sum", partials,
+            hint="total", per_element=lambda i, v: [K.Store(out, base + i, v)])
         scale = ctx.names.var("inv", DType.float32)
         i = ctx.names.var("i")
         finish = [K.Let(scale, K.binary("/", K.const(1.0, DType.float32), total)),
@@ -188,7 +188,8 @@ def _contiguous_softmax(ctx: LowerContext, op: str, x, out: K.Buffer, rows: int,
                         [K.Store(out, base + i, K.Load(out, base + i) * scale)], "vector")]
     else:
         sum_exp, total = lane_reduce(
-            ctx, length, lambda i: K.call("exp_poly", shifted(peak)(i)), "sum", hint="total")
+            ctx, length, lambda i: K.call("exp_poly", shifted(peak)(i)), "sum", partials,
+            hint="total")
         i = ctx.names.var("i")
         finish = [K.Assign(total, K.call("log", total) + peak),
                   K.For(i, K.const(0), K.const(length),
@@ -196,8 +197,8 @@ def _contiguous_softmax(ctx: LowerContext, op: str, x, out: K.Buffer, rows: int,
     return [K.For(t, K.const(0), K.const(rows), find_peak + sum_exp + finish, "parallel")]
 
 
-@lowering("layer_norm")
-def lower_layer_norm(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
+def lower_layer_norm(ctx: LowerContext, group: FusedGroup, schedule: RowsSchedule
+                     ) -> list[K.Stmt]:
     node = group.anchor
     x, scale = node.inputs[0], node.inputs[1]
     bias = node.inputs[2] if len(node.inputs) > 2 else None
@@ -219,8 +220,10 @@ def lower_layer_norm(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
 
     # mean and variance: lane-split sums, so both loops vectorize
     total, mean = lane_reduce(ctx, length, lambda j: K.cast(ctx.load(x, base + j),
-                                                            DType.float32), "sum", hint="mean")
-    squares, var = lane_reduce(ctx, length, centered, "sum", hint="var")
+                                                            DType.float32), "sum", schedule.partials,
+                              hint="mean")
+    squares, var = lane_reduce(ctx, length, centered, "sum", schedule.partials,
+                                hint="var")
 
     def param(v):
         # scale/bias broadcast against the normalized dims [axis, rank)

@@ -2,7 +2,7 @@
 
 C compilers keep a float sum or max over a row scalar: vectorizing it would reassociate the
 operations, which they may not do without -ffast-math. These builders split the row into
-`lanes` interleaved partial results held in a small local array,
+`partials` interleaved results held in a small local array,
 
     for c in [0, n / lanes): for l in [0, lanes): part[l] = part[l] (+|max) x[c * lanes + l]
 
@@ -22,11 +22,6 @@ from .common import LowerContext
 Loader = Callable[[K.Expr], K.Expr]
 
 
-def lanes_for(ctx: LowerContext) -> int:
-    """How many float32 partial results a row reduction keeps (one vector register)."""
-    return ctx.storage.lanes
-
-
 def _local(ctx: LowerContext, hint: str, dtype: DType, numel: int) -> K.Buffer:
     buf = K.Buffer(ctx.names.var(hint).name, dtype, numel, "local")
     ctx.buffers[id(buf)] = buf
@@ -41,11 +36,12 @@ def _add(a: K.Expr, b: K.Expr) -> K.Expr:
     return a + b
 
 
-def lane_reduce(ctx: LowerContext, length: int, value: Loader, combine: str,
+def lane_reduce(ctx: LowerContext, length: int, value: Loader, combine: str, partials: int,
                 dtype: DType = DType.float32, hint: str = "acc",
                 per_element: Callable[[K.Expr, K.Expr], list[K.Stmt]] | None = None
                 ) -> tuple[list[K.Stmt], K.Var]:
-    """Reduce value(i) for i in [0, length) with combine 'sum' or 'max'.
+    """Reduce value(i) for i in [0, length) with combine 'sum' or 'max', in `partials`
+    interleaved partial results (a vector register's lanes, or several registers).
 
     per_element(i, v), when given, adds statements run for each element before it is
     combined (e.g. storing v): v is a local bound to value(i).
@@ -53,7 +49,7 @@ def lane_reduce(ctx: LowerContext, length: int, value: Loader, combine: str,
     names = ctx.names
     op = _add if combine == "sum" else _max
     init = K.const(0.0, dtype) if combine == "sum" else K.lowest(dtype)
-    lanes = lanes_for(ctx)
+    lanes = partials
     blocks = length // lanes
     result = names.var(hint, dtype)
     stmts: list[K.Stmt] = [K.Let(result, init)]

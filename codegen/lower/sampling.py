@@ -10,7 +10,8 @@ from ...compiler.dtypes import DType
 from ...compiler.ir import FusedGroup
 from ...compiler.ops.sampling import borders, cubic_weights
 from .. import kernel_ir as K
-from .common import LowerContext, flat_index, group_output, lowering
+from ..schedules import LoopSchedule
+from .common import LowerContext, flat_index, group_output
 from .elementwise import loops_over
 
 F = DType.float32
@@ -42,8 +43,8 @@ def _clamp(v: K.Expr, low, high) -> K.Expr:
     return K.minimum(K.maximum(v, low), high)
 
 
-@lowering("grid_sample")
-def lower_grid_sample(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
+def lower_grid_sample(ctx: LowerContext, group: FusedGroup, schedule: LoopSchedule
+                      ) -> list[K.Stmt]:
     node = group.anchor
     x, grid = node.inputs
     mode, padding = node.attrs.get("mode", "linear"), node.attrs.get("padding_mode", "zeros")
@@ -109,11 +110,11 @@ def lower_grid_sample(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
         stmts.append(K.Store(out, flat_index(out_value.shape, idx), K.cast(total, x.dtype)))
         return stmts
 
-    return loops_over(ctx, list(out_value.shape), body)
+    return loops_over(ctx, list(out_value.shape), body, schedule.chunk)
 
 
-@lowering("resample")
-def lower_resample(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
+def lower_resample(ctx: LowerContext, group: FusedGroup, schedule: LoopSchedule
+                   ) -> list[K.Stmt]:
     """Each output element sums, over the taps of every resized axis (nested loops), the
     product of the axes' weights times the input at the axes' tap positions: one pass over
     the output, no intermediate per axis. Nearest reads its one tap."""
@@ -163,4 +164,4 @@ def lower_resample(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
             value = K.select(outside, K.const(node.attrs["fill"], x.dtype), value)
         return stmts + [K.Store(out, flat_index(out_value.shape, idx), value)]
 
-    return loops_over(ctx, list(out_value.shape), body)
+    return loops_over(ctx, list(out_value.shape), body, schedule.chunk)

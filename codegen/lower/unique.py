@@ -13,7 +13,7 @@ import math
 from ...compiler.dtypes import DType
 from ...compiler.ir import FusedGroup
 from .. import kernel_ir as K
-from .common import LowerContext, group_output, lowering
+from .common import LowerContext, group_output
 from .data_dependent import count_buffer
 
 
@@ -30,7 +30,6 @@ def _compare(ctx: LowerContext, x, dims, a: K.Expr, b: K.Expr, result: K.Var) ->
                   [K.If(K.binary("==", result, K.const(0)), [K.Assign(result, order)])])]
 
 
-@lowering("unique_values", "unique_indices", "unique_inverse", "unique_counts")
 def lower_unique(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
     node = group.anchor
     x = node.inputs[0]

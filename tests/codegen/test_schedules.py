@@ -120,6 +120,42 @@ def test_dump_then_replay_gives_the_same_artifact(tmp_path):
     assert "THREADS_MAX 3" in (tmp_path / "first.h").read_text()
 
 
+def test_every_group_runs_a_registry_kernel_whose_schedule_replays(tmp_path):
+    """Elementwise chains and row kernels are registry entries too: the split of a long loop
+    and a softmax's partial sums come from their schedules, and a file changes them."""
+    n = 20000
+    nodes = [helper.make_node("Mul", ["x", "x"], ["sq"], name="square"),
+             helper.make_node("Relu", ["sq"], ["r"]),
+             helper.make_node("Reshape", ["r", "rows"], ["m"], name="rows2d"),
+             helper.make_node("Softmax", ["m"], ["y"], name="soft", axis=1)]
+    inits = [numpy_helper.from_array(np.array([100, n // 100], np.int64), "rows")]
+    model = _model(nodes, [("x", [n])], ("y", [100, n // 100]), inits)
+    feed = {"x": _RNG.standard_normal(n).astype(np.float32)}
+    (expected,) = run_onnxruntime(model, feed)
+    dumped = tmp_path / "default.jsonl"
+    compile_detailed(model, output=tmp_path / "d.so", keep_sources=tmp_path / "d",
+                     dump_schedule=dumped, threads_max=2)
+    lines = {line["kernel"]: line for line in _lines(dumped)}
+    chunk = get_target("host").l1d_bytes // 8
+    assert lines["elementwise_loops"]["schedule"] == {"chunk": chunk}
+    lanes = 16 if VECTOR_BITS >= 512 else 8
+    assert lines["softmax_rows"]["schedule"] == {"partials": lanes}
+    before = (tmp_path / "d" / "model.c").read_text()
+    assert f"(task * {chunk})" in before and f"k_square, {-(-n // chunk)}))" in before
+
+    lines["elementwise_loops"]["schedule"]["chunk"] = 1000
+    lines["softmax_rows"]["schedule"]["partials"] = 3
+    edited = _write(tmp_path / "edited.jsonl", list(lines.values()))
+    compile_detailed(model, output=tmp_path / "e.so", keep_sources=tmp_path / "e",
+                     schedule=edited, threads_max=2)
+    after = (tmp_path / "e" / "model.c").read_text()
+    assert "(task * 1000)" in after and "k_square, 20))" in after
+    assert "l < 3;" in after and "l < 3;" not in before
+    with load(tmp_path / "e.so", threads=2) as session:
+        (actual,) = session.run(feed).values()
+    assert_matches(actual, expected)
+
+
 @needs_vectors
 def test_schedules_that_do_not_fit_are_errors_naming_the_group(tmp_path):
     model = _conv_then_linear()
@@ -166,7 +202,7 @@ def test_a_kernel_that_does_not_apply_is_refused(tmp_path):
                    ("down", [1, 32, 16, 16]), inits)
     dumped = tmp_path / "default.jsonl"
     compile_detailed(model, output=tmp_path / "m.so", dump_schedule=dumped)
-    (line,) = _lines(dumped)
+    (line,) = [line for line in _lines(dumped) if line["group"] == "down"]
     assert line["kernel"] == "conv_nhwc_gemm"
     line.update(kernel="conv_nhwc_winograd", schedule={"m": 2, "block": 28, "min_tasks": 8})
     with pytest.raises(ScheduleError) as error:
