@@ -66,7 +66,8 @@ def lower_slice(ctx: LowerContext, group: FusedGroup, schedule: LoopSchedule
     x = node.inputs[0]
     starts, steps = node.attrs["starts"], node.attrs["steps"]
     return _copy(ctx, group, lambda idx: ctx.load(
-        x, flat_index(x.shape, [i * st + s for i, s, st in zip(idx, starts, steps)])), schedule.chunk)
+        x, flat_index(x.shape, [i * st + s for i, s, st in zip(idx, starts, steps)])),
+        schedule.chunk)
 
 
 def lower_expand(ctx: LowerContext, group: FusedGroup, schedule: LoopSchedule

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from ...compiler.dtypes import DType
-from ...compiler.ir import FusedGroup
+from ...compiler.ir import FusedGroup, Node
 from .. import kernel_ir as K
 from ..schedules import ReductionSchedule, RowsSchedule
 from .common import LowerContext, epilogue, flat_index, group_output, strides
@@ -30,6 +30,17 @@ def _combine(op: str, acc: K.Expr, value: K.Expr) -> K.Expr:
 REDUCE_OPS = ("reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "reduce_prod")
 
 
+def row_block(node: Node, min_inner: int) -> tuple[int, int] | None:
+    """The reduced axes [first, last) when they are one block with at least `min_inner`
+    kept elements after it: the reduction runs row by row."""
+    x = node.inputs[0]
+    reduced = sorted(set(node.attrs["axes"]))
+    if reduced and reduced == list(range(reduced[0], reduced[-1] + 1)) \
+            and math.prod(x.shape[reduced[-1] + 1:]) >= min_inner:
+        return reduced[0], reduced[-1] + 1
+    return None
+
+
 def lower_reduce(ctx: LowerContext, group: FusedGroup, schedule: ReductionSchedule
                  ) -> list[K.Stmt]:
     """Row by row where the reduced axes are one block with at least `min_inner` kept
@@ -41,9 +52,9 @@ def lower_reduce(ctx: LowerContext, group: FusedGroup, schedule: ReductionSchedu
     out = ctx.buf(out_value)
     kept = [a for a in range(len(x.shape)) if a not in axes]
     reduced = [a for a in range(len(x.shape)) if a in axes]
-    if reduced and reduced == list(range(reduced[0], reduced[-1] + 1)) \
-            and math.prod(x.shape[reduced[-1] + 1:]) >= schedule.min_inner:
-        return _reduce_to_rows(ctx, group, reduced[0], reduced[-1] + 1, schedule.row_chunk)
+    block = row_block(node, schedule.min_inner)
+    if block is not None:
+        return _reduce_to_rows(ctx, group, *block, schedule.row_chunk)
     kept_shape = [x.shape[a] for a in kept]
     count = math.prod(x.shape[a] for a in reduced)
     x_strides = strides(x.shape)
@@ -90,7 +101,7 @@ def _reduce_to_rows(ctx: LowerContext, group: FusedGroup, first: int, last: int,
     chunks = -(-inner // row_chunk)
     t, r, j = names.var("task"), names.var("r"), names.var("j")
     o, j0 = t // chunks, (t % chunks) * row_chunk
-    width = K.minimum(row_chunk, inner - j0)
+    width = K.const(row_chunk) if inner % row_chunk == 0 else K.minimum(row_chunk, inner - j0)
     acc = K.Buffer(names.var("acc").name, acc_dtype, min(inner, row_chunk), "local")
     ctx.buffers[id(acc)] = acc
     value = ctx.load(x, (o * red + r) * inner + j0 + j)
@@ -219,9 +230,9 @@ def lower_layer_norm(ctx: LowerContext, group: FusedGroup, schedule: RowsSchedul
         return d * d
 
     # mean and variance: lane-split sums, so both loops vectorize
-    total, mean = lane_reduce(ctx, length, lambda j: K.cast(ctx.load(x, base + j),
-                                                            DType.float32), "sum", schedule.partials,
-                              hint="mean")
+    total, mean = lane_reduce(ctx, length,
+                              lambda j: K.cast(ctx.load(x, base + j), DType.float32), "sum",
+                              schedule.partials, hint="mean")
     squares, var = lane_reduce(ctx, length, centered, "sum", schedule.partials,
                                 hint="var")
 

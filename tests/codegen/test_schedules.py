@@ -245,6 +245,28 @@ def test_default_schedules_give_every_thread_work(threads):
         assert int(launches[name]) >= threads, (name, kernel, launches[name])
 
 
+@pytest.mark.parametrize("threads", [1, 2, 4, 8, 16])
+def test_default_row_reductions_give_every_thread_work(threads, tmp_path):
+    """A reduction over H and W of [1, 32, 32, 512] keeps 512 elements per row: its
+    default splits the row so that every thread of the budget gets a part."""
+    node = helper.make_node("ReduceMean", ["x"], ["y"], name="pool", axes=[1, 2])
+    model = _model([node], [("x", [1, 32, 32, 512])], ("y", [1, 1, 1, 512]), [])
+    selector = KernelSelector(KernelTarget(VECTOR_BITS, 32 << 10, 1 << 20, threads), "x86_64")
+    graph = import_model(model)
+    graph.metadata["kernel_choice"] = selector
+    sources = generate(run_passes(graph), "x86_64", __version__, selector=selector)
+    (group,) = graph.groups
+    assert group.kernel.kernel == "reduce_loops"
+    (tasks,) = re.findall(r"kiln_parallel_for\(e, k_pool, (\d+)\)", sources.model_c)
+    assert int(tasks) >= threads
+    if threads == 16:   # the split rows still reduce to ONNX Runtime's result
+        feed = {"x": _RNG.standard_normal((1, 32, 32, 512)).astype(np.float32)}
+        compile_detailed(model, output=tmp_path / "m.so", threads_max=threads)
+        with load(tmp_path / "m.so", threads=2) as session:
+            (actual,) = session.run(feed).values()
+        assert_matches(actual, run_onnxruntime(model, feed)[0])
+
+
 def test_kiln_kernels_lists_the_registry(capsys):
     from kiln.cli import main
 
