@@ -13,6 +13,7 @@ import traceback
 from collections import Counter
 from typing import Sequence
 
+from . import __version__
 from .compiler.errors import KilnError
 
 
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kiln", description="Compile ONNX models into "
                                      "self-contained shared libraries.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"kiln {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("compile", help="compile MODEL.onnx into OUT.so and OUT.h")
@@ -89,8 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --emulate: the emulated RISC-V vector length (default 256)")
     r.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
 
-    i = sub.add_parser("inspect", help="describe a model: inputs, outputs, ops, support")
-    i.add_argument("model")
+    i = sub.add_parser("inspect", help="describe a model (inputs, outputs, ops, support) or a "
+                                       "compiled OUT.so (its manifest)")
+    i.add_argument("model", help="MODEL.onnx, or an artifact OUT.so")
+    i.add_argument("--json", action="store_true",
+                   help="for an artifact: print its whole manifest as JSON")
     i.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
 
     sub.add_parser("targets", help="list the targets Kiln can compile for")
@@ -175,7 +180,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_artifact(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"\x7fELF"
+    except OSError:
+        return False
+
+
+def inspect_artifact(path: str, as_json: bool) -> int:
+    """Print what a compiled artifact says it is (its manifest), without loading it: an
+    artifact for another target is read the same way."""
+    import json
+
+    from .runtime.manifest import describe, read_manifest
+
+    manifest = read_manifest(path)
+    if manifest is None:
+        raise UsageError(f"{path} has no manifest: it is not a Kiln artifact, or was built "
+                         f"before artifacts carried one (compile the model again)")
+    print(json.dumps(manifest, indent=2) if as_json else describe(manifest))
+    return 0
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
+    if _is_artifact(args.model):
+        return inspect_artifact(args.model, args.json)
     import onnx
 
     from .frontends.onnx import load_model, scan

@@ -3,6 +3,8 @@ passes and codegen to a shared library and its header."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
 import shutil
 import tempfile
@@ -10,6 +12,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
 
 from . import __version__
 from .codegen.kernels import KernelSelector
@@ -26,8 +30,10 @@ from .passes.manager import run_passes
 from .runtime.abi import ModelSpec, TensorSpec, check_prefix
 from .runtime.build import RUNTIME_SOURCES, runtime_cflags, runtime_ldflags
 from .runtime.header import render_header
+from .runtime.manifest import MANIFEST_VERSION, manifest_source
 from .targets import get_target
-from .targets.toolchain import SANITIZE_CFLAGS, RuntimeBuild, build_shared
+from .targets.toolchain import (SANITIZE_CFLAGS, RuntimeBuild, build_shared, cpu_features,
+                                cpu_flags)
 
 
 class OptionError(KilnError, ValueError):
@@ -137,8 +143,28 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
         (workdir / "model.c").write_text(sources.model_c)
         (workdir / "weights.bin").write_bytes(sources.weights)
         (workdir / "weights.S").write_text(sources.weights_s)
+        manifest = {
+            "manifest_version": MANIFEST_VERSION, "kiln": __version__,
+            "model": {"name": graph.name, "sha256": _sha256(model),
+                      "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
+                      "opsets": {o.domain or "ai.onnx": o.version for o in proto.opset_import}},
+            "target": {"name": target_spec.name, "triple": target_spec.triple,
+                       "cpu": cpu or target_spec.cpu or "native",
+                       "cflags": cpu_flags(target_spec, cpu), "vector_bits": vector_bits,
+                       "features": list(cpu_features(target_spec, cpu))},
+            "options": _options(dims, shapes, consts, prefix, cc, emit, sanitize, threads,
+                                schedule),
+            "inputs": [_tensor(t) for t in sources.inputs],
+            "outputs": [_tensor(t) for t in sources.outputs],
+            "arena_bytes": sources.arena_size, "weight_bytes": len(sources.weights),
+            "kernels": sources.kernels,
+            "schedules": [{"group": g.name, "kernel": g.kernel.kernel,
+                           "schedule": dataclasses.asdict(g.kernel.schedule)}
+                          for g in graph.groups or [] if g.kernel is not None]}
+        (workdir / "manifest.c").write_text(manifest_source(manifest))
         build_target = workdir / "model.so"
-        sources_list = ["model.c", "weights.S"] + renderer.objects(target_spec, workdir, cpu)
+        sources_list = ["model.c", "weights.S", "manifest.c"] + renderer.objects(
+            target_spec, workdir, cpu)
         runtime = RuntimeBuild(RUNTIME_SOURCES, tuple(runtime_cflags(prefix)),
                                tuple(runtime_ldflags()))
         build_shared(workdir, sources_list, build_target, target_spec, runtime, cc=cc, cpu=cpu,
@@ -154,7 +180,7 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
         if keep_sources is not None:
             keep = Path(keep_sources)
             keep.mkdir(parents=True, exist_ok=True)
-            for name in ("model.c", "weights.S", "weights.bin"):
+            for name in ("model.c", "weights.S", "weights.bin", "manifest.c"):
                 shutil.copy(workdir / name, keep / name)
         shutil.move(str(build_target), output)
         header_path.write_text(header_text)
@@ -163,3 +189,43 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
     return CompileResult(output, header_path, target_spec.name, time.perf_counter() - start,
                          graph.plan.arena_size, graph.plan.lower_bound, len(sources.weights),
                          sources.kernels, phases)
+
+
+def _sha256(model: Any) -> str:
+    """sha256 of the model as given: a file's bytes, the bytes, or a ModelProto's encoding."""
+    if isinstance(model, (str, os.PathLike)):
+        data = Path(model).read_bytes()
+    elif isinstance(model, (bytes, bytearray)):
+        data = bytes(model)
+    else:
+        data = model.SerializeToString()
+    return hashlib.sha256(data).hexdigest()
+
+
+def _tensor(info: Any) -> dict[str, Any]:
+    return {"name": info.name, "dtype": info.dtype_name, "shape": list(info.shape)}
+
+
+def _options(dims, shapes, consts, prefix: str, cc: str | None, emit: str, sanitize: bool,
+             threads: int, schedule) -> dict[str, Any]:
+    """The compile options that shape the artifact, as JSON values (constants as values when
+    small, else their shape)."""
+    def value(v: Any) -> Any:
+        array = np.asarray(v)
+        return array.tolist() if array.size <= 16 else {"shape": list(array.shape),
+                                                        "dtype": str(array.dtype)}
+
+    options: dict[str, Any] = {"threads_max": threads, "prefix": prefix, "emit": emit}
+    if dims:
+        options["dims"] = dict(dims)
+    if shapes:
+        options["shapes"] = {k: list(v) for k, v in shapes.items()}
+    if consts:
+        options["consts"] = {k: value(v) for k, v in consts.items()}
+    if cc:
+        options["cc"] = cc
+    if sanitize:
+        options["sanitize"] = True
+    if schedule is not None:
+        options["schedule"] = os.fspath(schedule)
+    return options

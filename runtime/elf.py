@@ -1,8 +1,9 @@
 """A small ELF reader: enough to check an artifact before dlopen touches it.
 
 It reads the file header (class, byte order, type, machine), checks that every segment and
-section lies inside the file (a truncated copy fails here, not inside the dynamic loader), and
-lists the exported function symbols of .dynsym (to find the artifact's symbol prefix)."""
+section lies inside the file (a truncated copy fails here, not inside the dynamic loader),
+lists the exported function symbols of .dynsym (to find the artifact's symbol prefix) and
+where each named section lies (the manifest is one)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ class ElfInfo:
     little_endian: bool
     elf_type: int                # e_type: 3 for a shared object
     exported_functions: tuple[str, ...]
+    sections: dict[str, tuple[int, int]]   # name -> (file offset, size), NOBITS left out
 
     @property
     def arch(self) -> str:
@@ -105,10 +107,23 @@ def read_elf(path: str) -> ElfInfo:
         hsize = 64 if bits == 64 else 52
         head = r.read(0, hsize, "ELF header")
         (e_type, machine, _version, _entry, phoff, shoff, _flags, _ehsize, phentsize, phnum,
-         shentsize, shnum, _shstrndx) = r.unpack("HHIWWWIHHHHHH", head, 16)
+         shentsize, shnum, shstrndx) = r.unpack("HHIWWWIHHHHHH", head, 16)
         _check_segments(r, bits, phoff, phentsize, phnum)
-        symbols = _exported_functions(r, bits, shoff, shentsize, shnum)
-    return ElfInfo(machine, bits, little, e_type, symbols)
+        sections = _sections(r, shoff, shentsize, shnum)
+        symbols = _exported_functions(r, bits, sections)
+        names = _section_names(r, sections, shstrndx)
+    return ElfInfo(machine, bits, little, e_type, symbols, names)
+
+
+def read_section(path: str, info: ElfInfo, name: str) -> bytes | None:
+    """The bytes of section `name` of the ELF file at `path` (read_elf's `info`), or None
+    if it has no such section."""
+    where = info.sections.get(name)
+    if where is None:
+        return None
+    with open(path, "rb") as f:
+        f.seek(where[0])
+        return f.read(where[1])
 
 
 def _check_segments(r: _Reader, bits: int, phoff: int, phentsize: int, phnum: int) -> None:
@@ -124,22 +139,40 @@ def _check_segments(r: _Reader, bits: int, phoff: int, phentsize: int, phnum: in
             raise _truncated(r.path, f"segment {i}", offset + filesz, r.size)
 
 
-def _exported_functions(r: _Reader, bits: int, shoff: int, shentsize: int,
-                        shnum: int) -> tuple[str, ...]:
+def _sections(r: _Reader, shoff: int, shentsize: int, shnum: int
+              ) -> list[tuple[int, int, int, int, int, int]]:
+    """(name offset, type, file offset, size, link, entsize) of every section header."""
     table = r.read(shoff, shentsize * shnum, "section header table")
     sections = []
     for i in range(shnum):
-        _name, sh_type, _fl, _addr, offset, size, link, _info, _al, entsize = r.unpack(
+        name, sh_type, _fl, _addr, offset, size, link, _info, _al, entsize = r.unpack(
             "IIWWWWIIWW", table, i * shentsize)
         if sh_type != SHT_NOBITS and offset + size > r.size:
             raise _truncated(r.path, f"section {i}", offset + size, r.size)
-        sections.append((sh_type, offset, size, link, entsize))
+        sections.append((name, sh_type, offset, size, link, entsize))
+    return sections
+
+
+def _section_names(r: _Reader, sections: list, shstrndx: int) -> dict[str, tuple[int, int]]:
+    if not 0 < shstrndx < len(sections):
+        return {}
+    strtab = r.read(sections[shstrndx][2], sections[shstrndx][3], "section name table")
+    names = {}
+    for name, sh_type, offset, size, _link, _entsize in sections:
+        if sh_type != SHT_NOBITS:
+            end = strtab.find(b"\0", name)
+            names[strtab[name:end if end >= 0 else None].decode("ascii", "replace")] = \
+                (offset, size)
+    return names
+
+
+def _exported_functions(r: _Reader, bits: int, sections: list) -> tuple[str, ...]:
     names = []
-    for sh_type, offset, size, link, entsize in sections:
+    for _name, sh_type, offset, size, link, entsize in sections:
         if sh_type != SHT_DYNSYM or entsize == 0 or link >= len(sections):
             continue
         symtab = r.read(offset, size, ".dynsym")
-        strtab = r.read(sections[link][1], sections[link][2], ".dynstr")
+        strtab = r.read(sections[link][2], sections[link][3], ".dynstr")
         for k in range(size // entsize):
             if bits == 64:
                 st_name, info, other, shndx, _v, _s = r.unpack("IBBHQQ", symtab, k * entsize)

@@ -23,6 +23,7 @@ from ..compiler.dtypes import DType, pack_array, unpack_array
 from ..compiler.errors import ArtifactError, KilnError, RuntimeFailure
 from .build import INCLUDE_DIR, RUNTIME_DIR
 from .elf import ElfInfo
+from .manifest import read_manifest
 from .loader import Session, TensorInfo
 
 DRIVER_SOURCE = RUNTIME_DIR / "kiln_emu_driver.c"
@@ -117,6 +118,11 @@ class EmulatedSession(Session):
         except BaseException:
             self.close()
             raise
+
+    @property
+    def manifest(self) -> dict | None:
+        """The artifact's manifest, read from its ELF section (no need to ask the driver)."""
+        return read_manifest(self.path)
 
     def _read(self, n: int) -> bytes:
         data = self._process.stdout.read(n) if n else b""

@@ -125,6 +125,13 @@ KILN_EXPORT kiln_status KILN_API(session_run)(kiln_session *session,
 KILN_EXPORT kiln_status KILN_API(output_shape)(const kiln_session *session, int32_t index,
     int64_t *dims);
 
+/* The artifact's manifest: a JSON object (UTF-8, never NULL) saying what it is: the Kiln
+ * version, the target and CPU, the options it was built with, the model's sha256, its inputs
+ * and outputs, arena and weight sizes, and the kernel and schedule of every fused group. The
+ * same text is the ELF section .kiln_manifest, readable without loading the library. Added
+ * in ABI version 1 (libraries built before it lack the symbol). */
+KILN_EXPORT const char *KILN_API(manifest)(void);
+
 /* Stop the session's threads and free what it allocated. NULL is a no-op (KILN_OK). */
 KILN_EXPORT kiln_status KILN_API(session_destroy)(kiln_session *session);
 

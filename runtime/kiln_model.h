@@ -78,4 +78,7 @@ KILN_HIDDEN double kiln_seconds(void);
 
 extern KILN_HIDDEN const kiln_model KILN_MODEL;
 
+/* The manifest (JSON), defined by the generated manifest.c in section .kiln_manifest. */
+extern KILN_HIDDEN const char KILN_MANIFEST[];
+
 #endif

@@ -64,6 +64,7 @@ KILN_EXPORT uint32_t KILN_API(abi_version)(void) { return KILN_ABI_VERSION; }
 KILN_EXPORT const char *KILN_API(model_name)(void) {
     return KILN_MODEL.name ? KILN_MODEL.name : "";
 }
+KILN_EXPORT const char *KILN_API(manifest)(void) { return KILN_MANIFEST; }
 KILN_EXPORT int32_t KILN_API(num_inputs)(void) { return KILN_MODEL.num_inputs; }
 KILN_EXPORT int32_t KILN_API(num_outputs)(void) { return KILN_MODEL.num_outputs; }
 KILN_EXPORT size_t KILN_API(workspace_size)(void) { return KILN_MODEL.arena_size; }

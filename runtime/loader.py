@@ -21,6 +21,7 @@ from ..compiler.dtypes import DType, pack_array, unpack_array
 from ..compiler.errors import ArtifactError, InputError, KilnError, RuntimeFailure
 from .abi import ABI_VERSION, Status, check_prefix
 from .elf import ET_DYN, host_arch, host_arch_name, read_elf
+from .manifest import parse_manifest
 
 EMULATORS = ("qemu",)
 
@@ -55,7 +56,8 @@ _SIGNATURES = {
     "status_string": (ctypes.c_char_p, [_I32]),
 }
 # optional: artifacts built before it was added lack it (all their outputs are static)
-_OPTIONAL = {"output_shape": (_I32, [_P, _I32, ctypes.POINTER(ctypes.c_int64)])}
+_OPTIONAL = {"output_shape": (_I32, [_P, _I32, ctypes.POINTER(ctypes.c_int64)]),
+             "manifest": (ctypes.c_char_p, [])}
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,14 @@ class Session:
                 functions[name] = fn
         functions["_cdll"] = lib   # keeps the library loaded while the session lives
         return functions
+
+    @property
+    def manifest(self) -> dict | None:
+        """What the artifact says it is (runtime/manifest.py), from its C API; None for an
+        artifact built before manifests."""
+        if "manifest" not in self._lib:
+            return None
+        return parse_manifest(self._lib["manifest"](), self.path)
 
     def _describe(self, kind: str) -> list[TensorInfo]:
         count = self._lib[f"num_{kind}s"]()

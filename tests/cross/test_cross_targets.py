@@ -14,6 +14,7 @@ import kiln
 from kiln.compiler.errors import ArtifactError, KilnError, ToolchainError
 from kiln.runtime import load
 from kiln.runtime.elf import read_elf
+from kiln.runtime.manifest import read_manifest
 from kiln.targets import get_target
 from kiln.targets.toolchain import compiler_command, cpu_flags, zig_cache_dir
 from cross_helpers import (CROSS_TARGETS, EMITS, compile_cross, have_zig, require_emulator,
@@ -62,6 +63,10 @@ def test_artifact_is_built_for_the_target(target, emit, tmp_path):
     assert read_elf(library).arch == get_target(target).elf_machine
     with pytest.raises(ArtifactError, match="emulator='qemu'"):
         load(library)
+    manifest = read_manifest(str(library))   # read from the file: nothing foreign runs
+    assert manifest["target"]["name"] == get_target(target).name
+    assert manifest["target"]["triple"] == get_target(target).triple
+    assert manifest["options"]["emit"] == emit
 
 
 @pytest.mark.parametrize("emit", EMITS)
@@ -75,6 +80,8 @@ def test_emulated_run_matches_onnxruntime(target, emit, tmp_path):
         assert "EmulatedSession" in repr(session)
         first = session.run(FEED)
         second = session.run(FEED)          # one QEMU process serves every run
+        assert session.manifest["inputs"] == [{"name": "x", "dtype": "float32",
+                                               "shape": [1, 3, 9, 11]}]
     (expected,) = run_onnxruntime(model, FEED)
     assert_matches(first["y"], expected)
     np.testing.assert_array_equal(first["y"], second["y"])

@@ -40,6 +40,8 @@ static void run(const kiln_exec *e) {
     *total = k[0] + k[1] + k[2] + k[3];
 }
 
+KILN_HIDDEN const char KILN_MANIFEST[] = "{}";
+
 KILN_HIDDEN const kiln_model KILN_MODEL = {
     .name = "fake",
     .num_inputs = 2,

@@ -10,7 +10,7 @@ import pytest
 
 from kiln.compiler.dtypes import DType
 from kiln.runtime import ModelSpec, TensorSpec, render_header
-from kiln.runtime.build import INCLUDE_DIR, RUNTIME_SOURCES, runtime_cflags, runtime_ldflags
+from kiln.runtime.build import RUNTIME_SOURCES, runtime_cflags, runtime_ldflags
 
 HERE = Path(__file__).resolve().parent
 FAKE_MODEL_C = HERE / "fake_model.c"

@@ -64,6 +64,8 @@ static void run(const kiln_exec *e) {
     *errors += expect_hits(hits, 16, 8);
 }
 
+KILN_HIDDEN const char KILN_MANIFEST[] = "{}";
+
 KILN_HIDDEN const kiln_model KILN_MODEL = {
     "pool", 1, 1, inputs, outputs, MAX_TASKS * sizeof(atomic_int) / 64 * 64 + 64, run, 0, NULL,
     NULL, NULL,
