@@ -98,6 +98,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="for an artifact: print its whole manifest as JSON")
     i.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
 
+    ch = sub.add_parser("check", help="compile MODEL.onnx, run it beside ONNX Runtime and "
+                                      "name the first node whose output diverges")
+    ch.add_argument("model")
+    ch.add_argument("--target", default="host", help="x86_64 (host); a foreign target runs "
+                    "under QEMU")
+    ch.add_argument("--dim", action="append", default=[], metavar="SYMBOL=N")
+    ch.add_argument("--shape", action="append", default=[], metavar="INPUT=1x3x224x224")
+    ch.add_argument("--const", action="append", default=[], metavar="INPUT=VALUE")
+    ch.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy",
+                    help="an input's value (default: standard normal floats, integer zeros)")
+    ch.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    ch.add_argument("--perturb", metavar="NODE", help=argparse.SUPPRESS)   # check's own tests
+    ch.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+
     sub.add_parser("targets", help="list the targets Kiln can compile for")
     k = sub.add_parser("kernels", help="list the kernel registry: what each kernel runs and "
                                        "its schedule fields")
@@ -136,15 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     session = load(args.library, threads=args.threads,
                    emulator="qemu" if args.emulate else None, vlen=args.vlen)
-    given = {}
-    for item in args.input:
-        name, sep, path = item.partition("=")
-        if not sep:
-            raise UsageError(f"--input expects NAME=FILE.npy, got '{item}'")
-        try:
-            given[name] = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"cannot read '{path}' for input '{name}': {exc}") from None
+    given = npy_inputs(args.input)
     rng = np.random.default_rng(0)
     feed = {}
     for spec in session.inputs:
@@ -178,6 +184,35 @@ def cmd_run(args: argparse.Namespace) -> int:
         from .runtime.profile import format_profile, profile
         print(format_profile(profile(session, feed, runs=max(args.repeat, 1))))
     return 0
+
+
+def npy_inputs(items: Sequence[str]) -> dict:
+    """NAME=FILE.npy arguments as {name: array}."""
+    import numpy as np
+
+    given = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep:
+            raise UsageError(f"--input expects NAME=FILE.npy, got '{item}'")
+        try:
+            given[name] = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot read '{path}' for input '{name}': {exc}") from None
+    return given
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Exit 0 when every output matches ONNX Runtime, 1 when one differs."""
+    from .check import check_model, describe
+    from .frontends.onnx.pinned import parse_const
+
+    report = check_model(args.model, args.target, dict(_dim(d) for d in args.dim),
+                         dict(_shape(s) for s in args.shape),
+                         dict(parse_const(c) for c in args.const), npy_inputs(args.input),
+                         seed=args.seed, perturb=args.perturb)
+    print(describe(report))
+    return 0 if report.ok else 1
 
 
 def _is_artifact(path: str) -> bool:
@@ -271,7 +306,7 @@ def cmd_kernels(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"compile": cmd_compile, "run": cmd_run, "inspect": cmd_inspect,
-            "targets": cmd_targets, "kernels": cmd_kernels}
+            "check": cmd_check, "targets": cmd_targets, "kernels": cmd_kernels}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

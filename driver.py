@@ -158,7 +158,8 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
             "outputs": [_tensor(t) for t in sources.outputs],
             "arena_bytes": sources.arena_size, "weight_bytes": len(sources.weights),
             "kernels": sources.kernels,
-            "schedules": [{"group": g.name, "kernel": g.kernel.kernel,
+            "schedules": [{"group": g.name, "nodes": [n.name for n in g.nodes],
+                           "kernel": g.kernel.kernel,
                            "schedule": dataclasses.asdict(g.kernel.schedule)}
                           for g in graph.groups or [] if g.kernel is not None]}
         (workdir / "manifest.c").write_text(manifest_source(manifest))

@@ -7,8 +7,8 @@ artifact; the C API returns it (`<prefix>manifest()`), `Session.manifest` parses
 Its keys (version 1): "manifest_version", "kiln" (the version that built it), "model" (name,
 sha256 of the ONNX file, producer, opsets), "target" (name, triple, cpu, cflags, vector_bits,
 features), "options" (what the compile call was given), "inputs" / "outputs" (name, dtype,
-shape), "arena_bytes", "weight_bytes", "kernels" and "schedules" (group, kernel, schedule of
-every fused group).
+shape), "arena_bytes", "weight_bytes", "kernels" and "schedules" (group, its nodes, kernel
+and schedule of every fused group).
 """
 
 from __future__ import annotations
