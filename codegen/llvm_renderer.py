@@ -22,8 +22,13 @@ from ..compiler.errors import KilnError
 from . import kernel_ir as K
 from .llvm_types import LLVM_MATH, cannot_trap, is_signed, memory_type, register_type
 
-#: Optional kernel IR features this renderer prints (lowering gates vector code on them).
+#: Optional kernel IR features this renderer prints (the driver gives lowering vectors
+#: only when "vector" is here).
 CAPABILITIES = frozenset({"vector"})
+
+#: The hidden C constant (model.c's KILN_PREPARED) saying where the arena's prepared region
+#: starts: known only once every kernel is lowered, so kernels read it at run time.
+PREPARED_AT = "kiln_prepared_at"
 
 _ICMP = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "==", "!=": "!="}
 _FCMP_ORDERED = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "=="}
@@ -66,10 +71,19 @@ class BodyBuilder:
 
     # -- locals ----------------------------------------------------------------------
 
-    def _local(self, var: K.Expr) -> ir.Value:
-        if var.name not in self.vars:
-            self.vars[var.name] = self.alloca_builder.alloca(self._reg_type(var), name=var.name)
-        return self.vars[var.name]
+    def _declare(self, var: K.Expr) -> ir.Value:
+        """A new slot for `var` (a Let, a loop variable, a parameter), bound to its name
+        until the enclosing block ends: as in C, an inner block may declare a name of the
+        outer one again, with another type."""
+        slot = self.alloca_builder.alloca(self._reg_type(var), name=var.name)
+        self.vars[var.name] = slot
+        return slot
+
+    def block(self, body: list[K.Stmt]) -> None:
+        """`body` as a C block: the names it declares are unbound after it."""
+        outer = dict(self.vars)
+        self.stmts(body)
+        self.vars = outer
 
     def _reg_type(self, e: K.Expr) -> ir.Type:
         lanes = getattr(e, "lanes", 1) if isinstance(e, K.VecVar) else K.lanes_of(e)
@@ -111,10 +125,20 @@ class BodyBuilder:
             if e.dtype is DType.bool else value
 
     def _vecload(self, e: K.VecLoad) -> ir.Value:
-        buf, addr = self._address(e.buffer, e.index)
-        load = self.b.load(addr, typ=ir.VectorType(buf.elem, e.lanes))
+        addr, vtype = self._vector_address(e.buffer, e.index, e.lanes)
+        load = self.b.load(addr, typ=vtype)
         load.align = e.dtype.itemsize
         return load
+
+    def _vector_address(self, buffer: K.Buffer, index: K.Expr, lanes: int
+                        ) -> tuple[ir.Value, ir.Type]:
+        """(address of `lanes` elements of buffer from index, their vector type). A local
+        buffer's alloca is a typed pointer to its elements: cast to the vector's."""
+        buf, addr = self._address(buffer, index)
+        vtype = ir.VectorType(buf.elem, lanes)
+        if not addr.type.is_opaque:
+            addr = self.b.bitcast(addr, vtype.as_pointer())
+        return addr, vtype
 
     def _broadcast(self, e: K.Broadcast) -> ir.Value:
         scalar = self.expr(e.x)
@@ -348,13 +372,13 @@ class BodyBuilder:
         self.b.store(value, addr)
 
     def _vecstore(self, s: K.VecStore) -> None:
-        buf, addr = self._address(s.buffer, s.index)
+        addr, _ = self._vector_address(s.buffer, s.index, s.lanes)
         store = self.b.store(self.expr(s.value), addr)
         store.align = s.buffer.dtype.itemsize
 
     def _let(self, s: K.Let) -> None:
         value = self.expr(s.value)
-        self.b.store(value, self._local(s.var))
+        self.b.store(value, self._declare(s.var))
 
     def _assign(self, s: K.Assign) -> None:
         if s.var.name not in self.vars:
@@ -384,7 +408,8 @@ class BodyBuilder:
 
     def loop(self, var: K.Var, start: ir.Value, stop: ir.Value, body: list[K.Stmt]) -> None:
         """for var in [start, stop): body, as header / body / latch blocks."""
-        slot = self._local(var)
+        outer = dict(self.vars)
+        slot = self._declare(var)
         self.b.store(start, slot)
         header = self.fn.append_basic_block(f"{var.name}_head")
         inner = self.fn.append_basic_block(f"{var.name}_body")
@@ -394,11 +419,12 @@ class BodyBuilder:
         i = self.b.load(slot)
         self.b.cbranch(self.b.icmp_signed("<", i, stop), inner, done)
         self.b.position_at_end(inner)
-        self.stmts(body)
+        self.block(body)
         self.b.store(self.b.add(self.b.load(slot), ir.Constant(i.type, 1), flags=("nsw",)),
                      slot)
         self.b.branch(header)
         self.b.position_at_end(done)
+        self.vars = outer
 
     def branch(self, s: K.If) -> None:
         cond = self._truth(self.expr(s.cond), s.cond.dtype)
@@ -407,11 +433,11 @@ class BodyBuilder:
         done = self.fn.append_basic_block("endif")
         self.b.cbranch(cond, then, other or done)
         self.b.position_at_end(then)
-        self.stmts(s.then)
+        self.block(s.then)
         self.b.branch(done)
         if other is not None:
             self.b.position_at_end(other)
-            self.stmts(s.orelse)
+            self.block(s.orelse)
             self.b.branch(done)
         self.b.position_at_end(done)
 
@@ -442,6 +468,9 @@ class KernelBuilder(BodyBuilder):
             return _Buffer(slot, elem)
         if buf.storage == "weight":
             base = self.weights
+        elif buf.storage == "prepared":
+            arena = b.load(self.exec_ptr, typ=ptr)
+            base = b.gep(arena, [b.load(self._prepared_at())], source_etype=i8, inbounds=True)
         else:
             field = {"arena": 0, "input": 1, "output": 2}.get(buf.storage)
             if field is None:
@@ -452,10 +481,20 @@ class KernelBuilder(BodyBuilder):
             if buf.storage != "arena":
                 base = b.load(b.gep(base, [ir.Constant(ir.IntType(64), buf.location)],
                                     source_etype=ptr, inbounds=True), typ=ptr)
-        if buf.storage in ("arena", "weight") and buf.location:
+        if buf.storage in ("arena", "weight", "prepared") and buf.location:
             base = b.gep(base, [ir.Constant(ir.IntType(64), buf.location)], source_etype=i8,
                          inbounds=True)
         return _Buffer(base, elem)
+
+    def _prepared_at(self) -> ir.GlobalVariable:
+        known = self.module.globals.get(PREPARED_AT)
+        if known is not None:
+            return known
+        offset = ir.GlobalVariable(self.module, ir.IntType(64), PREPARED_AT)
+        offset.linkage = "external"
+        offset.visibility = "hidden"
+        offset.global_constant = True
+        return offset
 
     def finish(self, kernel: K.Kernel) -> None:
         """Emit the kernel's body: its parallel loop runs the tasks [lo, hi) it is given."""
@@ -487,5 +526,5 @@ class FunctionBuilder(BodyBuilder):
                 arg.add_attribute("noalias")
                 self.buffers[id(param)] = _Buffer(arg, memory_type(param.dtype))
             else:
-                self.alloca_builder.store(arg, self._local(param))
+                self.alloca_builder.store(arg, self._declare(param))
         self.finish_body(fn.body, fn.result)
