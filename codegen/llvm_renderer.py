@@ -6,7 +6,8 @@ descriptors and runtime stay C). A K.Function a kernel calls becomes an internal
 the module, defined on its first call: a microkernel (Invoke) never inlined, as in C, and
 vector math (Apply, a function with a result) always inlined. Locals live in allocas that
 LLVM's pipeline promotes; math intrinsics are libm calls (or LLVM intrinsics where the ISA
-has an instruction), as the C renderer's <math.h> calls are. Scalar selects and && / ||
+has an instruction), as the C renderer's <math.h> calls are, but for float32 erf and
+exp_poly: the 1-lane Functions of lower/vector_math.py, C's kiln_erff and kiln_expf. Scalar selects and && / ||
 whose operands may trap (loads, integer division, calls) are branches, as C's ?: and && are
 lazy; a select on a vector mask evaluates both arms, as C's vector blend does. Float
 arithmetic may contract into FMA, as C compilers do by default."""
@@ -21,6 +22,7 @@ from ..compiler.dtypes import DType
 from ..compiler.errors import KilnError
 from . import kernel_ir as K
 from .llvm_types import LLVM_MATH, cannot_trap, is_signed, memory_type, register_type
+from .lower.vector_math import SCALAR_FUNCTIONS
 
 #: Optional kernel IR features this renderer prints (the driver gives lowering vectors
 #: only when "vector" is here).
@@ -336,6 +338,8 @@ class BodyBuilder:
         return self._math(e.fn, args, dtype)
 
     def _math(self, fn: str, args: list[ir.Value], dtype: DType) -> ir.Value:
+        if dtype is DType.float32 and fn in SCALAR_FUNCTIONS:   # C's kiln_erff, kiln_expf
+            return self.b.call(self._callee(SCALAR_FUNCTIONS[fn](1)), args)
         intrinsic, libm = LLVM_MATH[fn]
         typ = register_type(dtype)
         if intrinsic:

@@ -15,7 +15,8 @@ cached, so every kernel of a module calls the same Function (module.py defines i
                       x * P(x^2) / Q(x^2), a rational fit made for Kiln (max abs error 4e-7)
 
 The arithmetic, its constants and its order are those of the scalar kiln_expf / kiln_erff
-in templates/model.c.j2, which the C renderer calls on scalars.
+in templates/model.c.j2, which the C renderer calls on scalars (the LLVM renderer calls the
+1-lane Functions there, so both renderers compute the same values).
 """
 
 from __future__ import annotations
@@ -149,6 +150,10 @@ def erff(lanes: int) -> K.Function:
 #: within 2 ulp, like exp_poly)
 FUNCTIONS: dict[str, Callable[[int], K.Function]] = {"exp": expf, "exp_poly": expf,
                                                      "erf": erff}
+
+#: the intrinsics whose float32 scalars are this arithmetic too (C's kiln_erff and
+#: kiln_expf; scalar exp is libm's expf): the LLVM renderer calls Function(1) for them
+SCALAR_FUNCTIONS: dict[str, Callable[[int], K.Function]] = {"exp_poly": expf, "erf": erff}
 
 
 def vector_call(fn: str, x: K.Expr) -> K.Apply:
