@@ -23,7 +23,6 @@ _MATH = {"exp": "expf", "log": "logf", "sqrt": "sqrtf", "tanh": "tanhf", "erf": 
          "cosh": "coshf", "asinh": "asinhf", "acosh": "acoshf", "atanh": "atanhf"}
 
 
-
 def c_literal(value, dtype: DType) -> str:
     """A C literal of `dtype` for `value` (infinities and NaN included)."""
     if dtype.is_float:

@@ -2,9 +2,9 @@
 
 Expressions are immutable trees (constants, variables, loads, arithmetic, intrinsic calls,
 calls of shared functions, selects, casts, bit reinterpretations); statements are loops,
-stores, local declarations and conditionals. A Kernel
-is one fused group: buffers it touches plus a body whose first statement may be a parallel
-loop (its iterations are split across the runtime's threads). Renderers print it for a target.
+stores, local declarations and conditionals. A Kernel is one fused group: buffers it
+touches plus a body whose first statement may be a parallel loop (its iterations are split
+across the runtime's threads). Renderers print it for a target.
 
 The builders below fold trivial arithmetic (x*1, x+0, constant operands) so the printed code
 stays readable; they never change meaning.
@@ -499,9 +499,7 @@ class VecStore(Stmt):
 
 def lanes_of(e: Expr) -> int:
     """How many lanes an expression has (1 for scalars)."""
-    if isinstance(e, (VecVar, VecLoad, Broadcast, Bitcast)):
-        return e.lanes
-    if isinstance(e, Apply):
+    if isinstance(e, (VecVar, VecLoad, Broadcast, Bitcast, Apply)):
         return e.lanes
     if isinstance(e, Binary):
         return max(lanes_of(e.a), lanes_of(e.b))
@@ -578,8 +576,8 @@ class KernelVisitor:
     expressions (fields holding a Stmt, an Expr, or lists/tuples of them, such as Invoke's
     (buffer, index) arguments). Buffers and the Function of an Invoke or an Apply are
     leaves: a walk that needs a callee's body visits `node.fn.body` (and `node.fn.result`)
-    itself. Override a visit_ method and call
-    `generic_visit` from it to keep walking below."""
+    itself. Override a visit_ method and call `generic_visit` from it to keep walking
+    below."""
 
     def visit(self, node: Any) -> Any:
         """Dispatch `node` (a Stmt, an Expr, a Kernel, or a list of statements)."""
