@@ -123,7 +123,8 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
     graph: Graph = import_model(proto, dims=dims, shapes=shapes, consts=consts)
     check_storage_uses(graph, renderer=emit)
     t = phase("import", t)
-    vector_bits = microkernel_bits(target_spec, cpu) if emit == "c" else 0
+    vector_bits = microkernel_bits(target_spec, cpu) \
+        if "vector" in renderer.capabilities else 0
     selector = KernelSelector(
         KernelTarget(vector_bits, target_spec.l1d_bytes, target_spec.l2_bytes, threads),
         target_spec.name, cpu or "native", lines)
@@ -181,8 +182,9 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
         if keep_sources is not None:
             keep = Path(keep_sources)
             keep.mkdir(parents=True, exist_ok=True)
-            for name in ("model.c", "weights.S", "weights.bin", "manifest.c"):
-                shutil.copy(workdir / name, keep / name)
+            for name in ("model.c", "weights.S", "weights.bin", "manifest.c", "kernels.ll"):
+                if (workdir / name).exists():   # kernels.ll: the LLVM renderer's kernels
+                    shutil.copy(workdir / name, keep / name)
         shutil.move(str(build_target), output)
         header_path.write_text(header_text)
     finally:

@@ -13,17 +13,14 @@ _BINARY = {"+": "+", "-": "-", "*": "*", "/": "/", "%": "%", "<": "<", "<=": "<=
            ">=": ">=", "==": "==", "!=": "!=", "&&": "&&", "||": "||",
            "&": "&", "|": "|", "^": "^", "<<": "<<", ">>": ">>"}
 
-#: generic intrinsic name -> C function, per float type (double drops the suffix)
+#: generic intrinsic name -> C function, per float type (double drops the suffix); vector
+#: exp and erf are kernel-IR Functions (lower/vector_math.py), called with K.Apply
 _MATH = {"exp": "expf", "log": "logf", "sqrt": "sqrtf", "tanh": "tanhf", "erf": "kiln_erff",
          "exp_poly": "kiln_expf",
          "floor": "floorf", "ceil": "ceilf", "round": "nearbyintf", "sin": "sinf",
          "cos": "cosf", "abs": "fabsf", "log1p": "log1pf", "pow": "powf",
          "tan": "tanf", "asin": "asinf", "acos": "acosf", "atan": "atanf", "sinh": "sinhf",
          "cosh": "coshf", "asinh": "asinhf", "acosh": "acoshf", "atanh": "atanhf"}
-
-
-#: generic intrinsic name -> C prelude function on vectors (a suffix _v<lanes> is added)
-_VECTOR_MATH = {"erf": "kiln_erff", "exp": "kiln_expf", "exp_poly": "kiln_expf"}
 
 
 def c_literal(value, dtype: DType) -> str:
@@ -53,8 +50,8 @@ class CStyleRenderer:
     kernel are shared; what differs between C, CUDA and their kin is asked of hooks, which
     a renderer for one language overrides: `signature` (a kernel's declaration),
     `task_loop` (how a kernel runs its tasks), `buffer_decl` (where a buffer's pointer comes
-    from), `vector_type` / `vector_typedefs` (vector types), `math_function` /
-    `vector_math_function` (intrinsics), `loop_pragma` and `prefetch`."""
+    from), `vector_type` / `vector_typedefs` (vector types), `math_function` (intrinsics),
+    `loop_pragma`, `prefetch` and `function_head` (a shared function's declaration)."""
 
     name = "c-style"
 
@@ -76,13 +73,10 @@ class CStyleRenderer:
     def vector_type(self, dtype: DType, lanes: int) -> str:
         raise NotImplementedError
 
-    def vector_typedefs(self, body: list[K.Stmt]) -> list[str]:
+    def vector_typedefs(self, nodes: list) -> list[str]:
         return []
 
     def math_function(self, fn: str, dtype: DType) -> str:
-        raise NotImplementedError
-
-    def vector_math_function(self, fn: str, lanes: int) -> str:
         raise NotImplementedError
 
     def loop_pragma(self, kind: K.LoopKind) -> list[str]:
@@ -92,7 +86,13 @@ class CStyleRenderer:
         return ""
 
     def function_head(self, fn: K.Function, params: list[str]) -> str:
+        """The declaration of shared function `fn` (its result's type is `value_type`)."""
         raise NotImplementedError
+
+    def value_type(self, e: K.Expr) -> str:
+        """The type of a local, parameter or result holding `e`: a vector type or a scalar."""
+        lanes = K.lanes_of(e)
+        return self.vector_type(e.dtype, lanes) if lanes > 1 else e.dtype.c_type
 
     # -- the shared printer ---------------------------------------------------------------
 
@@ -125,6 +125,16 @@ class CStyleRenderer:
     def expr_Cast(self, e: K.Cast) -> str:
         return f"(({e.dtype.c_type}){self.expr(e.x)})"
 
+    def expr_Bitcast(self, e: K.Bitcast) -> str:
+        x = self.expr(e.x)
+        if e.lanes > 1:   # a vector cast keeps the bits (GCC/Clang vector extensions)
+            return f"(({self.vector_type(e.dtype, e.lanes)}){x})"
+        return (f"((union {{ {e.x.dtype.c_type} from; {e.dtype.c_type} to; }})"
+                f"{{ .from = {x} }}).to")
+
+    def expr_Apply(self, e: K.Apply) -> str:
+        return f"{e.fn.name}({', '.join(self.expr(a) for a in e.args)})"
+
     def expr_VecVar(self, e: K.VecVar) -> str:
         return e.name
 
@@ -151,9 +161,9 @@ class CStyleRenderer:
 
     def expr_Call(self, e: K.Call) -> str:
         args = ", ".join(self.expr(a) for a in e.args)
-        lanes = K.lanes_of(e)
-        if lanes > 1:   # a vector form from the prelude (gemm_epilogue.VECTOR_CALLS)
-            return f"{self.vector_math_function(e.fn, lanes)}({args})"
+        if K.lanes_of(e) > 1:
+            raise TypeError(f"no vector form of intrinsic {e.fn!r}: vector math is a "
+                            f"K.Function called with K.Apply (lower/vector_math.py)")
         if e.fn.startswith("kiln_"):   # a C prelude function (kiln_convert.h)
             return f"{e.fn}({args})"
         if not e.dtype.is_float:
@@ -196,9 +206,7 @@ class CStyleRenderer:
                 f"{self.expr(s.value)};"]
 
     def stmt_Let(self, s: K.Let, pad: str, indent: int) -> list[str]:
-        ctype = self.vector_type(s.var.dtype, s.var.lanes) if isinstance(s.var, K.VecVar) \
-            else s.var.dtype.c_type
-        return [f"{pad}{ctype} {s.var.name} = {self.expr(s.value)};"]
+        return [f"{pad}{self.value_type(s.var)} {s.var.name} = {self.expr(s.value)};"]
 
     def stmt_Assign(self, s: K.Assign, pad: str, indent: int) -> list[str]:
         return [f"{pad}{s.var.name} = {self.expr(s.value)};"]
@@ -226,8 +234,8 @@ class CStyleRenderer:
         return self.expr(a)
 
     def function(self, fn: K.Function) -> str:
-        """A shared helper (K.Function): `static void <name>(params)`, never inlined, so one
-        copy serves every kernel that calls it."""
+        """A shared helper (K.Function), once per module: as `function_head` declares it,
+        its body, and `return <result>;` for one with a result."""
         written = _written(fn.body)
         params = []
         for p in fn.params:
@@ -235,11 +243,16 @@ class CStyleRenderer:
                 const = "" if id(p) in written else "const "
                 params.append(f"{const}{p.dtype.c_type} *restrict {p.name}")
             else:
-                params.append(f"{p.dtype.c_type} {p.name}")
-        lines = self.vector_typedefs(fn.body)
+                params.append(f"{self.value_type(p)} {p.name}")
+        values = [p for p in fn.params if isinstance(p, K.Expr)]
+        if fn.result is not None:
+            values.append(fn.result)
+        lines = self.vector_typedefs([*fn.body, *values])
         lines += [f"/* {line} */" for line in fn.doc.splitlines()]
         lines.append(self.function_head(fn, params) + " {")
         lines += self.stmts(fn.body, 1)
+        if fn.result is not None:
+            lines.append(f"    return {self.expr(fn.result)};")
         lines.append("}")
         return "\n".join(lines)
 
@@ -268,6 +281,7 @@ class CRenderer(CStyleRenderer):
     """C11 with GCC/Clang extensions: the kernels of every CPU target."""
 
     name = "c"
+    capabilities = frozenset({"vector"})
 
     def signature(self, k: K.Kernel) -> str:
         return f"static void {k.name}(const kiln_exec *e, int64_t lo, int64_t hi)"
@@ -295,15 +309,12 @@ class CRenderer(CStyleRenderer):
     def vector_type(self, dtype: DType, lanes: int) -> str:
         return vector_type(dtype, lanes)
 
-    def vector_typedefs(self, body: list[K.Stmt]) -> list[str]:
-        return vector_typedefs(body)
+    def vector_typedefs(self, nodes: list) -> list[str]:
+        return vector_typedefs(nodes)
 
     def math_function(self, fn: str, dtype: DType) -> str:
         name = _MATH[fn]
         return name[:-1] if dtype is DType.float64 else name
-
-    def vector_math_function(self, fn: str, lanes: int) -> str:
-        return f"{_VECTOR_MATH[fn]}_v{lanes}"
 
     def loop_pragma(self, kind: K.LoopKind) -> list[str]:
         return ["#pragma GCC ivdep"] if kind is K.LoopKind.VECTOR else []
@@ -312,7 +323,11 @@ class CRenderer(CStyleRenderer):
         return f"__builtin_prefetch({address}, 0, 3);"
 
     def function_head(self, fn: K.Function, params: list[str]) -> str:
-        return f"static __attribute__((noinline)) void {fn.name}({', '.join(params)})"
+        """A microkernel (no result) is never inlined, so one copy serves every kernel that
+        calls it; a function with a result (vector math) is inlined into its callers."""
+        if fn.result is None:
+            return f"static __attribute__((noinline)) void {fn.name}({', '.join(params)})"
+        return f"static inline {self.value_type(fn.result)} {fn.name}({', '.join(params)})"
 
 
 class _Written(K.KernelVisitor):
@@ -353,9 +368,10 @@ def vector_type(dtype: DType, lanes: int) -> str:
     return f"kiln_v{lanes}{dtype.name}"
 
 
-def vector_typedefs(body: list[K.Stmt]) -> list[str]:
-    """Typedefs (guarded, so kernels may repeat them) of the vector types `body` uses."""
-    used = sorted(_vector_types(body), key=lambda t: (t[0].name, t[1]))
+def vector_typedefs(nodes: list) -> list[str]:
+    """Typedefs (guarded, so kernels may repeat them) of the vector types that `nodes`
+    (statements and expressions) declare, store, bit-cast to or name."""
+    used = sorted(_vector_types(nodes), key=lambda t: (t[0].name, t[1]))
     lines: list[str] = []
     for dtype, lanes in used:
         name, size = vector_type(dtype, lanes), lanes * dtype.itemsize
@@ -375,14 +391,17 @@ class _VectorTypes(K.KernelVisitor):
         self.found.add((s.buffer.dtype, s.lanes))
         self.generic_visit(s)
 
-    def visit_Let(self, s: K.Let) -> None:
-        if isinstance(s.var, K.VecVar):
-            self.found.add((s.var.dtype, s.var.lanes))
-        self.generic_visit(s)
+    def visit_VecVar(self, e: K.VecVar) -> None:
+        self.found.add((e.dtype, e.lanes))
+
+    def visit_Bitcast(self, e: K.Bitcast) -> None:
+        if e.lanes > 1:
+            self.found.add((e.dtype, e.lanes))
+        self.generic_visit(e)
 
 
-def _vector_types(body: list[K.Stmt]) -> set[tuple[DType, int]]:
-    """(dtype, lanes) of every vector store and vector local in `body`."""
+def _vector_types(nodes: list) -> set[tuple[DType, int]]:
+    """(dtype, lanes) of every vector store, vector local and vector Bitcast in `nodes`."""
     walk = _VectorTypes()
-    walk.visit(body)
+    walk.visit(nodes)
     return walk.found

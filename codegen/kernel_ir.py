@@ -1,9 +1,10 @@
 """The kernel IR: a small loop-level language that every op family lowers to once.
 
 Expressions are immutable trees (constants, variables, loads, arithmetic, intrinsic calls,
-selects, casts); statements are loops, stores, local declarations and conditionals. A Kernel
-is one fused group: buffers it touches plus a body whose first statement may be a parallel
-loop (its iterations are split across the runtime's threads). Renderers print it for a target.
+calls of shared functions, selects, casts, bit reinterpretations); statements are loops,
+stores, local declarations and conditionals. A Kernel is one fused group: buffers it
+touches plus a body whose first statement may be a parallel loop (its iterations are split
+across the runtime's threads). Renderers print it for a target.
 
 The builders below fold trivial arithmetic (x*1, x+0, constant operands) so the printed code
 stays readable; they never change meaning.
@@ -143,7 +144,9 @@ class Load(Expr):
 
 @dataclass(frozen=True, eq=False)
 class Binary(Expr):
-    """Arithmetic (+ - * / %), min/max, comparisons (< <= > >= == !=) and logic (&& || ^^)."""
+    """Arithmetic (+ - * / %), min/max, comparisons (< <= > >= == !=), logic (&& || ^^) and,
+    on integers and bools, bitwise ops (& | ^) and shifts (<< >>, arithmetic for signed
+    types). On vectors, a comparison is a vector of bools and & | ^ combine such masks."""
 
     op: str
     a: Expr
@@ -181,8 +184,19 @@ class Cast(Expr):
     dtype: DType
 
 
+@dataclass(frozen=True, eq=False)
+class Bitcast(Expr):
+    """The bits of `x` read as `dtype` (e.g. a float32's bits as an int32), lane by lane:
+    `lanes` must be x's lanes and `dtype` as wide as x's dtype (the verifier checks both)."""
+
+    x: Expr
+    dtype: DType
+    lanes: int = 1
+
+
 COMPARISONS = ("<", "<=", ">", ">=", "==", "!=")
 LOGICAL = ("&&", "||", "^^")
+BITWISE = ("&", "|", "^", "<<", ">>")
 
 
 def const(value: Union[int, float, bool], dtype: DType = INDEX) -> Const:
@@ -278,6 +292,11 @@ def cast(x: Expr, dtype: DType) -> Expr:
     if isinstance(x, Const):
         return const(x.value, dtype)
     return Cast(x, dtype)
+
+
+def bitcast(x: Expr, dtype: DType) -> Expr:
+    """The bits of `x` as `dtype`, with x's lanes (x itself when it already is `dtype`)."""
+    return x if x.dtype is dtype else Bitcast(x, dtype, lanes_of(x))
 
 
 def all_of(conds: Sequence[Expr]) -> Expr:
@@ -480,7 +499,7 @@ class VecStore(Stmt):
 
 def lanes_of(e: Expr) -> int:
     """How many lanes an expression has (1 for scalars)."""
-    if isinstance(e, (VecVar, VecLoad, Broadcast)):
+    if isinstance(e, (VecVar, VecLoad, Broadcast, Bitcast, Apply)):
         return e.lanes
     if isinstance(e, Binary):
         return max(lanes_of(e.a), lanes_of(e.b))
@@ -500,18 +519,44 @@ def fma(acc: Expr, a: Expr, b: Expr) -> Expr:
 
 # -- shared functions: a helper emitted once per module and called from kernels ---------------
 # A GEMM microkernel is the same code for every node with the same tile: kernels call one
-# static function instead of each inlining its own copy (C compile time stays flat).
+# static function instead of each inlining its own copy (C compile time stays flat). Vector
+# math (exp, erf: lower/vector_math.py) is a Function with a result, called in expressions.
 
 @dataclass(eq=False)
 class Function:
     """A static helper shared by kernels, rendered once per module under `name` (two
-    Functions with one name must have one body). `params` are scalar Vars and Buffers of
-    storage 'param' (pointers)."""
+    Functions with one name must have one body). `params` are Vars, VecVars and Buffers of
+    storage 'param' (pointers). With a `result` (an expression over the body's locals) it
+    returns that value and is called by Apply; without one it returns nothing and is called
+    by Invoke."""
 
     name: str
-    params: list[Union[Var, Buffer]]
+    params: list[Union[Var, VecVar, Buffer]]
     body: list[Stmt]
     doc: str = ""
+    result: Expr | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Apply(Expr):
+    """The value of Function `fn` (one with a result) on `args`, one Expr per parameter."""
+
+    fn: Function
+    args: tuple[Expr, ...]
+
+    @property
+    def dtype(self) -> DType:  # type: ignore[override]
+        return self._result.dtype
+
+    @property
+    def lanes(self) -> int:
+        return lanes_of(self._result)
+
+    @property
+    def _result(self) -> Expr:
+        if self.fn.result is None:
+            raise ValueError(f"function {self.fn.name} returns nothing: call it with Invoke")
+        return self.fn.result
 
 
 @dataclass(eq=False)
@@ -529,9 +574,10 @@ class KernelVisitor:
     """Walks kernel IR: `visit(node)` calls `visit_<ClassName>(node)` when the subclass
     defines it, else `generic_visit`, which visits the node's child statements and
     expressions (fields holding a Stmt, an Expr, or lists/tuples of them, such as Invoke's
-    (buffer, index) arguments). Buffers and Invoke's Function are leaves: a walk that needs
-    a callee's body visits `node.fn.body` itself. Override a visit_ method and call
-    `generic_visit` from it to keep walking below."""
+    (buffer, index) arguments). Buffers and the Function of an Invoke or an Apply are
+    leaves: a walk that needs a callee's body visits `node.fn.body` (and `node.fn.result`)
+    itself. Override a visit_ method and call `generic_visit` from it to keep walking
+    below."""
 
     def visit(self, node: Any) -> Any:
         """Dispatch `node` (a Stmt, an Expr, a Kernel, or a list of statements)."""
@@ -558,14 +604,25 @@ class KernelVisitor:
 class _CalledFunctions(KernelVisitor):
     def __init__(self) -> None:
         self.found: dict[str, Function] = {}
+        self.entered: set[str] = set()
 
-    def visit_Invoke(self, s: Invoke) -> None:
-        self.found.setdefault(s.fn.name, s.fn)
+    def visit_Invoke(self, s: Union[Invoke, Apply]) -> None:
+        fn = s.fn
+        if fn.name not in self.entered:
+            self.entered.add(fn.name)
+            self.visit(fn.body)
+            if fn.result is not None:
+                self.visit(fn.result)
+            self.found[fn.name] = fn
         self.generic_visit(s)
+
+    visit_Apply = visit_Invoke
 
 
 def functions_called(body: list[Stmt]) -> list[Function]:
-    """The Functions `body` invokes, first use first, each once (by name)."""
+    """The Functions `body` calls (Invoke, Apply), directly or through other Functions, each
+    once (by name), a callee before its callers and otherwise first use first: the order a
+    module defines them in."""
     walk = _CalledFunctions()
     walk.visit(body)
     return list(walk.found.values())

@@ -1,10 +1,14 @@
 """A kernel-IR verifier: catches lowering bugs before they become wrong C.
 
 It checks that every variable used is bound (by an enclosing For, an earlier Let in the same
-or an enclosing block, a Function parameter, or a name the caller says is known) and that a
+or an enclosing block, a Function parameter, or a name the caller says is known), that a
 Load/Store whose index is affine in loop variables with constant bounds stays inside the
-buffer's static extent. It is conservative: accesses under an If, a Select arm or the right
-side of && / || may be guarded and are not bounds-checked, nor are buffers of unknown extent.
+buffer's static extent, that a Bitcast keeps its operand's lanes and width, that bitwise ops
+apply to integers or bools, and that a call passes one argument per parameter (an address
+for a pointer, a scalar for a scalar, which converts as C's assignment does, a vector of the
+parameter's exact type for a vector; Apply calls a Function with a result, Invoke one
+without). It is conservative: accesses under an If, a Select arm or the right side of && /
+|| may be guarded and are not bounds-checked, nor are buffers of unknown extent.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterable, Iterator, Union
 
+from ..compiler.dtypes import DType
 from . import kernel_ir as K
 
 
@@ -54,18 +59,21 @@ class _Verifier(K.KernelVisitor):
             self._function(self.functions[name])
 
     def _function(self, fn: K.Function) -> None:
-        inner = _Verifier({p.name for p in fn.params if isinstance(p, K.Var)})
+        inner = _Verifier({p.name for p in fn.params if isinstance(p, (K.Var, K.VecVar))})
         inner.where = f"function {fn.name}"
         inner.functions = self.functions   # what it invokes is verified by run's loop
-        inner._block(fn.body)
+        inner._block(fn.body, fn.result)
 
     def _fail(self, message: str) -> None:
         raise KernelVerificationError(f"{self.where}: {message}")
 
-    def _block(self, body: list[K.Stmt]) -> None:
+    def _block(self, body: list[K.Stmt], result: K.Expr | None = None) -> None:
+        """Visit `body` in a scope of its own, then `result` (a Function's) in that scope."""
         self.scopes.append(set())
         for s in body:
             self.visit(s)
+        if result is not None:
+            self.visit(result)
         self.scopes.pop()
 
     @contextmanager
@@ -124,8 +132,28 @@ class _Verifier(K.KernelVisitor):
         self.visit(s.value)
 
     def visit_Invoke(self, s: K.Invoke) -> None:
-        self.functions.setdefault(s.fn.name, s.fn)
+        if s.fn.result is not None:
+            self._fail(f"Invoke of function {s.fn.name}, which returns a value (use Apply)")
+        self._call(s.fn, s.args)
         self.generic_visit(s)
+
+    def _call(self, fn: K.Function, args) -> None:
+        """Check a call's arguments against `fn`'s parameters and queue `fn` for verifying."""
+        if len(args) != len(fn.params):
+            self._fail(f"call of {fn.name} passes {len(args)} arguments for "
+                       f"{len(fn.params)} parameters")
+        for param, arg in zip(fn.params, args):
+            if isinstance(param, K.Buffer):
+                if not (isinstance(arg, tuple) and len(arg) == 2):
+                    self._fail(f"call of {fn.name}: parameter {param.name} is a pointer; "
+                               f"pass (buffer, index)")
+                continue
+            lanes = K.lanes_of(param)   # a scalar converts as C's assignment does
+            if isinstance(arg, tuple) or K.lanes_of(arg) != lanes \
+                    or (lanes > 1 and arg.dtype is not param.dtype):
+                self._fail(f"call of {fn.name}: parameter {param.name} wants "
+                           f"{_type_name(param)}, got {_type_name(arg)}")
+        self.functions.setdefault(fn.name, fn)
 
     # expressions
     def visit_Var(self, e: K.Var) -> None:
@@ -146,7 +174,24 @@ class _Verifier(K.KernelVisitor):
             self.visit(e.a)
             self.visit(e.b)
 
+    def visit_Apply(self, e: K.Apply) -> None:
+        if e.fn.result is None:
+            self._fail(f"Apply of function {e.fn.name}, which returns nothing (use Invoke)")
+        self._call(e.fn, e.args)
+        self.generic_visit(e)
+
+    def visit_Bitcast(self, e: K.Bitcast) -> None:
+        lanes = K.lanes_of(e.x)
+        if e.lanes != lanes or e.dtype.itemsize != e.x.dtype.itemsize \
+                or DType.bool in (e.dtype, e.x.dtype):
+            self._fail(f"Bitcast of {_type_name(e.x)} to {_type_name(e)}: the lanes and the "
+                       f"element width must stay (and bools have no bits to reinterpret)")
+        self.visit(e.x)
+
     def visit_Binary(self, e: K.Binary) -> None:
+        if e.op in K.BITWISE and (e.a.dtype.is_float or e.b.dtype.is_float):
+            self._fail(f"bitwise {e.op!r} on {_type_name(e.a)} and {_type_name(e.b)}: "
+                       f"Bitcast floats to integers first")
         self.visit(e.a)
         if e.op in ("&&", "||"):   # short-circuit: the right side may be guarded by the left
             with self._maybe_guarded():
@@ -185,6 +230,14 @@ class _Verifier(K.KernelVisitor):
             lo += min(coef * a, coef * b)
             hi += max(coef * a, coef * b)
         return lo, hi
+
+
+def _type_name(e) -> str:
+    """`e`'s type as a message says it: float32, or float32x8 for a vector."""
+    if isinstance(e, tuple):
+        return "an address"
+    lanes = K.lanes_of(e) if isinstance(e, K.Expr) else 1
+    return e.dtype.name + (f"x{lanes}" if lanes > 1 else "")
 
 
 def _constant(e: K.Expr) -> int | None:

@@ -43,7 +43,8 @@ def register_type(dtype: DType) -> ir.Type:
 
 
 def cannot_trap(e: K.Expr) -> bool:
-    """Whether evaluating `e` eagerly cannot trap (no loads, no integer division)."""
+    """Whether evaluating `e` eagerly cannot trap (no loads, no integer division; a call of a
+    K.Function is assumed to, whatever its body)."""
     if isinstance(e, (K.Const, K.Var, K.VecVar)):
         return True
     if isinstance(e, (K.Load, K.VecLoad)):
@@ -52,7 +53,7 @@ def cannot_trap(e: K.Expr) -> bool:
         if e.op in ("/", "%") and not e.dtype.is_float:
             return False
         return cannot_trap(e.a) and cannot_trap(e.b)
-    if isinstance(e, (K.Unary, K.Cast, K.Broadcast)):
+    if isinstance(e, (K.Unary, K.Cast, K.Broadcast, K.Bitcast)):
         return cannot_trap(e.x)
     if isinstance(e, K.Select):
         return cannot_trap(e.cond) and cannot_trap(e.a) and cannot_trap(e.b)

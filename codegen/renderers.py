@@ -1,10 +1,13 @@
 """The renderers, by name: what `kiln compile --emit` picks, behind one interface.
 
 A renderer turns each kernel into the text model.c holds for it (a definition, or a
-declaration of a kernel it builds elsewhere), renders the shared helper functions, and
-names the object files it adds to the link. The C renderer (c_renderer.py) prints
-everything as C; the LLVM renderer renders the group kernels as LLVM IR (llvm_renderer.py,
-llvm_module.py) into kernels.o and leaves model.c their declarations.
+declaration of a kernel it builds elsewhere), renders the shared helper functions, names
+the object files it adds to the link, and says which optional kernel-IR features it prints
+(`capabilities`: "vector" for vector nodes, microkernels and vector math; the driver gives
+lowering vectors only when the renderer has it). The C renderer (c_renderer.py) prints
+everything as C; the LLVM renderer renders the group kernels and the functions they call as
+LLVM IR (llvm_renderer.py, llvm_module.py) into kernels.o and leaves model.c the kernels'
+declarations.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Callable, Protocol
 from ..compiler.errors import KilnError
 from . import kernel_ir as K
 from .c_renderer import CRenderer
+from .llvm_renderer import CAPABILITIES as LLVM_CAPABILITIES, PREPARED_AT
 
 
 class UnknownRendererError(KilnError, ValueError):
@@ -23,6 +27,7 @@ class UnknownRendererError(KilnError, ValueError):
 
 class KernelRenderer(Protocol):
     name: str
+    capabilities: frozenset[str]
 
     def function(self, fn: K.Function) -> str:
         """model.c's text of a shared helper function."""
@@ -35,21 +40,29 @@ class KernelRenderer(Protocol):
 
 
 class LLVMRenderer:
-    """Group kernels as LLVM IR, optimized and emitted in process (llvmlite); shared
-    helpers and the kernels run at session creation stay C."""
+    """Group kernels, and the functions they call, as LLVM IR optimized and emitted in
+    process (llvmlite); the kernels run at session creation stay C."""
 
     name = "llvm"
+    capabilities = LLVM_CAPABILITIES
 
     def __init__(self) -> None:
         self.kernels: list[K.Kernel] = []
-        self._c = CRenderer()
+        self._prepared_at = False   # whether model.c defines PREPARED_AT yet
 
     def function(self, fn: K.Function) -> str:
-        return self._c.function(fn)
+        """Nothing in model.c: the LLVM module defines `fn` where a kernel calls it."""
+        return f"/* {fn.name}: LLVM IR, in kernels.o */"
 
     def kernel(self, k: K.Kernel) -> str:
+        """The kernel's declaration; before the first kernel reading prepared data, the
+        constant that says where that data starts in the arena."""
         self.kernels.append(k)
-        return f"KILN_HIDDEN void {k.name}(const kiln_exec *e, int64_t lo, int64_t hi);"
+        declaration = f"KILN_HIDDEN void {k.name}(const kiln_exec *e, int64_t lo, int64_t hi);"
+        if self._prepared_at or all(b.storage is not K.Storage.PREPARED for b in k.buffers):
+            return declaration
+        self._prepared_at = True
+        return f"KILN_HIDDEN const int64_t {PREPARED_AT} = KILN_PREPARED;\n{declaration}"
 
     def objects(self, target, workdir: Path, cpu: str | None) -> list[str]:
         from .llvm_module import write_object   # loads LLVM: only when asked

@@ -3,9 +3,10 @@
 The scalar definitions of the ops (scalar.py) are reused with vector operands: the running
 value is a vector of `lanes` consecutive output columns; another operand is a vector load
 where it varies along the columns and a splat where it does not. The result may only use
-what C vector extensions print (+ - * /, comparisons, selects over a comparison, unary
-minus) and the math calls of VECTOR_CALLS; anything else (other math calls, casts, integer
-ops) returns None and the caller keeps its scalar loop.
+what every renderer prints on vectors (+ - * /, comparisons, selects over a comparison,
+unary minus) and the math calls vector_math.py has Functions for (exp, exp_poly, erf), which
+become Apply nodes; anything else (other math calls, casts, integer ops) returns None and
+the caller keeps its scalar loop.
 
     for i, v in tile:   y = out[row i, cols v*8 ...]        (a vector)
                         y = select(y < 0, 0, y) ...          (relu, on 8 lanes)
@@ -21,15 +22,13 @@ from ...compiler.ir import Node, Value
 from .. import kernel_ir as K
 from .common import LowerContext, Step, apply_steps, broadcast_index, steps_of
 from .scalar import scalar_expr
+from .vector_math import FUNCTIONS, vector_call
 
 _ARITH = ("+", "-", "*", "/")
-#: math intrinsics with a vector form in the C prelude (model.c.j2): erf as kiln_erff, exp
-#: (libm's on scalars) and exp_poly as kiln_expf (within 2 ulp), on 8 or 16 lanes
-VECTOR_CALLS = ("erf", "exp", "exp_poly")
 
 
 def vectorize_expr(e: K.Expr, lanes: int, loads: dict[int, bool]) -> K.Expr | None:
-    """`e` with every operand a vector of `lanes`; None where C vectors cannot print it.
+    """`e` with every operand a vector of `lanes`; None where it has no vector form.
     loads: id(buffer) -> whether a Load of it varies along the columns."""
     if isinstance(e, (K.VecVar, K.VecLoad, K.Broadcast)):
         return e
@@ -56,9 +55,9 @@ def vectorize_expr(e: K.Expr, lanes: int, loads: dict[int, bool]) -> K.Expr | No
     if isinstance(e, K.Unary) and e.op == "-" and e.dtype is DType.float32:
         x = vectorize_expr(e.x, lanes, loads)
         return None if x is None else K.Unary("-", x, e.dtype)
-    if isinstance(e, K.Call) and e.fn in VECTOR_CALLS and e.dtype is DType.float32:
-        args = [vectorize_expr(a, lanes, loads) for a in e.args]
-        return None if any(a is None for a in args) else K.Call(e.fn, tuple(args), e.dtype)
+    if isinstance(e, K.Call) and e.fn in FUNCTIONS and e.dtype is DType.float32:
+        x = vectorize_expr(e.args[0], lanes, loads)
+        return None if x is None else vector_call(e.fn, x)
     return None
 
 

@@ -12,6 +12,7 @@ from kiln.codegen import kernel_ir as K
 from kiln.codegen.kernels import KernelSelector
 from kiln.codegen.schedules import KernelTarget
 from kiln.codegen.kernel_verify import KernelVerificationError, verify_kernel
+from kiln.codegen.lower import vector_math
 from kiln.codegen.lower.gemm import microkernel_bits
 from kiln.codegen.module import generate
 from kiln.codegen.renderers import LLVMRenderer
@@ -132,3 +133,36 @@ def test_function_invoked_by_a_function_is_verified():
     outer = K.Function("outer", [n], [K.Invoke(inner, [n])])
     with pytest.raises(KernelVerificationError, match="function inner_bad: variable 'stray'"):
         verify_kernel([K.Invoke(outer, [K.const(0)])])
+
+
+def test_malformed_bitcast_is_rejected():
+    v, out = K.VecVar("v", 8), K.Buffer("out", DType.int32, 16, "output")
+    declare = K.Let(v, K.Broadcast(K.const(1.0, DType.float32), 8))
+    verify_kernel([declare, K.VecStore(out, K.const(0), K.bitcast(v, DType.int32), 8)])
+    lanes = K.Bitcast(v, DType.int32, 16)                   # 8 lanes read as 16
+    with pytest.raises(KernelVerificationError, match="float32x8 to int32x16"):
+        verify_kernel([declare, K.VecStore(out, K.const(0), lanes, 16)])
+    width = K.Bitcast(K.const(1.0, DType.float32), DType.int64)   # 32 bits read as 64
+    with pytest.raises(KernelVerificationError, match="float32 to int64"):
+        verify_kernel([K.Store(out, K.const(0), width)])
+
+
+def test_calls_are_checked_against_the_function():
+    exp8 = vector_math.expf(8)
+    out = K.Buffer("out", DType.float32, 16, "output")
+    wide = K.Broadcast(K.const(1.0, DType.float32), 16)
+    with pytest.raises(KernelVerificationError, match="wants float32x8, got float32x16"):
+        verify_kernel([K.VecStore(out, K.const(0), K.Apply(exp8, (wide,)), 16)])
+    with pytest.raises(KernelVerificationError, match="returns a value"):
+        verify_kernel([K.Invoke(exp8, [K.Broadcast(K.const(1.0, DType.float32), 8)])])
+
+
+def test_functions_called_lists_callees_first():
+    x, c = K.VecVar("x", 8), K.Buffer("c", DType.float32, 0, "param")
+    gelu_store = K.Function("store_erf", [c, x], [
+        K.VecStore(c, K.const(0), vector_math.vector_call("erf", x), 8)])
+    out = _buffer(8)
+    body = [K.Invoke(gelu_store, [(out, K.const(0)),
+                                  K.Broadcast(K.const(0.5, DType.float32), 8)])]
+    verify_kernel(body)
+    assert [f.name for f in K.functions_called(body)] == ["kiln_erff_v8", "store_erf"]
