@@ -140,6 +140,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
           f"{result.compile_seconds:.2f} s")
     print(f"arena {result.arena_size} bytes (lower bound {result.arena_lower_bound}); "
           f"weights {result.weights_size} bytes")
+    if result.checked_features:
+        native = "" if args.cpu else " (this machine's instruction sets; --cpu x86-64-v3 " \
+                                     "runs on any AVX2 CPU)"
+        shown = result.checked_features
+        print(f"cpu {result.cpu}{native}: session creation checks for {len(shown)} "
+              f"instruction sets ({shown[0]} .. {shown[-1]}) and refuses a CPU without one")
     return 0
 
 

@@ -30,10 +30,11 @@ from .passes.manager import run_passes
 from .runtime.abi import ModelSpec, TensorSpec, check_prefix
 from .runtime.build import RUNTIME_SOURCES, runtime_cflags, runtime_ldflags
 from .runtime.header import render_header
+from .runtime.cpu_check import cpu_check_source
 from .runtime.manifest import MANIFEST_VERSION, manifest_source
 from .targets import get_target
-from .targets.toolchain import (SANITIZE_CFLAGS, RuntimeBuild, build_shared, cpu_features,
-                                cpu_flags)
+from .targets.toolchain import (SANITIZE_CFLAGS, RuntimeBuild, build_shared,
+                                checked_features, cpu_features, cpu_flags)
 
 
 class OptionError(KilnError, ValueError):
@@ -53,6 +54,8 @@ class CompileResult:
     weights_size: int
     kernels: int
     phases: dict[str, float] = field(default_factory=dict)
+    cpu: str = "native"                 # the CPU the code is built for
+    checked_features: tuple[str, ...] = ()   # what session creation checks the CPU has
 
     @property
     def library_size(self) -> int:
@@ -144,6 +147,7 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
         (workdir / "model.c").write_text(sources.model_c)
         (workdir / "weights.bin").write_bytes(sources.weights)
         (workdir / "weights.S").write_text(sources.weights_s)
+        checked = checked_features(target_spec, cc, cpu)
         manifest = {
             "manifest_version": MANIFEST_VERSION, "kiln": __version__,
             "model": {"name": graph.name, "sha256": _sha256(model),
@@ -152,7 +156,8 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
             "target": {"name": target_spec.name, "triple": target_spec.triple,
                        "cpu": cpu or target_spec.cpu or "native",
                        "cflags": cpu_flags(target_spec, cpu), "vector_bits": vector_bits,
-                       "features": list(cpu_features(target_spec, cpu))},
+                       "features": list(cpu_features(target_spec, cpu)),
+                       "checked_at_session_creation": [f.name for f in checked]},
             "options": _options(dims, shapes, consts, prefix, cc, emit, sanitize, threads,
                                 schedule),
             "inputs": [_tensor(t) for t in sources.inputs],
@@ -164,10 +169,12 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
                            "schedule": dataclasses.asdict(g.kernel.schedule)}
                           for g in graph.groups or [] if g.kernel is not None]}
         (workdir / "manifest.c").write_text(manifest_source(manifest))
+        (workdir / "cpu_check.c").write_text(cpu_check_source(checked))
         build_target = workdir / "model.so"
         sources_list = ["model.c", "weights.S", "manifest.c"] + renderer.objects(
             target_spec, workdir, cpu)
-        runtime = RuntimeBuild(RUNTIME_SOURCES, tuple(runtime_cflags(prefix)),
+        runtime = RuntimeBuild((*RUNTIME_SOURCES, workdir / "cpu_check.c"),
+                               tuple(runtime_cflags(prefix)),
                                tuple(runtime_ldflags()))
         build_shared(workdir, sources_list, build_target, target_spec, runtime, cc=cc, cpu=cpu,
                      extra_flags=SANITIZE_CFLAGS if sanitize else ())
@@ -182,7 +189,8 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
         if keep_sources is not None:
             keep = Path(keep_sources)
             keep.mkdir(parents=True, exist_ok=True)
-            for name in ("model.c", "weights.S", "weights.bin", "manifest.c", "kernels.ll"):
+            for name in ("model.c", "weights.S", "weights.bin", "manifest.c", "cpu_check.c",
+                         "kernels.ll"):
                 if (workdir / name).exists():   # kernels.ll: the LLVM renderer's kernels
                     shutil.copy(workdir / name, keep / name)
         shutil.move(str(build_target), output)
@@ -191,7 +199,8 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
         shutil.rmtree(workdir, ignore_errors=True)
     return CompileResult(output, header_path, target_spec.name, time.perf_counter() - start,
                          graph.plan.arena_size, graph.plan.lower_bound, len(sources.weights),
-                         sources.kernels, phases)
+                         sources.kernels, phases, manifest["target"]["cpu"],
+                         tuple(f.name for f in checked))
 
 
 def _sha256(model: Any) -> str:

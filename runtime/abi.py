@@ -28,6 +28,7 @@ class Status(enum.IntEnum):
     WORKSPACE_TOO_SMALL = 4
     THREAD_ERROR = 5
     INTERNAL = 6
+    UNSUPPORTED_CPU = 7
 
 
 def check_prefix(prefix: str) -> str:

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..compiler.dtypes import DType, pack_array, unpack_array
 from ..compiler.errors import ArtifactError, KilnError, RuntimeFailure
+from .abi import Status
 from .build import INCLUDE_DIR, RUNTIME_DIR
 from .elf import ElfInfo
 from .manifest import read_manifest
@@ -45,9 +46,10 @@ def target_for(info: ElfInfo):
                         + ", ".join(t.name for t in TARGETS.values() if t.qemu))
 
 
-def qemu_command(target, vlen: int | None = None) -> list[str]:
-    """`qemu-<arch> -L sysroot [-cpu ...]` for `target`; EmulatorError naming the packages to
-    install when QEMU or the target's libc is missing."""
+def qemu_command(target, vlen: int | None = None, cpu: str | None = None) -> list[str]:
+    """`qemu-<arch> -L sysroot [-cpu ...]` for `target` (`cpu`: a QEMU CPU model to emulate);
+    EmulatorError naming the packages to install when QEMU or the target's libc is
+    missing."""
     qemu = shutil.which(target.qemu)
     if qemu is None:
         raise EmulatorError(f"{target.qemu} is not installed; on Debian/Ubuntu: "
@@ -58,7 +60,11 @@ def qemu_command(target, vlen: int | None = None) -> list[str]:
         raise EmulatorError(f"{target.qemu} needs the target's C library in "
                             f"{target.qemu_sysroot}; on Debian/Ubuntu: apt-get install {package}")
     command = [qemu, "-L", target.qemu_sysroot]
-    if target.qemu_cpu:
+    if cpu is not None:
+        if vlen is not None:
+            raise EmulatorError("give vlen= or cpu=, not both")
+        command += ["-cpu", cpu]
+    elif target.qemu_cpu:
         bits = vlen or DEFAULT_VLEN
         if bits < 128 or bits & (bits - 1):
             raise EmulatorError(f"vlen={bits}: RVV needs a power of two >= 128")
@@ -72,32 +78,42 @@ def driver_for(target) -> Path:
     """The emulation driver built for `target` (cached under the user's cache folder)."""
     from ..targets.toolchain import compiler_command, run_compiler, zig_cache_dir
 
+    compiler = compiler_command(target, None, target.baseline_cpu or None)
     source = DRIVER_SOURCE.read_bytes() + (INCLUDE_DIR / "kiln_abi.h").read_bytes()
-    digest = hashlib.sha256(source + target.zig_target.encode()).hexdigest()[:16]
+    flags = " ".join(compiler[1:]) + target.zig_target
+    digest = hashlib.sha256(source + flags.encode()).hexdigest()[:16]
     folder = zig_cache_dir().parent / "emulate"
     path = folder / f"kiln_emu_driver-{target.name}-{digest}"
     if path.exists():
         return path
     folder.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".tmp{threading.get_ident()}")
-    run_compiler([*compiler_command(target), "-O2", "-std=gnu11", f"-I{INCLUDE_DIR}",
-                  str(DRIVER_SOURCE), "-o", str(partial)], folder, "the emulation driver")
+    run_compiler([*compiler, "-O2", "-std=gnu11", f"-I{INCLUDE_DIR}", str(DRIVER_SOURCE),
+                  "-o", str(partial)], folder, "the emulation driver")
     partial.replace(path)
     return path
+
+
+def _status_text(status: int) -> str:
+    """A kiln_status as status_string() words it ("unsupported CPU"), or its number."""
+    try:
+        return Status(status).name.lower().replace("_", " ").replace("cpu", "CPU")
+    except ValueError:
+        return f"status {status}"
 
 
 class EmulatedSession(Session):
     """A Session whose artifact runs in a QEMU user-mode process (see the module doc)."""
 
     def __init__(self, path, info: ElfInfo, prefix: str, threads: int,
-                 vlen: int | None = None):
+                 vlen: int | None = None, cpu: str | None = None):
         self._handle = None
         self._process = None
         self._shapes: list[tuple[int, ...]] | None = None   # actual dims of the last run
         self.path = str(path)
         self.prefix = prefix
         self.target = target_for(info)
-        command = [*qemu_command(self.target, vlen), str(driver_for(self.target)),
+        command = [*qemu_command(self.target, vlen, cpu), str(driver_for(self.target)),
                    str(Path(self.path).resolve()), prefix, str(threads)]
         self._lock = threading.Lock()
         self._process = subprocess.Popen(command, stdin=subprocess.PIPE,
@@ -114,7 +130,7 @@ class EmulatedSession(Session):
             status = self._unpack("<i")
             if status != 0:
                 raise RuntimeFailure(f"{self.path}: creating a session failed under "
-                                     f"emulation ({status}): {self._read_str()}")
+                                     f"emulation ({_status_text(status)}): {self._read_str()}")
         except BaseException:
             self.close()
             raise
@@ -179,7 +195,7 @@ class EmulatedSession(Session):
             status = self._unpack("<i")
             if status != 0:
                 raise RuntimeFailure(f"{self.path}: running failed under emulation "
-                                     f"({status}): {self._read_str()}")
+                                     f"({_status_text(status)}): {self._read_str()}")
             result = {}
             for t in self.outputs:
                 data = self._read(t.nbytes)

@@ -27,7 +27,8 @@ typedef enum kiln_status {
     KILN_OUT_OF_MEMORY = 3,
     KILN_WORKSPACE_TOO_SMALL = 4, /* options.workspace_size < workspace_size() */
     KILN_THREAD_ERROR = 5,        /* a worker thread could not be started */
-    KILN_INTERNAL = 6
+    KILN_INTERNAL = 6,
+    KILN_UNSUPPORTED_CPU = 7,     /* this CPU lacks an instruction set the code was built for */
 } kiln_status;
 
 /* Element types: ONNX's TensorProto.DataType codes. */

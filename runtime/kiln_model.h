@@ -78,6 +78,11 @@ KILN_HIDDEN double kiln_seconds(void);
 
 extern KILN_HIDDEN const kiln_model KILN_MODEL;
 
+/* The instruction sets this CPU lacks of those the model's code uses ("avx512f, avx512bw"),
+ * or NULL when it has them all: the generated cpu_check.c, built for the target's baseline
+ * CPU like the runtime, so that it runs on any CPU of the architecture. */
+KILN_HIDDEN const char *kiln_missing_cpu_features(void);
+
 /* The manifest (JSON), defined by the generated manifest.c in section .kiln_manifest. */
 extern KILN_HIDDEN const char KILN_MANIFEST[];
 

@@ -54,6 +54,7 @@ KILN_EXPORT const char *KILN_API(status_string)(kiln_status status) {
     case KILN_WORKSPACE_TOO_SMALL: return "workspace too small";
     case KILN_THREAD_ERROR: return "thread error";
     case KILN_INTERNAL: return "internal error";
+    case KILN_UNSUPPORTED_CPU: return "unsupported CPU";
     }
     return "unknown status";
 }
@@ -164,6 +165,11 @@ KILN_EXPORT kiln_status KILN_API(session_create)(const kiln_options *options,
                                                  kiln_session **out) {
     if (out == NULL) return fail(KILN_INVALID_ARGUMENT, "session_create: out is NULL");
     *out = NULL;
+    const char *missing = kiln_missing_cpu_features();
+    if (missing != NULL)
+        return fail(KILN_UNSUPPORTED_CPU, "this CPU lacks %s, which the model's code was "
+                    "compiled to use; compile it for this CPU (kiln compile --cpu, e.g. "
+                    "--cpu x86-64-v3) or for several (--cpu x86-64-v3,x86-64-v4)", missing);
     kiln_options defaults;
     KILN_API(options_init)(&defaults);
     const kiln_options *o = options ? options : &defaults;

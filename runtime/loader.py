@@ -74,22 +74,26 @@ class TensorInfo:
 
 
 def load(path, threads: int | None = None, emulator: str | None = None,
-         prefix: str | None = None, vlen: int | None = None) -> "Session":
+         prefix: str | None = None, vlen: int | None = None, cpu: str | None = None
+         ) -> "Session":
     """Load the compiled model at `path` and create a session with `threads` threads
     (None: one per CPU). `prefix` is the artifact's symbol prefix, found in the file if None.
     emulator="qemu" runs a foreign-architecture artifact under QEMU user mode (`vlen`: the
-    emulated RISC-V vector length in bits, default 256)."""
+    emulated RISC-V vector length in bits, default 256), or this machine's on another CPU
+    model (`cpu`, a QEMU CPU name such as "Haswell": does the artifact start on it?)."""
     if emulator is not None:
         from .emulate import EmulatedSession
 
-        info = _check_architecture(os.fspath(path), emulator)
+        info = _check_architecture(os.fspath(path), emulator, other_cpu=cpu is not None)
         found = _find_prefix(os.fspath(path), info.exported_functions) if prefix is None \
             else check_prefix(prefix)
-        return EmulatedSession(path, info, found, _check_threads(threads), vlen=vlen)
+        return EmulatedSession(path, info, found, _check_threads(threads), vlen=vlen, cpu=cpu)
+    if cpu is not None:
+        raise KilnError("cpu= names the CPU QEMU emulates: pass emulator='qemu' too")
     return Session(path, threads=threads, emulator=emulator, prefix=prefix)
 
 
-def _check_architecture(path: str, emulator: str | None):
+def _check_architecture(path: str, emulator: str | None, other_cpu: bool = False):
     info = read_elf(path)
     if info.elf_type != ET_DYN:
         raise ArtifactError(f"{path} is an ELF file but not a shared library (e_type "
@@ -100,7 +104,7 @@ def _check_architecture(path: str, emulator: str | None):
     machine, bits, little = host_arch()
     foreign = (info.machine, info.bits, info.little_endian) != (machine, bits, little)
     if emulator is not None:
-        if not foreign:
+        if not foreign and not other_cpu:
             raise KilnError(f"{path} is built for this machine ({info.arch}): load it "
                             f"without emulator=")
         return info

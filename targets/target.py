@@ -33,6 +33,8 @@ class Target:
     toolchain: str = "system"
     zig_target: str = ""       # zig's -target, glibc version pinned (e.g. aarch64-linux-gnu.2.36)
     cpu: str = ""              # default CPU (zig -mcpu / LLVM cpu); --cpu overrides
+    baseline_cpu: str = ""     # the CPU every core of the target has: the runtime is built for
+                               # it, so session creation runs anywhere and checks the rest
     cpus: tuple[str, ...] = ()  # named cores users commonly pick (any LLVM CPU name works)
     llvm_triple: str = ""
     llvm_cpu: str = "generic"

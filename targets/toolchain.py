@@ -96,6 +96,23 @@ def cpu_flags(target: Target, cpu: str | None) -> list[str]:
     return [f"-mcpu={name.replace('-', '_')}{plus}{features}"]   # zig spells cortex_a76
 
 
+def checked_features(target: Target, cc: str | None, cpu: str | None) -> tuple:
+    """The instruction sets the code built for `cpu` may use that session creation checks
+    (CpuidFeature rows): on x86-64, those whose ISA macro the compiler predefines for its
+    flags (targets/x86_64.py, CPUID_FEATURES); elsewhere none."""
+    if target.elf_machine != "x86_64":
+        return ()
+    from .x86_64 import CPUID_FEATURES
+    command = [*compiler_command(target, cc, cpu), "-dM", "-E", "-x", "c", os.devnull]
+    result = subprocess.run(command, capture_output=True, text=True, env=toolchain_env())
+    if result.returncode != 0:
+        raise ToolchainError(f"the C compiler cannot preprocess for --cpu {cpu}: "
+                             f"{result.stderr.strip()[:300]}")
+    defined = {line.split()[1] for line in result.stdout.splitlines()
+               if line.startswith("#define ")}
+    return tuple(f for f in CPUID_FEATURES if f.macro in defined)
+
+
 def cpu_features(target: Target, cpu: str | None) -> tuple[str, ...]:
     """The ISA features the code built for `cpu` (None: the target's default) may use, as
     far as Kiln knows them: on x86-64 those its CPU table names (avx2, fma, avx512f, ...)."""
@@ -142,10 +159,19 @@ def run_compiler(command: Sequence[str], workdir: Path, what: str,
 def build_shared(workdir: Path, sources: Sequence[str], output: Path, target: Target,
                  runtime: RuntimeBuild, cc: str | None = None, extra_flags: Sequence[str] = (),
                  cpu: str | None = None) -> None:
-    """Compile `sources` (relative to workdir; C, assembly or objects) with the runtime's
-    sources into the shared library `output`. A compiler failure is a Kiln bug: the error
-    carries the compiler's words."""
+    """Compile `sources` (relative to workdir; C, assembly or objects) for `cpu`, and the
+    runtime's sources for the target's baseline CPU (so that session creation runs on any
+    CPU of the architecture and can refuse one that lacks what `sources` use), into the
+    shared library `output`. A compiler failure is a Kiln bug: the error carries the
+    compiler's words."""
+    baseline = [*compiler_command(target, cc, target.baseline_cpu or None), *BASE_CFLAGS,
+                *extra_flags, *runtime.cflags, "-c"]
+    objects = []
+    for source in runtime.sources:
+        objects.append(f"runtime_{Path(source).stem}.o")
+        run_compiler([*baseline, str(source), "-o", objects[-1]], workdir, "the runtime",
+                     target)
     command = [*compiler_command(target, cc, cpu), *BASE_CFLAGS, *extra_flags,
-               *runtime.cflags, f"-Wa,-I{workdir}", *sources, *map(str, runtime.sources),
+               *runtime.cflags, f"-Wa,-I{workdir}", *sources, *objects,
                "-o", str(output), *runtime.ldflags]
     run_compiler(command, workdir, "generated code", target)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import platform
+from dataclasses import dataclass
 from pathlib import Path
 
 from .target import Target, UnknownTargetError, register_target
@@ -17,6 +18,7 @@ _AVX512 = _AVX2 + ("avx512f", "avx512bw", "avx512dq", "avx512vl")
 
 #: --cpu NAME -> (cflags, vector bits, features). gcc 12 knows no -march=znver4: x86-64-v4 it is.
 CPUS: dict[str, tuple[tuple[str, ...], int, tuple[str, ...]]] = {
+    "x86-64-v2": (("-march=x86-64-v2",), 128, ("sse4_2",)),
     "haswell": (("-march=haswell",), 256, _AVX2),
     "x86-64-v3": (("-march=x86-64-v3",), 256, _AVX2),
     "znver3": (("-march=znver3",), 256, _AVX2),
@@ -26,6 +28,45 @@ CPUS: dict[str, tuple[tuple[str, ...], int, tuple[str, ...]]] = {
                _AVX512 + ("avx512_vnni", "avx512_bf16")),
     "x86-64": (("-march=x86-64",), 128, ()),
 }
+
+
+@dataclass(frozen=True)
+class CpuidFeature:
+    """An instruction set as CPUID reports it: bit `bit` of register `reg` (0-3: eax, ebx,
+    ecx, edx) of leaf `leaf`, subleaf `subleaf`; `state` the register state the OS must
+    save for it ("ymm": AVX, "zmm": AVX-512, "": none)."""
+
+    name: str
+    macro: str          # the compiler's predefined macro when its code may use it
+    leaf: int
+    subleaf: int
+    reg: int
+    bit: int
+    state: str = ""
+
+
+#: The instruction sets an artifact's code may use that session creation checks.
+CPUID_FEATURES = tuple(CpuidFeature(*row) for row in (
+    ("sse3", "__SSE3__", 1, 0, 2, 0), ("pclmul", "__PCLMUL__", 1, 0, 2, 1),
+    ("ssse3", "__SSSE3__", 1, 0, 2, 9), ("fma", "__FMA__", 1, 0, 2, 12, "ymm"),
+    ("sse4.1", "__SSE4_1__", 1, 0, 2, 19), ("sse4.2", "__SSE4_2__", 1, 0, 2, 20),
+    ("popcnt", "__POPCNT__", 1, 0, 2, 23), ("aes", "__AES__", 1, 0, 2, 25),
+    ("avx", "__AVX__", 1, 0, 2, 28, "ymm"), ("f16c", "__F16C__", 1, 0, 2, 29, "ymm"),
+    ("bmi", "__BMI__", 7, 0, 1, 3), ("avx2", "__AVX2__", 7, 0, 1, 5, "ymm"),
+    ("bmi2", "__BMI2__", 7, 0, 1, 8), ("avx512f", "__AVX512F__", 7, 0, 1, 16, "zmm"),
+    ("avx512dq", "__AVX512DQ__", 7, 0, 1, 17, "zmm"),
+    ("avx512ifma", "__AVX512IFMA__", 7, 0, 1, 21, "zmm"),
+    ("avx512cd", "__AVX512CD__", 7, 0, 1, 28, "zmm"),
+    ("avx512bw", "__AVX512BW__", 7, 0, 1, 30, "zmm"),
+    ("avx512vl", "__AVX512VL__", 7, 0, 1, 31, "zmm"),
+    ("avx512vbmi", "__AVX512VBMI__", 7, 0, 2, 1, "zmm"),
+    ("avx512vbmi2", "__AVX512VBMI2__", 7, 0, 2, 6, "zmm"), ("gfni", "__GFNI__", 7, 0, 2, 8),
+    ("vpclmulqdq", "__VPCLMULQDQ__", 7, 0, 2, 10),
+    ("avx512vnni", "__AVX512VNNI__", 7, 0, 2, 11, "zmm"),
+    ("avx512bitalg", "__AVX512BITALG__", 7, 0, 2, 12, "zmm"),
+    ("avx512vpopcntdq", "__AVX512VPOPCNTDQ__", 7, 0, 2, 14, "zmm"),
+    ("avx512bf16", "__AVX512BF16__", 7, 1, 0, 5, "zmm"),
+))
 
 
 def host_features() -> tuple[str, ...]:
@@ -85,5 +126,8 @@ X86_64 = register_target(Target(
     host_machines=("x86_64", "AMD64"),
     features=_FEATURES,
     cpus=tuple(CPUS),
+    baseline_cpu="x86-64",
+    qemu="qemu-x86_64",        # on x86-64 itself: to run an artifact on another CPU model
+    qemu_sysroot="/",
     capabilities=frozenset({"vector"}),
 ))

@@ -1,0 +1,48 @@
+"""Artifacts that are safe to ship: session creation checks the instruction sets the code
+was built for and refuses a CPU that lacks one with a status naming it, never SIGILL
+(run here on an emulated older x86-64, QEMU's Haswell: AVX2, no AVX-512)."""
+
+from __future__ import annotations
+
+import platform
+import shutil
+
+import numpy as np
+import pytest
+
+from kiln.compiler.errors import KilnError, RuntimeFailure
+from kiln.driver import compile_detailed
+from kiln.runtime import load
+from check_models import checked_model
+from reference import assert_matches, run_onnxruntime
+
+x86_qemu = pytest.mark.skipif(
+    platform.machine() != "x86_64" or shutil.which("qemu-x86_64") is None,
+    reason="needs an x86-64 host with qemu-x86_64 (apt-get install qemu-user)")
+FEED = {"x": np.random.default_rng(5).standard_normal((1, 3, 12, 12)).astype(np.float32)}
+
+
+@x86_qemu
+def test_an_avx512_artifact_refuses_a_cpu_without_it(tmp_path):
+    result = compile_detailed(checked_model(), output=tmp_path / "v4.so", cpu="x86-64-v4")
+    assert "avx512f" in result.checked_features
+    with pytest.raises(RuntimeFailure) as failure:
+        load(result.library, emulator="qemu", cpu="Haswell")
+    message = str(failure.value)
+    assert "unsupported CPU" in message and "avx512f" in message and "avx2" not in message
+
+
+@x86_qemu
+def test_an_avx2_artifact_runs_there(tmp_path):
+    result = compile_detailed(checked_model(), output=tmp_path / "v3.so", cpu="x86-64-v3")
+    assert {"avx2", "fma"} <= set(result.checked_features)
+    assert not any(f.startswith("avx512") for f in result.checked_features)
+    with load(result.library, emulator="qemu", cpu="Haswell") as session:
+        (actual,) = session.run(FEED).values()
+    assert_matches(actual, run_onnxruntime(checked_model(), FEED)[0])
+
+
+def test_emulating_a_cpu_needs_the_emulator(tmp_path):
+    result = compile_detailed(checked_model(), output=tmp_path / "m.so")
+    with pytest.raises(KilnError, match="emulator='qemu'"):
+        load(result.library, cpu="Haswell")
