@@ -22,8 +22,8 @@ class UsageError(KilnError, ValueError):
 
 def _dim(text: str) -> tuple[str, int]:
     name, sep, value = text.partition("=")
-    if not sep or not name or not value.lstrip("-").isdigit() or int(value) <= 0:
-        raise UsageError(f"--dim expects SYMBOL=N with N a positive integer, got '{text}'")
+    if not sep or not name or not value.isdigit():
+        raise UsageError(f"--dim expects SYMBOL=N with N a non-negative integer, got '{text}'")
     return name, int(value)
 
 

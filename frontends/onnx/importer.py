@@ -102,14 +102,23 @@ class ConvertContext:
                 check_tensor_size(type_.shape, type_.dtype.itemsize, f"the result of {op}")
         except ValueError as exc:   # ShapeError, or numpy's word that shapes do not broadcast
             self.fail(f"{op}: {exc}" if not isinstance(exc, ShapeError) else str(exc))
-        if all(v.is_constant for v in inputs) or op_def(op).kind == "shape":
+        if all(t.numel == 0 for t in types):   # an empty result is known whatever the inputs
+            results = [np.empty(t.shape, t.dtype.numpy) for t in types]
+        elif all(v.is_constant or v.type.numel == 0 for v in inputs) \
+                or op_def(op).kind == "shape":   # an empty input is known too: it has no data
             arrays = [v.data if v.is_constant else np.empty(v.shape, v.dtype.numpy)
                       for v in inputs]
-            folded = [self.graph.constant(a, f"{self.name}_{op}")
-                      for a in evaluate(op, arrays, attrs)]
-            return folded[0] if num_outputs == 1 else folded
-        node = self.graph.add_node(op, inputs, types, attrs, name=self.name)
-        return node.outputs[0] if num_outputs == 1 else node.outputs
+            try:
+                results = evaluate(op, arrays, attrs)
+            except ValueError as exc:   # e.g. the argmax of an empty set
+                self.fail(f"{op} cannot be computed on inputs of shapes "
+                          f"{[tuple(a.shape) for a in arrays]}: {exc}",
+                          "check the model's dims (or the --dim/--shape values given)")
+        else:
+            node = self.graph.add_node(op, inputs, types, attrs, name=self.name)
+            return node.outputs[0] if num_outputs == 1 else node.outputs
+        folded = [self.graph.constant(a, f"{self.name}_{op}") for a in results]
+        return folded[0] if num_outputs == 1 else folded
 
 
 #: Attributes ONNX defines as 0/1 flags on every op that has them; other values are refused
