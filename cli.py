@@ -7,6 +7,8 @@ traceback); success exits 0.
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 import time
 import traceback
@@ -240,6 +242,16 @@ def cmd_kernels(args: argparse.Namespace) -> int:
     return 0
 
 
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush of what is still
+    buffered for a closed pipe does not report a second BrokenPipeError."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):   # stdout is no file (an in-process caller)
+        pass
+
+
 COMMANDS = {"compile": cmd_compile, "run": cmd_run, "inspect": cmd_inspect,
             "targets": cmd_targets, "kernels": cmd_kernels}
 
@@ -248,7 +260,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        status = COMMANDS[args.command](args)
+        sys.stdout.flush()   # a closed pipe shows here, not at interpreter exit
+        return status
+    except BrokenPipeError:   # the reader went away (`kiln targets | head -1`): stop quietly
+        _drop_stdout()
+        return 128 + signal.SIGPIPE
     except KilnError as exc:
         if args.debug:
             traceback.print_exc()

@@ -3,6 +3,10 @@ the Python API that a first session runs into, reproduced on a tiny model built 
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
@@ -76,3 +80,16 @@ def test_zero_batch_on_the_command_line(tmp_path, capsys):
     session = load(str(tmp_path / "conv.so"))
     assert session.run({"x": np.zeros((0, 3, 8, 12), np.float32)})["z"].shape == (0, 4, 8, 12)
     session.close()
+
+
+# -- a closed pipe (`kiln targets | head -1`) ends the command quietly ---------------------
+
+@pytest.mark.parametrize("command", [["targets"], ["kernels"]])
+def test_closed_stdout_pipe_exits_quietly(command):
+    process = subprocess.Popen([sys.executable, "-m", "kiln", *command],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()   # before the interpreter has started: every write fails
+    stderr = process.stderr.read().decode()
+    process.stderr.close()
+    assert process.wait() == 128 + signal.SIGPIPE
+    assert stderr == ""
