@@ -13,6 +13,7 @@ import sys
 import time
 import traceback
 from collections import Counter
+from pathlib import Path
 from typing import Sequence
 
 from .compiler.errors import KilnError
@@ -84,11 +85,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--repeat", type=int, default=10, help="timed runs (default 10)")
     r.add_argument("--profile", action="store_true",
                    help="print the time per fused group (mean over the --repeat runs)")
-    r.add_argument("--output-dir", help="save each output as NAME.npy there")
+    r.add_argument("--seed", type=int, default=0,
+                   help="seed of the random values for inputs not given (default 0)")
+    r.add_argument("--output-dir", metavar="DIR", help="save each output as NAME.npy there "
+                   "(created if missing; '/' in a name is written as '_')")
     r.add_argument("--emulate", action="store_true",
                    help="run a foreign-architecture artifact under QEMU")
     r.add_argument("--vlen", type=int, default=None,
                    help="with --emulate: the emulated RISC-V vector length (default 256)")
+    r.add_argument("--sysroot", metavar="DIR",
+                   help="with --emulate: the folder with the target's C library (lib/); "
+                        "default $KILN_SYSROOT_<TRIPLE>, e.g. KILN_SYSROOT_AARCH64_LINUX_GNU, "
+                        "else /usr/<triple>")
     r.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
 
     i = sub.add_parser("inspect", help="describe a model: inputs, outputs, ops, support")
@@ -131,8 +139,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from .runtime import load
 
+    if args.repeat < 1:
+        raise UsageError(f"--repeat {args.repeat}: give a number of timed runs of at least 1")
+    if args.sysroot is not None and not args.emulate:
+        raise UsageError("--sysroot is where an emulated target's C library lives: add "
+                         "--emulate")
     session = load(args.library, threads=args.threads,
-                   emulator="qemu" if args.emulate else None, vlen=args.vlen)
+                   emulator="qemu" if args.emulate else None, vlen=args.vlen,
+                   sysroot=args.sysroot)
     given = {}
     for item in args.input:
         name, sep, path = item.partition("=")
@@ -142,39 +156,92 @@ def cmd_run(args: argparse.Namespace) -> int:
             given[name] = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise UsageError(f"cannot read '{path}' for input '{name}': {exc}") from None
-    rng = np.random.default_rng(0)
-    feed = {}
-    for spec in session.inputs:
-        if spec.name in given:
-            feed[spec.name] = given.pop(spec.name)
-        elif np.issubdtype(spec.dtype, np.floating):
-            feed[spec.name] = rng.standard_normal(spec.shape).astype(spec.dtype)
-        elif spec.dtype == np.bool_:
-            feed[spec.name] = rng.integers(0, 2, spec.shape).astype(bool)
-        else:
-            feed[spec.name] = rng.integers(0, 2, spec.shape).astype(spec.dtype)
-    if given:
-        raise UsageError(f"--input names no input of the model: {', '.join(given)} "
+    unknown = sorted(set(given) - {s.name for s in session.inputs})
+    if unknown:
+        raise UsageError(f"--input names no input of the model: {', '.join(unknown)} "
                          f"(inputs: {', '.join(s.name for s in session.inputs)})")
+    feed = _feed(session, given, args.seed)
     outputs = session.run(feed)
     times = []
-    repeat = 0 if args.emulate else max(args.repeat, 0)   # emulated time means nothing
+    repeat = 0 if args.emulate else args.repeat   # emulated time means nothing
     for _ in range(repeat):
         start = time.perf_counter()
         session.run(feed)
         times.append(time.perf_counter() - start)
     for name, value in outputs.items():
-        print(f"{name}: {value.dtype}{list(value.shape)}")
-        if args.output_dir:
-            np.save(f"{args.output_dir}/{name}.npy", value)
+        print(f"{name}: {_summary(value)}")
+    if args.output_dir:
+        folder = Path(args.output_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, file_name in _output_files(list(outputs)).items():
+            np.save(folder / file_name, outputs[name])
+            renamed = "" if file_name == f"{name}.npy" else (
+                " (renamed: '/' becomes '_')" if "/" in name or "\\" in name
+                else " (renamed: the name was taken)")
+            print(f"saved {name} to {folder / file_name}{renamed}")
     if times:
         times.sort()
         print(f"latency: median {times[len(times) // 2] * 1e3:.3f} ms over {len(times)} runs "
               f"(min {times[0] * 1e3:.3f} ms)")
     if args.profile:
         from .runtime.profile import format_profile, profile
-        print(format_profile(profile(session, feed, runs=max(args.repeat, 1))))
+        print(format_profile(profile(session, feed, runs=args.repeat)))
     return 0
+
+
+def _feed(session, given: dict, seed: int) -> dict:
+    """The inputs of one run: those `given`, and random values for the others (standard
+    normal floats; 0 or 1 for integers and bools), each random one said on stdout."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    feed = {}
+    for spec in session.inputs:
+        if spec.name in given:
+            feed[spec.name] = given[spec.name]
+            continue
+        if np.issubdtype(spec.dtype, np.floating):
+            feed[spec.name] = rng.standard_normal(spec.shape).astype(spec.dtype)
+            how = "standard normal"
+        else:
+            feed[spec.name] = rng.integers(0, 2, spec.shape).astype(spec.dtype)
+            how = "0 or 1"
+        print(f"input {spec.name}: random {np.dtype(spec.dtype)}{list(spec.shape)} ({how}, "
+              f"--seed {seed}; give --input {spec.name}=FILE.npy for real data)")
+    return feed
+
+
+def _summary(value) -> str:
+    """`dtype[shape]`, the first values and the range of an output, on one line."""
+    text = f"{value.dtype}{list(value.shape)}"
+    if value.size == 0:
+        return f"{text} (empty)"
+    flat = value.reshape(-1)
+    first = ", ".join(_scalar(v) for v in flat[:4].tolist())
+    more = ", ..." if flat.size > 4 else ""
+    return (f"{text} [{first}{more}] min {_scalar(flat.min().tolist())} "
+            f"max {_scalar(flat.max().tolist())}")
+
+
+def _scalar(value) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def _output_files(names: list[str]) -> dict[str, str]:
+    """A file name in the output folder for each output: NAME.npy, with '/' (and '\\') in
+    NAME written as '_' so that no name (PaddlePaddle's 'save_infer_model/scale_0.tmp_0',
+    or '../x') leaves the folder; a name taken twice gets a numbered suffix."""
+    files: dict[str, str] = {}
+    taken: set[str] = set()
+    for name in names:
+        stem = name.replace("/", "_").replace("\\", "_")
+        candidate, count = f"{stem}.npy", 1
+        while candidate in taken:
+            count += 1
+            candidate = f"{stem}_{count}.npy"
+        taken.add(candidate)
+        files[name] = candidate
+    return files
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:

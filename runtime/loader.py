@@ -72,18 +72,21 @@ class TensorInfo:
 
 
 def load(path, threads: int | None = None, emulator: str | None = None,
-         prefix: str | None = None, vlen: int | None = None) -> "Session":
+         prefix: str | None = None, vlen: int | None = None,
+         sysroot: str | None = None) -> "Session":
     """Load the compiled model at `path` and create a session with `threads` threads
     (None: one per CPU). `prefix` is the artifact's symbol prefix, found in the file if None.
     emulator="qemu" runs a foreign-architecture artifact under QEMU user mode (`vlen`: the
-    emulated RISC-V vector length in bits, default 256)."""
+    emulated RISC-V vector length in bits, default 256; `sysroot`: the folder with the
+    target's C library, default $KILN_SYSROOT_<TRIPLE> or /usr/<triple>)."""
     if emulator is not None:
         from .emulate import EmulatedSession
 
         info = _check_architecture(os.fspath(path), emulator)
         found = _find_prefix(os.fspath(path), info.exported_functions) if prefix is None \
             else check_prefix(prefix)
-        return EmulatedSession(path, info, found, _check_threads(threads), vlen=vlen)
+        return EmulatedSession(path, info, found, _check_threads(threads), vlen=vlen,
+                               sysroot=sysroot)
     return Session(path, threads=threads, emulator=emulator, prefix=prefix)
 
 

@@ -3,6 +3,7 @@ the Python API that a first session runs into, reproduced on a tiny model built 
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -93,3 +94,85 @@ def test_closed_stdout_pipe_exits_quietly(command):
     process.stderr.close()
     assert process.wait() == 128 + signal.SIGPIPE
     assert stderr == ""
+
+
+# -- kiln run: random inputs said, outputs summarised, --output-dir safe ------------------
+
+def _slash_model():
+    """Two outputs whose names are paths, as PaddlePaddle exports name them."""
+    return _model([helper.make_node("Relu", ["x"], ["save_infer_model/scale_0"]),
+                   helper.make_node("Neg", ["x"], ["../escape"])],
+                  [("x", TensorProto.FLOAT, [2, 3])],
+                  [("save_infer_model/scale_0", TensorProto.FLOAT),
+                   ("../escape", TensorProto.FLOAT)])
+
+
+@pytest.fixture
+def slash_library(tmp_path):
+    model = _slash_model()
+    return model, kiln.compile(model, output=str(tmp_path / "slash.so"))
+
+
+def test_run_output_dir_is_created_and_names_with_slash_stay_inside(slash_library, tmp_path,
+                                                                     capsys):
+    model, library = slash_library
+    x = np.random.default_rng(3).standard_normal((2, 3)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    folder = tmp_path / "new" / "outputs"
+    assert main(["run", library, "--input", f"x={tmp_path / 'x.npy'}", "--repeat", "1",
+                 "--output-dir", str(folder)]) == 0
+    written = sorted(p.name for p in folder.iterdir())
+    assert written == [".._escape.npy", "save_infer_model_scale_0.npy"]
+    assert not (tmp_path / "new" / "escape.npy").exists()
+    expected = run_onnxruntime(model, {"x": x})
+    assert_matches(np.load(folder / "save_infer_model_scale_0.npy"), expected[0])
+    assert_matches(np.load(folder / ".._escape.npy"), expected[1])
+    out = capsys.readouterr().out
+    assert "'/' becomes '_'" in out and "random" not in out
+
+
+def test_run_says_which_inputs_are_random_and_summarises_outputs(slash_library, capsys):
+    _, library = slash_library
+    assert main(["run", library, "--repeat", "1", "--seed", "7"]) == 0
+    out = capsys.readouterr().out
+    assert "input x: random float32[2, 3] (standard normal, --seed 7" in out
+    x = np.random.default_rng(7).standard_normal((2, 3)).astype(np.float32)
+    relu = np.maximum(x, 0).reshape(-1)
+    line = next(li for li in out.splitlines() if li.startswith("save_infer_model/scale_0:"))
+    assert f"[{relu[0]:.6g}, {relu[1]:.6g}, {relu[2]:.6g}, {relu[3]:.6g}, ...]" in line
+    assert f"min {relu.min():.6g} max {relu.max():.6g}" in line
+
+
+@pytest.mark.parametrize("repeat", ["0", "-1"])
+def test_run_refuses_repeat_below_one(slash_library, repeat, capsys):
+    _, library = slash_library
+    assert main(["run", library, "--repeat", repeat]) == 2
+    assert f"--repeat {repeat}" in capsys.readouterr().err
+
+
+# -- the emulator's sysroot: --sysroot or KILN_SYSROOT_<TRIPLE> ---------------------------
+
+def test_emulator_sysroot_comes_from_the_flag_or_the_variable(tmp_path, monkeypatch):
+    from kiln.runtime.emulate import EmulatorError, qemu_command, sysroot_variable
+    from kiln.targets import get_target
+
+    target = get_target("arm64")
+    variable = sysroot_variable(target)
+    assert variable == "KILN_SYSROOT_AARCH64_LINUX_GNU"
+    if shutil.which(target.qemu) is None:
+        pytest.skip(f"{target.qemu} is not installed")
+    missing = tmp_path / "missing"
+    with pytest.raises(EmulatorError, match=f"{missing}/lib.*--sysroot.*{variable}"):
+        qemu_command(target, sysroot=str(missing))
+    (tmp_path / "lib").mkdir()
+    assert qemu_command(target, sysroot=str(tmp_path))[1:3] == ["-L", str(tmp_path)]
+    monkeypatch.setenv(variable, str(tmp_path))
+    assert qemu_command(target)[1:3] == ["-L", str(tmp_path)]
+    with pytest.raises(EmulatorError, match=str(missing)):   # the flag wins
+        qemu_command(target, sysroot=str(missing))
+
+
+def test_run_refuses_sysroot_without_emulate(slash_library, tmp_path, capsys):
+    _, library = slash_library
+    assert main(["run", library, "--sysroot", str(tmp_path)]) == 2
+    assert "--emulate" in capsys.readouterr().err
