@@ -176,3 +176,47 @@ def test_run_refuses_sysroot_without_emulate(slash_library, tmp_path, capsys):
     _, library = slash_library
     assert main(["run", library, "--sysroot", str(tmp_path)]) == 2
     assert "--emulate" in capsys.readouterr().err
+
+
+# -- dims: --dim with an unknown name, hints for free dims, inspect's labels -------------
+
+def _free_dims_model():
+    """x has two unnamed dims; a has a dim named '?' (how some exporters write unknown)."""
+    return _model([helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Neg", ["a"], ["b"])],
+                  [("x", TensorProto.FLOAT, [None, None, 4]), ("a", TensorProto.FLOAT, ["?", 2])],
+                  [("y", TensorProto.FLOAT), ("b", TensorProto.FLOAT)])
+
+
+def _save(tmp_path, model, name: str) -> str:
+    path = tmp_path / f"{name}.onnx"
+    path.write_bytes(model.SerializeToString())
+    return str(path)
+
+
+def test_dim_with_an_unknown_name_is_refused_like_shape_and_const(tmp_path, capsys):
+    path = _save(tmp_path, _conv_model(), "conv")
+    assert main(["compile", path, "--dim", "N=1", "--dim", "nosuch=2",
+                 "-o", str(tmp_path / "m.so")]) == 2
+    err = capsys.readouterr().err
+    assert "--dim names no dim of the model: nosuch" in err and "named dims: N" in err
+    with pytest.raises(kiln.KilnError, match="no dim of the model: nosuch"):
+        kiln.compile(_conv_model(), output=str(tmp_path / "m.so"), dims={"nosuch": 1})
+
+
+def test_free_dims_hint_a_shape_each_not_one_dim_for_all(tmp_path):
+    with pytest.raises(kiln.KilnError) as info:
+        kiln.compile(_free_dims_model(), output=str(tmp_path / "m.so"))
+    message = str(info.value)
+    assert "--shape x=D0xD1x4" in message and "--shape a=D0x2" in message
+    assert "--dim ?=" not in message
+
+
+def test_free_dims_pinned_with_the_hinted_shapes_match_onnxruntime(compile_and_load):
+    model = _free_dims_model()
+    rng = np.random.default_rng(5)
+    feed = {"x": rng.standard_normal((2, 3, 4)).astype(np.float32),
+            "a": rng.standard_normal((5, 2)).astype(np.float32)}
+    outputs = compile_and_load(model, shapes={"x": (2, 3, 4), "a": (5, 2)}).run(feed)
+    for actual, expected in zip(outputs.values(), run_onnxruntime(model, feed)):
+        assert_matches(actual, expected)
+

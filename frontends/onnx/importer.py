@@ -226,6 +226,12 @@ def pin_input_shapes(model: onnx.ModelProto, dims: Mapping[str, int] | None,
     if unknown:
         raise UnpinnedDimError(f"--shape names no input of the model: {', '.join(unknown)} "
                                f"(inputs: {', '.join(sorted(known))})")
+    named = dim_names(model)
+    unknown = sorted(set(dims) - set(named))
+    if unknown:
+        raise UnpinnedDimError(f"--dim names no dim of the model: {', '.join(unknown)} "
+                               f"(its named dims: {', '.join(named) or 'none'}; pin an "
+                               f"input's whole shape with --shape INPUT=D0xD1x...)")
     types: dict[str, TensorType] = {}
     missing: list[str] = []
     for graph_input in inputs:
@@ -251,19 +257,11 @@ def pin_input_shapes(model: onnx.ModelProto, dims: Mapping[str, int] | None,
                     raise ShapeError(f"--shape {graph_input.name}: dim {axis} is fixed to "
                                      f"{dim.dim_value} by the model, not {given}")
         else:
-            shape = []
-            for axis, dim in enumerate(declared):
-                if dim.HasField("dim_value") and dim.dim_value >= 0:  # -1: dynamic
-                    shape.append(dim.dim_value)
-                elif dim.dim_param and dim.dim_param in dims:
-                    shape.append(int(dims[dim.dim_param]))
-                else:
-                    label = f"'{dim.dim_param}'" if dim.dim_param else "an unnamed dim"
-                    fix = (f"--dim {dim.dim_param}=N" if dim.dim_param
-                           else f"--shape {graph_input.name}=...")
-                    missing.append(f"input '{graph_input.name}' dim {axis} is {label} "
-                                   f"(pin it with {fix})")
-            shape = tuple(shape)
+            shape = tuple(pinned_dim(dim, dims) for dim in declared)
+            free = free_dim_lines(graph_input.name, declared, shape)
+            if free:
+                missing += free
+                continue
         if any(d < 0 for d in shape):
             raise ShapeError(f"input '{graph_input.name}' has a negative dim {shape}")
         check_tensor_size(shape, dtype.itemsize, f"input '{graph_input.name}'")
@@ -272,6 +270,47 @@ def pin_input_shapes(model: onnx.ModelProto, dims: Mapping[str, int] | None,
         raise UnpinnedDimError("the model has symbolic dims with no value:\n  - "
                                + "\n  - ".join(missing))
     return types
+
+
+def dim_names(model: onnx.ModelProto) -> list[str]:
+    """The symbolic dim names of the model's real inputs (what --dim can pin), sorted."""
+    initializers = {t.name for t in model.graph.initializer}
+    return sorted({d.dim_param for i in model.graph.input if i.name not in initializers
+                   for d in i.type.tensor_type.shape.dim if d.dim_param})
+
+
+def pinned_dim(dim: onnx.TensorShapeProto.Dimension, dims: Mapping[str, int]) -> int | None:
+    """A declared dim's size: fixed in the model (-1 means dynamic), or pinned by --dim."""
+    if dim.HasField("dim_value") and dim.dim_value >= 0:
+        return dim.dim_value
+    if dim.dim_param and dim.dim_param in dims:
+        return int(dims[dim.dim_param])
+    return None
+
+
+def free_dim_lines(name: str, declared: Sequence[onnx.TensorShapeProto.Dimension],
+               shape: Sequence[int | None]) -> list[str]:
+    """One line per input dim without a value (None in `shape`) and how to pin it: --dim for
+    a named dim; --shape for the others, since a dim that is unnamed (or named '?', which
+    exporters write for "unknown" on several dims) can differ from its neighbours."""
+    lines = []
+    anonymous = []
+    for axis, (dim, size) in enumerate(zip(declared, shape)):
+        if size is not None:
+            continue
+        if dim.dim_param and dim.dim_param != "?":
+            lines.append(f"input '{name}' dim {axis} is '{dim.dim_param}' (pin it with "
+                         f"--dim {dim.dim_param}=SIZE)")
+        else:
+            anonymous.append(f"{axis} (named '?', as exporters mark an unknown dim)"
+                             if dim.dim_param else f"{axis} (unnamed)")
+    if anonymous:
+        template = "x".join(str(size) if size is not None else f"D{axis}"
+                            for axis, size in enumerate(shape))
+        lines.append(f"input '{name}' dim{'s' if len(anonymous) > 1 else ''} "
+                     f"{', '.join(anonymous)} {'have' if len(anonymous) > 1 else 'has'} no "
+                     f"value (pin the input's shape with --shape {name}={template})")
+    return lines
 
 
 def import_model(model: onnx.ModelProto, dims: Mapping[str, int] | None = None,
