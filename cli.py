@@ -247,8 +247,10 @@ def _output_files(names: list[str]) -> dict[str, str]:
 def cmd_inspect(args: argparse.Namespace) -> int:
     import onnx
 
+    from .compiler.errors import ModelLoadError
     from .frontends.onnx import load_model, scan
     from .frontends.onnx import converters  # noqa: F401  (fill the registry)
+    from .frontends.onnx.needs import compile_needs
 
     model = load_model(args.model, external_data=False)
     graph = model.graph
@@ -259,12 +261,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     initializers = {t.name for t in graph.initializer}
 
     def describe(info: onnx.ValueInfoProto) -> str:
-        tensor = info.type.tensor_type
-        dims = [d.dim_param or (str(d.dim_value) if d.HasField("dim_value") else "?")
-                for d in tensor.shape.dim]
         from .frontends.onnx.importer import dtype_label
+
+        tensor = info.type.tensor_type
         dtype = dtype_label(tensor.elem_type).lower()
-        return f"  {info.name}: {dtype}[{', '.join(dims)}]"
+        if not tensor.HasField("shape"):
+            return f"  {info.name}: {dtype} (shape not declared)"
+        return f"  {info.name}: {dtype}[{', '.join(_dim_label(d) for d in tensor.shape.dim)}]"
 
     print("inputs:")
     for info in graph.input:
@@ -282,9 +285,31 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(f"unsupported: {len(problems)}")
         for problem in problems:
             print(f"  - {problem}")
-    else:
-        print("unsupported: none")
+        return 0
+    try:
+        free, refused = compile_needs(load_model(args.model))
+    except ModelLoadError as exc:   # external data missing: the graph alone was enough above
+        print(f"compile needs: not checked ({exc})")
+        return 0
+    print("unsupported: none" if not refused else
+          f"unsupported: {len(refused)}" + (" (found with the free dims set to 1)"
+                                            if free else ""))
+    for line in refused:
+        print(f"  - {line}")
+    print("free dims (compile needs a value for each):" if free else "free dims: none")
+    for line in free:
+        print(f"  - {line}")
     return 0
+
+
+def _dim_label(dim) -> str:
+    """An input dim as inspect shows it: its size, its name (quoted unless it is an
+    identifier, so that a dim named '?' differs from an unnamed one), or ? if unnamed."""
+    if dim.HasField("dim_value") and dim.dim_value >= 0:
+        return str(dim.dim_value)
+    if dim.dim_param:
+        return dim.dim_param if dim.dim_param.isidentifier() else f"'{dim.dim_param}'"
+    return "?"
 
 
 def cmd_targets(args: argparse.Namespace) -> int:

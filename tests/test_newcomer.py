@@ -180,6 +180,13 @@ def test_run_refuses_sysroot_without_emulate(slash_library, tmp_path, capsys):
 
 # -- dims: --dim with an unknown name, hints for free dims, inspect's labels -------------
 
+def _reshape_by_input_model():
+    """A Reshape whose shape is a graph input: compile needs --const for it."""
+    return _model([helper.make_node("Reshape", ["x", "shape"], ["y"])],
+                  [("x", TensorProto.FLOAT, [2, 6]), ("shape", TensorProto.INT64, [2])],
+                  [("y", TensorProto.FLOAT)])
+
+
 def _free_dims_model():
     """x has two unnamed dims; a has a dim named '?' (how some exporters write unknown)."""
     return _model([helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Neg", ["a"], ["b"])],
@@ -220,3 +227,26 @@ def test_free_dims_pinned_with_the_hinted_shapes_match_onnxruntime(compile_and_l
     for actual, expected in zip(outputs.values(), run_onnxruntime(model, feed)):
         assert_matches(actual, expected)
 
+
+def test_inspect_tells_unnamed_dims_from_a_dim_named_question_mark(tmp_path, capsys):
+    assert main(["inspect", _save(tmp_path, _free_dims_model(), "free")]) == 0
+    out = capsys.readouterr().out
+    assert "x: float[?, ?, 4]" in out and "a: float['?', 2]" in out
+    assert "--shape x=D0xD1x4" in out and "unsupported: none" in out
+
+
+def test_inspect_reports_what_compile_refuses_and_the_const_that_fixes_it(tmp_path, capsys):
+    path = _save(tmp_path, _reshape_by_input_model(), "reshape")
+    assert main(["inspect", path]) == 0
+    inspected = capsys.readouterr().out
+    assert "unsupported: 1" in inspected and "--const shape=VALUE" in inspected
+    assert main(["compile", path, "-o", str(tmp_path / "m.so")]) == 2
+    assert "--const shape=VALUE" in capsys.readouterr().err
+
+
+def test_the_const_the_hint_names_compiles_and_matches_onnxruntime(compile_and_load):
+    model = _reshape_by_input_model()
+    x = np.arange(12, dtype=np.float32).reshape(2, 6)
+    session = compile_and_load(model, consts={"shape": [3, 4]})
+    (expected,) = run_onnxruntime(model, {"x": x, "shape": np.array([3, 4], np.int64)})
+    assert_matches(session.run({"x": x})["y"], expected)

@@ -87,11 +87,34 @@ class ConvertContext:
 
     def value_of(self, value: Value, what: str) -> np.ndarray:
         """The compile-time contents of `value`, or a clear error naming `what` it is."""
-        if value is None or value.data is None:
+        if value is None:
+            self.fail(f"{what} must be known at compile time, but the node does not give it",
+                      "add it to the node as an initializer")
+        if value.data is None:
+            sources = self._inputs_behind(value)
+            if not sources:   # computed inside a subgraph from what the loop carries
+                self.fail(f"{what} must be known at compile time, but it is computed at run "
+                          f"time", "fold it before export")
+            names = ", ".join(f"'{v.name}'" for v in sources)
             self.fail(f"{what} must be known at compile time, but it is computed from the "
-                      f"model's inputs",
-                      "pin the dims it depends on (--dim/--shape) or fold it before export")
+                      f"input{'s' if len(sources) > 1 else ''} {names}",
+                      "fix the input's value at compile time with "
+                      + " ".join(f"--const {v.name}=VALUE" for v in sources)
+                      + " (a comma-separated list for a 1-d input), or fold it before export")
         return value.data
+
+    def _inputs_behind(self, value: Value) -> list[Value]:
+        """The graph inputs whose values `value` is computed from (in the graph's order)."""
+        seen: set[int] = set()
+        stack = [value]
+        while stack:
+            current = stack.pop()
+            if id(current) in seen:
+                continue
+            seen.add(id(current))
+            if current.producer is not None:
+                stack.extend(current.producer.inputs)
+        return [v for v in self.graph.inputs if id(v) in seen]
 
     def emit(self, op: str, inputs: Sequence[Value], num_outputs: int = 1, **attrs: Any):
         """Add IR op `op`, or fold it now when its result is known at compile time."""
