@@ -3,6 +3,8 @@ passes and codegen to a shared library and its header."""
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import os
 import shutil
 import tempfile
@@ -65,8 +67,24 @@ def compile_model(model: Any, target: str = "host", output: str | Path = "model.
                   dims: Mapping[str, int] | None = None,
                   shapes: Mapping[str, Sequence[int]] | None = None,
                   **options: Any) -> str:
-    """Compile `model` (a path, bytes or onnx.ModelProto) into `output` (+ its .h header)."""
+    """Compile `model` (a path, bytes or onnx.ModelProto) into `output` (+ its .h header);
+    `options` are compile_detailed's keyword-only parameters (COMPILE_OPTIONS)."""
+    check_options(options)
     return str(compile_detailed(model, target, output, dims, shapes, **options).library)
+
+
+def check_options(options: Mapping[str, Any]) -> None:
+    """Refuse an option compile_detailed does not take (a misspelt `const=`), naming the
+    closest one and every one there is, instead of Python's bare TypeError."""
+    unknown = sorted(set(options) - set(COMPILE_OPTIONS))
+    if not unknown:
+        return
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, COMPILE_OPTIONS, n=1)
+        hints.append(f"'{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+    raise OptionError(f"unknown compile option{'s' if len(unknown) > 1 else ''} "
+                      f"{', '.join(hints)}; the options are: {', '.join(COMPILE_OPTIONS)}")
 
 
 def compile_detailed(model: Any, target: str = "host", output: str | Path = "model.so",
@@ -163,3 +181,9 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
     return CompileResult(output, header_path, target_spec.name, time.perf_counter() - start,
                          graph.plan.arena_size, graph.plan.lower_bound, len(sources.weights),
                          sources.kernels, phases)
+
+
+#: The keyword options of kiln.compile / compile_model: compile_detailed's keyword-only ones.
+COMPILE_OPTIONS = tuple(name for name, parameter in
+                        inspect.signature(compile_detailed).parameters.items()
+                        if parameter.kind is inspect.Parameter.KEYWORD_ONLY)

@@ -250,3 +250,23 @@ def test_the_const_the_hint_names_compiles_and_matches_onnxruntime(compile_and_l
     session = compile_and_load(model, consts={"shape": [3, 4]})
     (expected,) = run_onnxruntime(model, {"x": x, "shape": np.array([3, 4], np.int64)})
     assert_matches(session.run({"x": x})["y"], expected)
+
+
+# -- kiln.compile's options: a misspelt one is a KilnError naming them; all documented ----
+
+def test_a_misspelt_compile_option_names_the_right_one(tmp_path):
+    from kiln.driver import COMPILE_OPTIONS, OptionError
+
+    with pytest.raises(OptionError) as info:
+        kiln.compile(_reshape_by_input_model(), output=str(tmp_path / "m.so"),
+                     const={"shape": [3, 4]})
+    message = str(info.value)
+    assert "'const' (did you mean 'consts'?)" in message
+    assert all(name in message for name in COMPILE_OPTIONS)
+
+
+def test_every_compile_option_is_documented():
+    from kiln.driver import COMPILE_OPTIONS
+
+    missing = [name for name in COMPILE_OPTIONS if f" {name}:" not in kiln.compile.__doc__]
+    assert not missing, f"kiln.compile's docstring does not describe {missing}"
