@@ -21,6 +21,8 @@ def compile(model, target: str = "host", output: str = "model.so", dims=None, sh
     - threads_max: the thread budget default schedules keep busy (default this host's cores)
     - schedule: a schedule file to replay; dump_schedule: where to write the ones chosen
     - log: a function that receives the IR dumps and one line per pass (time, node count)
+    - progress: a function called with each stage's name as it starts (`kiln compile`
+      shows them on one line when stderr is a terminal)
 
     An option not in this list raises a KilnError that names the options.
     """

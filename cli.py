@@ -120,18 +120,41 @@ def cmd_compile(args: argparse.Namespace) -> int:
     shapes = dict(_shape(s) for s in args.shape)
     from .frontends.onnx.pinned import parse_const
     consts = dict(parse_const(c) for c in args.const)
-    result = compile_detailed(args.model, args.target, args.output, dims, shapes, consts=consts,
-                              prefix=args.prefix, cc=args.cc, keep_sources=args.keep_sources,
-                              dump_ir_after=args.dump_ir_after, verify=args.verify,
-                              cpu=args.cpu, emit=args.emit, sanitize=args.sanitize,
-                              threads_max=args.threads_max, schedule=args.schedule,
-                              dump_schedule=args.dump_schedule)
+    progress = _Progress(sys.stderr) if sys.stderr.isatty() else None
+    try:
+        result = compile_detailed(args.model, args.target, args.output, dims, shapes,
+                                  consts=consts, prefix=args.prefix, cc=args.cc,
+                                  keep_sources=args.keep_sources,
+                                  dump_ir_after=args.dump_ir_after, verify=args.verify,
+                                  cpu=args.cpu, emit=args.emit, sanitize=args.sanitize,
+                                  threads_max=args.threads_max, schedule=args.schedule,
+                                  dump_schedule=args.dump_schedule, progress=progress)
+    finally:
+        if progress is not None:
+            progress.clear()
     print(f"wrote {result.library} ({result.library_size / 1e6:.2f} MB) and {result.header}")
     print(f"target {result.target}; {result.kernels} kernels; compiled in "
           f"{result.compile_seconds:.2f} s")
     print(f"arena {result.arena_size} bytes (lower bound {result.arena_lower_bound}); "
           f"weights {result.weights_size} bytes")
     return 0
+
+
+class _Progress:
+    """One line on a terminal's stderr, rewritten as each compile stage starts (with the time
+    so far), and cleared at the end: a long compile is not silent, and pipes stay clean."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+        self.start = time.perf_counter()
+
+    def __call__(self, stage: str) -> None:
+        self.stream.write(f"\r\x1b[Kkiln: {stage} ({time.perf_counter() - self.start:.1f} s)")
+        self.stream.flush()
+
+    def clear(self) -> None:
+        self.stream.write("\r\x1b[K")
+        self.stream.flush()
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@ the Python API that a first session runs into, reproduced on a tiny model built 
 
 from __future__ import annotations
 
+import io
 import shutil
 import signal
 import subprocess
@@ -270,3 +271,25 @@ def test_every_compile_option_is_documented():
 
     missing = [name for name in COMPILE_OPTIONS if f" {name}:" not in kiln.compile.__doc__]
     assert not missing, f"kiln.compile's docstring does not describe {missing}"
+
+
+# -- progress: one updating line per stage on a terminal, nothing on a pipe -------------
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_compile_shows_its_stages_on_a_terminal_only(tmp_path, capsys, monkeypatch):
+    path = _save(tmp_path, _conv_model(), "conv")
+    argv = ["compile", path, "--dim", "N=1", "-o", str(tmp_path / "m.so")]
+    assert main(argv) == 0
+    assert capsys.readouterr().err == ""   # not a terminal: quiet
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(argv) == 0
+    shown = terminal.getvalue()
+    stages = ["loading the model", "importing the graph", "running the passes",
+              "generating the kernels", "with the C compiler"]
+    assert all(stage in shown for stage in stages)
+    assert shown.count("\n") == 0 and shown.endswith("\r\x1b[K")   # one line, cleared
