@@ -14,7 +14,7 @@ import time
 import traceback
 from collections import Counter
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, TextIO
 
 from .compiler.errors import KilnError
 
@@ -144,7 +144,7 @@ class _Progress:
     """One line on a terminal's stderr, rewritten as each compile stage starts (with the time
     so far), and cleared at the end: a long compile is not silent, and pipes stay clean."""
 
-    def __init__(self, stream) -> None:
+    def __init__(self, stream: TextIO) -> None:
         self.stream = stream
         self.start = time.perf_counter()
 
@@ -195,9 +195,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"{name}: {_summary(value)}")
     if args.output_dir:
         folder = Path(args.output_dir)
-        folder.mkdir(parents=True, exist_ok=True)
         for name, file_name in _output_files(list(outputs)).items():
-            np.save(folder / file_name, outputs[name])
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                np.save(folder / file_name, outputs[name])
+            except OSError as exc:
+                raise UsageError(f"--output-dir {folder}: cannot write {file_name} there: "
+                                 f"{exc.strerror or exc}") from None
             renamed = "" if file_name == f"{name}.npy" else (
                 " (renamed: '/' becomes '_')" if "/" in name or "\\" in name
                 else " (renamed: the name was taken)")

@@ -313,10 +313,11 @@ def pinned_dim(dim: onnx.TensorShapeProto.Dimension, dims: Mapping[str, int]) ->
 
 
 def free_dim_lines(name: str, declared: Sequence[onnx.TensorShapeProto.Dimension],
-               shape: Sequence[int | None]) -> list[str]:
-    """One line per input dim without a value (None in `shape`) and how to pin it: --dim for
-    a named dim; --shape for the others, since a dim that is unnamed (or named '?', which
-    exporters write for "unknown" on several dims) can differ from its neighbours."""
+                   shape: Sequence[int | None]) -> list[str]:
+    """What to do about input `name`'s dims without a value (None in `shape`): a line with
+    --dim for each named one; one line with --shape for the others, since a dim that is
+    unnamed (or named '?', which exporters write for "unknown" on several dims) can differ
+    from its neighbours."""
     lines = []
     anonymous = []
     for axis, (dim, size) in enumerate(zip(declared, shape)):
