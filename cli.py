@@ -316,7 +316,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     try:
         free, refused = compile_needs(load_model(args.model))
     except ModelLoadError as exc:   # external data missing: the graph alone was enough above
-        print(f"compile needs: not checked ({exc})")
+        print(f"unsupported: none among the ops (the import compile runs was not checked: "
+              f"{exc})")
         return 0
     print("unsupported: none" if not refused else
           f"unsupported: {len(refused)}" + (" (found with the free dims set to 1)"

@@ -86,9 +86,13 @@ def test_zero_batch_on_the_command_line(tmp_path, capsys):
 
 # -- a closed pipe (`kiln targets | head -1`) ends the command quietly ---------------------
 
-@pytest.mark.parametrize("command", [["targets"], ["kernels"]])
-def test_closed_stdout_pipe_exits_quietly(command):
-    process = subprocess.Popen([sys.executable, "-m", "kiln", *command],
+@pytest.mark.parametrize("command", ["targets", "kernels", "inspect"])
+def test_closed_stdout_pipe_exits_quietly(command, tmp_path):
+    argv = [command]
+    if command == "inspect":
+        argv.append(str(tmp_path / "conv.onnx"))
+        (tmp_path / "conv.onnx").write_bytes(_conv_model().SerializeToString())
+    process = subprocess.Popen([sys.executable, "-m", "kiln", *argv],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     process.stdout.close()   # before the interpreter has started: every write fails
     stderr = process.stderr.read().decode()
@@ -217,6 +221,16 @@ def test_free_dims_hint_a_shape_each_not_one_dim_for_all(tmp_path):
     message = str(info.value)
     assert "--shape x=D0xD1x4" in message and "--shape a=D0x2" in message
     assert "--dim ?=" not in message
+
+
+def test_a_named_dim_shared_by_inputs_is_one_line_with_every_place_it_appears(tmp_path):
+    model = _model([helper.make_node("Add", ["a", "b"], ["c"])],
+                   [("a", TensorProto.FLOAT, ["batch", 3]), ("b", TensorProto.FLOAT, ["batch", 3])],
+                   [("c", TensorProto.FLOAT)])
+    with pytest.raises(kiln.KilnError) as info:
+        kiln.compile(model, output=str(tmp_path / "m.so"))
+    assert "'batch' (input 'a' dim 0, input 'b' dim 0) has no value (pin it with --dim " \
+           "batch=SIZE)" in str(info.value)
 
 
 def test_free_dims_pinned_with_the_hinted_shapes_match_onnxruntime(compile_and_load):

@@ -257,7 +257,7 @@ def pin_input_shapes(model: onnx.ModelProto, dims: Mapping[str, int] | None,
                                f"(its named dims: {', '.join(named) or 'none'}; pin an "
                                f"input's whole shape with --shape INPUT=D0xD1x...)")
     types: dict[str, TensorType] = {}
-    missing: list[str] = []
+    missing = free_dim_lines([i for i in inputs if i.name not in shapes], dims)
     for graph_input in inputs:
         tensor = graph_input.type.tensor_type
         if not graph_input.type.HasField("tensor_type"):
@@ -282,9 +282,7 @@ def pin_input_shapes(model: onnx.ModelProto, dims: Mapping[str, int] | None,
                                      f"{dim.dim_value} by the model, not {given}")
         else:
             shape = tuple(pinned_dim(dim, dims) for dim in declared)
-            free = free_dim_lines(graph_input.name, declared, shape)
-            if free:
-                missing += free
+            if None in shape:   # in `missing`
                 continue
         if any(d < 0 for d in shape):
             raise ShapeError(f"input '{graph_input.name}' has a negative dim {shape}")
@@ -312,30 +310,35 @@ def pinned_dim(dim: onnx.TensorShapeProto.Dimension, dims: Mapping[str, int]) ->
     return None
 
 
-def free_dim_lines(name: str, declared: Sequence[onnx.TensorShapeProto.Dimension],
-                   shape: Sequence[int | None]) -> list[str]:
-    """What to do about input `name`'s dims without a value (None in `shape`): a line with
-    --dim for each named one; one line with --shape for the others, since a dim that is
-    unnamed (or named '?', which exporters write for "unknown" on several dims) can differ
-    from its neighbours."""
+def free_dim_lines(inputs: Sequence[onnx.ValueInfoProto], dims: Mapping[str, int]
+                   ) -> list[str]:
+    """What to do about the `inputs`' dims that neither the model nor `dims` gives a value:
+    a line with --dim for each named one (wherever it appears); a line with --shape for each
+    input with others, since a dim that is unnamed (or named '?', which exporters write for
+    "unknown" on several dims) can differ from its neighbours."""
+    named: dict[str, list[str]] = {}
     lines = []
-    anonymous = []
-    for axis, (dim, size) in enumerate(zip(declared, shape)):
-        if size is not None:
-            continue
-        if dim.dim_param and dim.dim_param != "?":
-            lines.append(f"input '{name}' dim {axis} is '{dim.dim_param}' (pin it with "
-                         f"--dim {dim.dim_param}=SIZE)")
-        else:
-            anonymous.append(f"{axis} (named '?', as exporters mark an unknown dim)"
-                             if dim.dim_param else f"{axis} (unnamed)")
-    if anonymous:
-        template = "x".join(str(size) if size is not None else f"D{axis}"
-                            for axis, size in enumerate(shape))
-        lines.append(f"input '{name}' dim{'s' if len(anonymous) > 1 else ''} "
-                     f"{', '.join(anonymous)} {'have' if len(anonymous) > 1 else 'has'} no "
-                     f"value (pin the input's shape with --shape {name}={template})")
-    return lines
+    for graph_input in inputs:
+        name = graph_input.name
+        declared = list(graph_input.type.tensor_type.shape.dim)
+        shape = [pinned_dim(dim, dims) for dim in declared]
+        anonymous = []
+        for axis, (dim, size) in enumerate(zip(declared, shape)):
+            if size is not None:
+                continue
+            if dim.dim_param and dim.dim_param != "?":
+                named.setdefault(dim.dim_param, []).append(f"input '{name}' dim {axis}")
+            else:
+                anonymous.append(f"{axis} (named '?', as exporters mark an unknown dim)"
+                                 if dim.dim_param else f"{axis} (unnamed)")
+        if anonymous:
+            template = "x".join(str(size) if size is not None else f"D{axis}"
+                                for axis, size in enumerate(shape))
+            lines.append(f"input '{name}' dim{'s' if len(anonymous) > 1 else ''} "
+                         f"{', '.join(anonymous)} {'have' if len(anonymous) > 1 else 'has'} "
+                         f"no value (pin the input's shape with --shape {name}={template})")
+    return [f"'{dim}' ({', '.join(uses)}) has no value (pin it with --dim {dim}=SIZE)"
+            for dim, uses in named.items()] + lines
 
 
 def import_model(model: onnx.ModelProto, dims: Mapping[str, int] | None = None,

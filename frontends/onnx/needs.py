@@ -12,24 +12,19 @@ from .importer import free_dim_lines, import_model, pinned_dim
 
 
 def compile_needs(model: onnx.ModelProto) -> tuple[list[str], list[str]]:
-    """(free dims, problems): a line for each input dim compile would ask a value for, and
-    each problem compile would stop on after those (found with the free dims set to 1)."""
+    """(free dims, problems): what to do about each input dim compile would ask a value for,
+    and each problem compile would stop on after those (found with the free dims set to 1)."""
     initializers = {t.name for t in model.graph.initializer}
-    free: list[str] = []
+    inputs = [i for i in model.graph.input if i.name not in initializers]
     probe: dict[str, tuple[int, ...]] = {}
-    for graph_input in model.graph.input:
-        if graph_input.name in initializers:
-            continue
-        declared = list(graph_input.type.tensor_type.shape.dim)
-        shape = [pinned_dim(dim, {}) for dim in declared]
-        lines = free_dim_lines(graph_input.name, declared, shape)
-        if lines:
-            free += lines
+    for graph_input in inputs:
+        shape = [pinned_dim(dim, {}) for dim in graph_input.type.tensor_type.shape.dim]
+        if None in shape:
             probe[graph_input.name] = tuple(1 if size is None else size for size in shape)
     try:
         import_model(model, shapes=probe)
     except UnsupportedModelError as exc:
-        return free, [str(problem) for problem in exc.problems]
+        return free_dim_lines(inputs, {}), [str(problem) for problem in exc.problems]
     except KilnError as exc:
-        return free, [str(exc)]
-    return free, []
+        return free_dim_lines(inputs, {}), [str(exc)]
+    return free_dim_lines(inputs, {}), []
