@@ -6,8 +6,26 @@ __version__ = "0.1.0"
 
 
 def compile(model, target: str = "host", output: str = "model.so", dims=None, shapes=None,
-            **options):
-    """Compile `model` (a path, bytes or onnx.ModelProto) for `target`; returns the .so path."""
+            **options) -> str:
+    """Compile `model` (a path, bytes or onnx.ModelProto) for `target` into `output` and its
+    header (`output` with .h); returns the .so path.
+
+    dims: symbolic dim -> size, e.g. {"batch": 1} (`--dim`); shapes: input -> its whole
+    shape, e.g. {"x": (1, 3, 224, 224)} (`--shape`). The options, as on the command line:
+
+    - consts: input -> a value fixed at compile time, e.g. {"sr": 16000} (`--const`)
+    - prefix: the C symbols' prefix (default "kiln_"); cc: the C compiler ("zig" for zig cc)
+    - cpu: a specific core of the target (e.g. "cortex-a76"); emit: "c" (default) or "llvm"
+    - keep_sources: a folder to copy the generated C into; dump_ir_after: pass names whose
+      IR to print; verify: run the IR and kernel verifiers; sanitize: build with ASan+UBSan
+    - threads_max: the thread budget default schedules keep busy (default this host's cores)
+    - schedule: a schedule file to replay; dump_schedule: where to write the ones chosen
+    - log: a function that receives the IR dumps and one line per pass (time, node count)
+    - progress: a function called with each stage's name as it starts (`kiln compile`
+      shows them on one line when stderr is a terminal)
+
+    An option not in this list raises a KilnError that names the options.
+    """
     from .driver import compile_model
 
     return compile_model(model, target=target, output=output, dims=dims, shapes=shapes,

@@ -7,11 +7,14 @@ traceback); success exits 0.
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 import time
 import traceback
 from collections import Counter
-from typing import Sequence
+from pathlib import Path
+from typing import Sequence, TextIO
 
 from . import __version__
 from .compiler.errors import KilnError
@@ -23,8 +26,8 @@ class UsageError(KilnError, ValueError):
 
 def _dim(text: str) -> tuple[str, int]:
     name, sep, value = text.partition("=")
-    if not sep or not name or not value.lstrip("-").isdigit() or int(value) <= 0:
-        raise UsageError(f"--dim expects SYMBOL=N with N a positive integer, got '{text}'")
+    if not sep or not name or not value.isdigit():
+        raise UsageError(f"--dim expects SYMBOL=N with N a non-negative integer, got '{text}'")
     return name, int(value)
 
 
@@ -84,11 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--repeat", type=int, default=10, help="timed runs (default 10)")
     r.add_argument("--profile", action="store_true",
                    help="print the time per fused group (mean over the --repeat runs)")
-    r.add_argument("--output-dir", help="save each output as NAME.npy there")
+    r.add_argument("--seed", type=int, default=0,
+                   help="seed of the random values for inputs not given (default 0)")
+    r.add_argument("--output-dir", metavar="DIR", help="save each output as NAME.npy there "
+                   "(created if missing; '/' in a name is written as '_')")
     r.add_argument("--emulate", action="store_true",
                    help="run a foreign-architecture artifact under QEMU")
     r.add_argument("--vlen", type=int, default=None,
                    help="with --emulate: the emulated RISC-V vector length (default 256)")
+    r.add_argument("--sysroot", metavar="DIR",
+                   help="with --emulate: the folder with the target's C library (lib/); "
+                        "default $KILN_SYSROOT_<TRIPLE>, e.g. KILN_SYSROOT_AARCH64_LINUX_GNU, "
+                        "else /usr/<triple>")
     r.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
 
     i = sub.add_parser("inspect", help="describe a model (inputs, outputs, ops, support) or a "
@@ -129,12 +139,18 @@ def cmd_compile(args: argparse.Namespace) -> int:
     shapes = dict(_shape(s) for s in args.shape)
     from .frontends.onnx.pinned import parse_const
     consts = dict(parse_const(c) for c in args.const)
-    result = compile_detailed(args.model, args.target, args.output, dims, shapes, consts=consts,
-                              prefix=args.prefix, cc=args.cc, keep_sources=args.keep_sources,
-                              dump_ir_after=args.dump_ir_after, verify=args.verify,
-                              cpu=args.cpu, emit=args.emit, sanitize=args.sanitize,
-                              threads_max=args.threads_max, schedule=args.schedule,
-                              dump_schedule=args.dump_schedule)
+    progress = _Progress(sys.stderr) if sys.stderr.isatty() else None
+    try:
+        result = compile_detailed(args.model, args.target, args.output, dims, shapes,
+                                  consts=consts, prefix=args.prefix, cc=args.cc,
+                                  keep_sources=args.keep_sources,
+                                  dump_ir_after=args.dump_ir_after, verify=args.verify,
+                                  cpu=args.cpu, emit=args.emit, sanitize=args.sanitize,
+                                  threads_max=args.threads_max, schedule=args.schedule,
+                                  dump_schedule=args.dump_schedule, progress=progress)
+    finally:
+        if progress is not None:
+            progress.clear()
     print(f"wrote {result.library} ({result.library_size / 1e6:.2f} MB) and {result.header}")
     print(f"target {result.target}; {result.kernels} kernels; compiled in "
           f"{result.compile_seconds:.2f} s")
@@ -149,46 +165,71 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Progress:
+    """One line on a terminal's stderr, rewritten as each compile stage starts (with the time
+    so far), and cleared at the end: a long compile is not silent, and pipes stay clean."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.start = time.perf_counter()
+
+    def __call__(self, stage: str) -> None:
+        self.stream.write(f"\r\x1b[Kkiln: {stage} ({time.perf_counter() - self.start:.1f} s)")
+        self.stream.flush()
+
+    def clear(self) -> None:
+        self.stream.write("\r\x1b[K")
+        self.stream.flush()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .runtime import load
 
+    if args.repeat < 1:
+        raise UsageError(f"--repeat {args.repeat}: give a number of timed runs of at least 1")
+    if args.sysroot is not None and not args.emulate:
+        raise UsageError("--sysroot is where an emulated target's C library lives: add "
+                         "--emulate")
     session = load(args.library, threads=args.threads,
-                   emulator="qemu" if args.emulate else None, vlen=args.vlen)
+                   emulator="qemu" if args.emulate else None, vlen=args.vlen,
+                   sysroot=args.sysroot)
     given = npy_inputs(args.input)
-    rng = np.random.default_rng(0)
-    feed = {}
-    for spec in session.inputs:
-        if spec.name in given:
-            feed[spec.name] = given.pop(spec.name)
-        elif np.issubdtype(spec.dtype, np.floating):
-            feed[spec.name] = rng.standard_normal(spec.shape).astype(spec.dtype)
-        elif spec.dtype == np.bool_:
-            feed[spec.name] = rng.integers(0, 2, spec.shape).astype(bool)
-        else:
-            feed[spec.name] = rng.integers(0, 2, spec.shape).astype(spec.dtype)
-    if given:
-        raise UsageError(f"--input names no input of the model: {', '.join(given)} "
+    unknown = sorted(set(given) - {s.name for s in session.inputs})
+    if unknown:
+        raise UsageError(f"--input names no input of the model: {', '.join(unknown)} "
                          f"(inputs: {', '.join(s.name for s in session.inputs)})")
+    feed = _feed(session, given, args.seed)
     outputs = session.run(feed)
     times = []
-    repeat = 0 if args.emulate else max(args.repeat, 0)   # emulated time means nothing
+    repeat = 0 if args.emulate else args.repeat   # emulated time means nothing
     for _ in range(repeat):
         start = time.perf_counter()
         session.run(feed)
         times.append(time.perf_counter() - start)
     for name, value in outputs.items():
-        print(f"{name}: {value.dtype}{list(value.shape)}")
-        if args.output_dir:
-            np.save(f"{args.output_dir}/{name}.npy", value)
+        print(f"{name}: {_summary(value)}")
+    if args.output_dir:
+        folder = Path(args.output_dir)
+        for name, file_name in _output_files(list(outputs)).items():
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                np.save(folder / file_name, outputs[name])
+            except OSError as exc:
+                raise UsageError(f"--output-dir {folder}: cannot write {file_name} there: "
+                                 f"{exc.strerror or exc}") from None
+            renamed = "" if file_name == f"{name}.npy" else (
+                " (renamed: '/' becomes '_')" if "/" in name or "\\" in name
+                else " (renamed: the name was taken)")
+            print(f"saved {name} to {folder / file_name}{renamed}")
     if times:
         times.sort()
         print(f"latency: median {times[len(times) // 2] * 1e3:.3f} ms over {len(times)} runs "
               f"(min {times[0] * 1e3:.3f} ms)")
     if args.profile:
         from .runtime.profile import format_profile, profile
-        print(format_profile(profile(session, feed, runs=max(args.repeat, 1))))
+        print(format_profile(profile(session, feed, runs=args.repeat)))
     return 0
 
 
@@ -244,13 +285,70 @@ def inspect_artifact(path: str, as_json: bool) -> int:
     return 0
 
 
+def _feed(session, given: dict, seed: int) -> dict:
+    """The inputs of one run: those `given`, and random values for the others (standard
+    normal floats; 0 or 1 for integers and bools), each random one said on stdout."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    feed = {}
+    for spec in session.inputs:
+        if spec.name in given:
+            feed[spec.name] = given[spec.name]
+            continue
+        if np.issubdtype(spec.dtype, np.floating):
+            feed[spec.name] = rng.standard_normal(spec.shape).astype(spec.dtype)
+            how = "standard normal"
+        else:
+            feed[spec.name] = rng.integers(0, 2, spec.shape).astype(spec.dtype)
+            how = "0 or 1"
+        print(f"input {spec.name}: random {np.dtype(spec.dtype)}{list(spec.shape)} ({how}, "
+              f"--seed {seed}; give --input {spec.name}=FILE.npy for real data)")
+    return feed
+
+
+def _summary(value) -> str:
+    """`dtype[shape]`, the first values and the range of an output, on one line."""
+    text = f"{value.dtype}{list(value.shape)}"
+    if value.size == 0:
+        return f"{text} (empty)"
+    flat = value.reshape(-1)
+    first = ", ".join(_scalar(v) for v in flat[:4].tolist())
+    more = ", ..." if flat.size > 4 else ""
+    return (f"{text} [{first}{more}] min {_scalar(flat.min().tolist())} "
+            f"max {_scalar(flat.max().tolist())}")
+
+
+def _scalar(value) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def _output_files(names: list[str]) -> dict[str, str]:
+    """A file name in the output folder for each output: NAME.npy, with '/' (and '\\') in
+    NAME written as '_' so that no name (PaddlePaddle's 'save_infer_model/scale_0.tmp_0',
+    or '../x') leaves the folder; a name taken twice gets a numbered suffix."""
+    files: dict[str, str] = {}
+    taken: set[str] = set()
+    for name in names:
+        stem = name.replace("/", "_").replace("\\", "_")
+        candidate, count = f"{stem}.npy", 1
+        while candidate in taken:
+            count += 1
+            candidate = f"{stem}_{count}.npy"
+        taken.add(candidate)
+        files[name] = candidate
+    return files
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     if _is_artifact(args.model):
         return inspect_artifact(args.model, args.json)
     import onnx
 
+    from .compiler.errors import ModelLoadError
     from .frontends.onnx import load_model, scan
     from .frontends.onnx import converters  # noqa: F401  (fill the registry)
+    from .frontends.onnx.needs import compile_needs
 
     model = load_model(args.model, external_data=False)
     graph = model.graph
@@ -261,12 +359,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     initializers = {t.name for t in graph.initializer}
 
     def describe(info: onnx.ValueInfoProto) -> str:
-        tensor = info.type.tensor_type
-        dims = [d.dim_param or (str(d.dim_value) if d.HasField("dim_value") else "?")
-                for d in tensor.shape.dim]
         from .frontends.onnx.importer import dtype_label
+
+        tensor = info.type.tensor_type
         dtype = dtype_label(tensor.elem_type).lower()
-        return f"  {info.name}: {dtype}[{', '.join(dims)}]"
+        if not tensor.HasField("shape"):
+            return f"  {info.name}: {dtype} (shape not declared)"
+        return f"  {info.name}: {dtype}[{', '.join(_dim_label(d) for d in tensor.shape.dim)}]"
 
     print("inputs:")
     for info in graph.input:
@@ -284,9 +383,32 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(f"unsupported: {len(problems)}")
         for problem in problems:
             print(f"  - {problem}")
-    else:
-        print("unsupported: none")
+        return 0
+    try:
+        free, refused = compile_needs(load_model(args.model))
+    except ModelLoadError as exc:   # external data missing: the graph alone was enough above
+        print(f"unsupported: none among the ops (the import compile runs was not checked: "
+              f"{exc})")
+        return 0
+    print("unsupported: none" if not refused else
+          f"unsupported: {len(refused)}" + (" (found with the free dims set to 1)"
+                                            if free else ""))
+    for line in refused:
+        print(f"  - {line}")
+    print("free dims (compile needs a value for each):" if free else "free dims: none")
+    for line in free:
+        print(f"  - {line}")
     return 0
+
+
+def _dim_label(dim) -> str:
+    """An input dim as inspect shows it: its size, its name (quoted unless it is an
+    identifier, so that a dim named '?' differs from an unnamed one), or ? if unnamed."""
+    if dim.HasField("dim_value") and dim.dim_value >= 0:
+        return str(dim.dim_value)
+    if dim.dim_param:
+        return dim.dim_param if dim.dim_param.isidentifier() else f"'{dim.dim_param}'"
+    return "?"
 
 
 def cmd_targets(args: argparse.Namespace) -> int:
@@ -311,6 +433,16 @@ def cmd_kernels(args: argparse.Namespace) -> int:
     return 0
 
 
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush of what is still
+    buffered for a closed pipe does not report a second BrokenPipeError."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):   # stdout is no file (an in-process caller)
+        pass
+
+
 COMMANDS = {"compile": cmd_compile, "run": cmd_run, "inspect": cmd_inspect,
             "check": cmd_check, "targets": cmd_targets, "kernels": cmd_kernels}
 
@@ -319,7 +451,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        status = COMMANDS[args.command](args)
+        sys.stdout.flush()   # a closed pipe shows here, not at interpreter exit
+        return status
+    except BrokenPipeError:   # the reader went away (`kiln targets | head -1`): stop quietly
+        _drop_stdout()
+        return 128 + signal.SIGPIPE
     except KilnError as exc:
         if args.debug:
             traceback.print_exc()

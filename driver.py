@@ -4,7 +4,9 @@ passes and codegen to a shared library and its header."""
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
+import inspect
 import os
 import shutil
 import tempfile
@@ -74,8 +76,24 @@ def compile_model(model: Any, target: str = "host", output: str | Path = "model.
                   dims: Mapping[str, int] | None = None,
                   shapes: Mapping[str, Sequence[int]] | None = None,
                   **options: Any) -> str:
-    """Compile `model` (a path, bytes or onnx.ModelProto) into `output` (+ its .h header)."""
+    """Compile `model` (a path, bytes or onnx.ModelProto) into `output` (+ its .h header);
+    `options` are compile_detailed's keyword-only parameters (COMPILE_OPTIONS)."""
+    check_options(options)
     return str(compile_detailed(model, target, output, dims, shapes, **options).library)
+
+
+def check_options(options: Mapping[str, Any]) -> None:
+    """Refuse an option compile_detailed does not take (a misspelt `const=`), naming the
+    closest one and every one there is, instead of Python's bare TypeError."""
+    unknown = sorted(set(options) - set(COMPILE_OPTIONS))
+    if not unknown:
+        return
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, COMPILE_OPTIONS, n=1)
+        hints.append(f"'{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+    raise OptionError(f"unknown compile option{'s' if len(unknown) > 1 else ''} "
+                      f"{', '.join(hints)}; the options are: {', '.join(COMPILE_OPTIONS)}")
 
 
 def compile_detailed(model: Any, target: str = "host", output: str | Path = "model.so",
@@ -87,21 +105,27 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
                      emit: str = "c", consts: Mapping[str, Any] | None = None,
                      sanitize: bool = False, threads_max: int | None = None,
                      schedule: str | Path | None = None,
-                     dump_schedule: str | Path | None = None) -> CompileResult:
+                     dump_schedule: str | Path | None = None,
+                     progress: Callable[[str], None] | None = None) -> CompileResult:
     """compile_model, returning a CompileResult with sizes and timings.
 
     consts: inputs fixed to a value at compile time, e.g. {"sr": 16000}.
     threads_max: the thread budget default schedules keep busy (default: this host's cores).
     schedule: a schedule file (JSON lines) whose kernels and schedules replace the defaults
     for the groups with the same signature; dump_schedule: write the ones chosen there.
+    progress: called with what starts as each stage starts ("running the passes"), for a
+    terminal to show while a long compile runs.
     """
 
     start = time.perf_counter()
     phases: dict[str, float] = {}
 
-    def phase(name: str, began: float) -> float:
+    def phase(name: str, began: float, then: str = "") -> float:
+        """Record how long stage `name` took; tell `progress` the stage that starts (`then`)."""
         now = time.perf_counter()
         phases[name] = now - began
+        if progress is not None and then:
+            progress(then)
         return now
 
     if output is None or str(output) == "":
@@ -120,12 +144,14 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
         raise OptionError(f"threads_max={threads_max!r}: give a thread count from 1 to 4096")
     lines = read_schedule_file(schedule) if schedule is not None else ()
 
+    if progress is not None:
+        progress("loading the model")
     t = time.perf_counter()
     proto = load_model(model)
-    t = phase("load", t)
+    t = phase("load", t, "importing the graph")
     graph: Graph = import_model(proto, dims=dims, shapes=shapes, consts=consts)
     check_storage_uses(graph, renderer=emit)
-    t = phase("import", t)
+    t = phase("import", t, f"running the passes over {len(graph.nodes)} nodes")
     vector_bits = microkernel_bits(target_spec, cpu) \
         if "vector" in renderer.capabilities else 0
     selector = KernelSelector(
@@ -133,13 +159,13 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
         target_spec.name, cpu or "native", lines)
     graph.metadata["kernel_choice"] = selector   # layout, padding and fusion ask it
     graph = run_passes(graph, verify_each=verify, dump_after=set(dump_ir_after), log=log)
-    t = phase("passes", t)
+    t = phase("passes", t, f"generating the kernels of {len(graph.groups)} groups")
     sources = generate(graph, target_spec.name, __version__, renderer=renderer,
                        selector=selector, verify=verify)
     if dump_schedule is not None:
         Path(dump_schedule).write_text("".join(line + "\n"
                                                for line in schedule_lines(graph, selector)))
-    t = phase("codegen", t)
+    t = phase("codegen", t, f"building {sources.kernels} kernels with the C compiler")
 
     header_path = output.with_suffix(".h")
     workdir = Path(tempfile.mkdtemp(prefix="kiln-build-"))
@@ -241,3 +267,9 @@ def _options(dims, shapes, consts, prefix: str, cc: str | None, emit: str, sanit
     if schedule is not None:
         options["schedule"] = os.fspath(schedule)
     return options
+
+
+#: The keyword options of kiln.compile / compile_model: compile_detailed's keyword-only ones.
+COMPILE_OPTIONS = tuple(name for name, parameter in
+                        inspect.signature(compile_detailed).parameters.items()
+                        if parameter.kind is inspect.Parameter.KEYWORD_ONLY)

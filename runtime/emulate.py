@@ -10,6 +10,7 @@ Emulation is for correctness only: QEMU runs vector code element by element."""
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import struct
 import subprocess
@@ -46,20 +47,31 @@ def target_for(info: ElfInfo):
                         + ", ".join(t.name for t in TARGETS.values() if t.qemu))
 
 
-def qemu_command(target, vlen: int | None = None, cpu: str | None = None) -> list[str]:
-    """`qemu-<arch> -L sysroot [-cpu ...]` for `target` (`cpu`: a QEMU CPU model to emulate);
-    EmulatorError naming the packages to install when QEMU or the target's libc is
-    missing."""
+def sysroot_variable(target) -> str:
+    """The environment variable that names `target`'s sysroot, e.g.
+    KILN_SYSROOT_AARCH64_LINUX_GNU: a user without root keeps the C library elsewhere."""
+    return "KILN_SYSROOT_" + "".join(c if c.isalnum() else "_" for c in target.triple).upper()
+
+
+def qemu_command(target, vlen: int | None = None, sysroot: str | None = None,
+                 cpu: str | None = None) -> list[str]:
+    """`qemu-<arch> -L sysroot [-cpu ...]` for `target`; EmulatorError naming the packages to
+    install when QEMU or the target's libc is missing. `sysroot` (else the variable
+    sysroot_variable names, else the target's /usr/<triple>) holds lib/ with its libc;
+    `cpu` is a QEMU CPU model to emulate."""
     qemu = shutil.which(target.qemu)
     if qemu is None:
         raise EmulatorError(f"{target.qemu} is not installed; on Debian/Ubuntu: "
                             f"apt-get install qemu-user")
-    if not Path(target.qemu_sysroot, "lib").is_dir():
+    variable = sysroot_variable(target)
+    sysroot = sysroot or os.environ.get(variable) or target.qemu_sysroot
+    if not Path(sysroot, "lib").is_dir():
         package = {"aarch64": "libc6-arm64-cross", "riscv64": "libc6-riscv64-cross"}.get(
             target.elf_machine, f"the {target.elf_machine} C library")
-        raise EmulatorError(f"{target.qemu} needs the target's C library in "
-                            f"{target.qemu_sysroot}; on Debian/Ubuntu: apt-get install {package}")
-    command = [qemu, "-L", target.qemu_sysroot]
+        raise EmulatorError(f"{target.qemu} needs the target's C library in {sysroot}/lib; "
+                            f"on Debian/Ubuntu: apt-get install {package}, or point "
+                            f"--sysroot (or {variable}) at a folder that has it")
+    command = [qemu, "-L", sysroot]
     if cpu is not None:
         if vlen is not None:
             raise EmulatorError("give vlen= or cpu=, not both")
@@ -106,14 +118,16 @@ class EmulatedSession(Session):
     """A Session whose artifact runs in a QEMU user-mode process (see the module doc)."""
 
     def __init__(self, path, info: ElfInfo, prefix: str, threads: int,
-                 vlen: int | None = None, cpu: str | None = None):
+                 vlen: int | None = None, sysroot: str | None = None,
+                 cpu: str | None = None):
         self._handle = None
         self._process = None
         self._shapes: list[tuple[int, ...]] | None = None   # actual dims of the last run
         self.path = str(path)
         self.prefix = prefix
         self.target = target_for(info)
-        command = [*qemu_command(self.target, vlen, cpu), str(driver_for(self.target)),
+        command = [*qemu_command(self.target, vlen, sysroot, cpu),
+                   str(driver_for(self.target)),
                    str(Path(self.path).resolve()), prefix, str(threads)]
         self._lock = threading.Lock()
         self._process = subprocess.Popen(command, stdin=subprocess.PIPE,

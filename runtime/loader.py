@@ -74,20 +74,22 @@ class TensorInfo:
 
 
 def load(path, threads: int | None = None, emulator: str | None = None,
-         prefix: str | None = None, vlen: int | None = None, cpu: str | None = None
-         ) -> "Session":
+         prefix: str | None = None, vlen: int | None = None,
+         sysroot: str | None = None, cpu: str | None = None) -> "Session":
     """Load the compiled model at `path` and create a session with `threads` threads
     (None: one per CPU). `prefix` is the artifact's symbol prefix, found in the file if None.
     emulator="qemu" runs a foreign-architecture artifact under QEMU user mode (`vlen`: the
-    emulated RISC-V vector length in bits, default 256), or this machine's on another CPU
-    model (`cpu`, a QEMU CPU name such as "Haswell": does the artifact start on it?)."""
+    emulated RISC-V vector length in bits, default 256; `sysroot`: the folder with the
+    target's C library, default $KILN_SYSROOT_<TRIPLE> or /usr/<triple>), or this machine's
+    on another CPU model (`cpu`, a QEMU CPU name such as "Haswell": does it start there?)."""
     if emulator is not None:
         from .emulate import EmulatedSession
 
         info = _check_architecture(os.fspath(path), emulator, other_cpu=cpu is not None)
         found = _find_prefix(os.fspath(path), info.exported_functions) if prefix is None \
             else check_prefix(prefix)
-        return EmulatedSession(path, info, found, _check_threads(threads), vlen=vlen, cpu=cpu)
+        return EmulatedSession(path, info, found, _check_threads(threads), vlen=vlen,
+                               sysroot=sysroot, cpu=cpu)
     if cpu is not None:
         raise KilnError("cpu= names the CPU QEMU emulates: pass emulator='qemu' too")
     return Session(path, threads=threads, emulator=emulator, prefix=prefix)

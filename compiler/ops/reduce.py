@@ -20,9 +20,35 @@ def _reduce_type(types: list[TensorType], attrs: dict[str, Any]) -> list[TensorT
     return [TensorType(x.dtype, shape)]
 
 
-def _reducer(name: str, fn):
+def _lowest(dtype: np.dtype) -> Any:
+    """ReduceMax's value over an empty set (ONNX): minus infinity, or the type's minimum."""
+    if np.issubdtype(dtype, np.floating):
+        return -np.inf
+    return False if dtype == np.bool_ else np.iinfo(dtype).min
+
+
+def _highest(dtype: np.dtype) -> Any:
+    """ReduceMin's value over an empty set (ONNX): infinity, or the type's maximum."""
+    if np.issubdtype(dtype, np.floating):
+        return np.inf
+    return True if dtype == np.bool_ else np.iinfo(dtype).max
+
+
+def _mean(x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
+    """The mean, 0 over an empty set (ONNX leaves it undefined; ONNX Runtime and Kiln's
+    kernels give 0)."""
+    if x.size == 0:
+        return np.sum(x, axis=axis, keepdims=keepdims)
+    return np.mean(x, axis=axis, keepdims=keepdims)
+
+
+def _reducer(name: str, fn, empty=None):
+    """Register `fn` over `axes`; `empty(dtype)` is its value over an empty set where numpy
+    has none (max, min)."""
     @register(name, "reduce", _reduce_type)
     def reference(x, *, axes, keepdims):
+        if empty is not None and x.size == 0:
+            return fn(x, axis=tuple(axes), keepdims=bool(keepdims), initial=empty(x.dtype))
         return fn(x, axis=tuple(axes), keepdims=bool(keepdims))
 
     reference.__doc__ = f"{fn.__name__} over `axes`"
@@ -30,7 +56,7 @@ def _reducer(name: str, fn):
 
 
 reduce_sum = _reducer("reduce_sum", np.sum)
-reduce_mean = _reducer("reduce_mean", np.mean)
-reduce_max = _reducer("reduce_max", np.max)
-reduce_min = _reducer("reduce_min", np.min)
+reduce_mean = _reducer("reduce_mean", _mean)
+reduce_max = _reducer("reduce_max", np.max, _lowest)
+reduce_min = _reducer("reduce_min", np.min, _highest)
 reduce_prod = _reducer("reduce_prod", np.prod)

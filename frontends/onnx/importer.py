@@ -87,11 +87,34 @@ class ConvertContext:
 
     def value_of(self, value: Value, what: str) -> np.ndarray:
         """The compile-time contents of `value`, or a clear error naming `what` it is."""
-        if value is None or value.data is None:
+        if value is None:
+            self.fail(f"{what} must be known at compile time, but the node does not give it",
+                      "add it to the node as an initializer")
+        if value.data is None:
+            sources = self._inputs_behind(value)
+            if not sources:   # computed inside a subgraph from what the loop carries
+                self.fail(f"{what} must be known at compile time, but it is computed at run "
+                          f"time", "fold it before export")
+            names = ", ".join(f"'{v.name}'" for v in sources)
             self.fail(f"{what} must be known at compile time, but it is computed from the "
-                      f"model's inputs",
-                      "pin the dims it depends on (--dim/--shape) or fold it before export")
+                      f"input{'s' if len(sources) > 1 else ''} {names}",
+                      "fix the input's value at compile time with "
+                      + " ".join(f"--const {v.name}=VALUE" for v in sources)
+                      + " (a comma-separated list for a 1-d input), or fold it before export")
         return value.data
+
+    def _inputs_behind(self, value: Value) -> list[Value]:
+        """The graph inputs whose values `value` is computed from (in the graph's order)."""
+        seen: set[int] = set()
+        stack = [value]
+        while stack:
+            current = stack.pop()
+            if id(current) in seen:
+                continue
+            seen.add(id(current))
+            if current.producer is not None:
+                stack.extend(current.producer.inputs)
+        return [v for v in self.graph.inputs if id(v) in seen]
 
     def emit(self, op: str, inputs: Sequence[Value], num_outputs: int = 1, **attrs: Any):
         """Add IR op `op`, or fold it now when its result is known at compile time."""
@@ -102,14 +125,24 @@ class ConvertContext:
                 check_tensor_size(type_.shape, type_.dtype.itemsize, f"the result of {op}")
         except ValueError as exc:   # ShapeError, or numpy's word that shapes do not broadcast
             self.fail(f"{op}: {exc}" if not isinstance(exc, ShapeError) else str(exc))
-        if all(v.is_constant for v in inputs) or op_def(op).kind == "shape":
+        if all(t.numel == 0 for t in types):   # an empty result is known whatever the inputs
+            results = [np.empty(t.shape, t.dtype.numpy) for t in types]
+        elif all(v.is_constant or v.type.numel == 0 for v in inputs) \
+                or op_def(op).kind == "shape":   # an empty input is known too: it has no data
             arrays = [v.data if v.is_constant else np.empty(v.shape, v.dtype.numpy)
                       for v in inputs]
-            folded = [self.graph.constant(a, f"{self.name}_{op}")
-                      for a in evaluate(op, arrays, attrs)]
-            return folded[0] if num_outputs == 1 else folded
-        node = self.graph.add_node(op, inputs, types, attrs, name=self.name)
-        return node.outputs[0] if num_outputs == 1 else node.outputs
+            try:
+                with np.errstate(all="ignore"):   # IEEE results (log 0 = -inf), as kernels give
+                    results = evaluate(op, arrays, attrs)
+            except ValueError as exc:   # e.g. the argmax of an empty set
+                self.fail(f"{op} cannot be computed on inputs of shapes "
+                          f"{[tuple(a.shape) for a in arrays]}: {exc}",
+                          "check the model's dims (or the --dim/--shape values given)")
+        else:
+            node = self.graph.add_node(op, inputs, types, attrs, name=self.name)
+            return node.outputs[0] if num_outputs == 1 else node.outputs
+        folded = [self.graph.constant(a, f"{self.name}_{op}") for a in results]
+        return folded[0] if num_outputs == 1 else folded
 
 
 #: Attributes ONNX defines as 0/1 flags on every op that has them; other values are refused
@@ -217,8 +250,14 @@ def pin_input_shapes(model: onnx.ModelProto, dims: Mapping[str, int] | None,
     if unknown:
         raise UnpinnedDimError(f"--shape names no input of the model: {', '.join(unknown)} "
                                f"(inputs: {', '.join(sorted(known))})")
+    named = dim_names(model)
+    unknown = sorted(set(dims) - set(named))
+    if unknown:
+        raise UnpinnedDimError(f"--dim names no dim of the model: {', '.join(unknown)} "
+                               f"(its named dims: {', '.join(named) or 'none'}; pin an "
+                               f"input's whole shape with --shape INPUT=D0xD1x...)")
     types: dict[str, TensorType] = {}
-    missing: list[str] = []
+    missing = free_dim_lines([i for i in inputs if i.name not in shapes], dims)
     for graph_input in inputs:
         tensor = graph_input.type.tensor_type
         if not graph_input.type.HasField("tensor_type"):
@@ -242,19 +281,9 @@ def pin_input_shapes(model: onnx.ModelProto, dims: Mapping[str, int] | None,
                     raise ShapeError(f"--shape {graph_input.name}: dim {axis} is fixed to "
                                      f"{dim.dim_value} by the model, not {given}")
         else:
-            shape = []
-            for axis, dim in enumerate(declared):
-                if dim.HasField("dim_value") and dim.dim_value >= 0:  # -1: dynamic
-                    shape.append(dim.dim_value)
-                elif dim.dim_param and dim.dim_param in dims:
-                    shape.append(int(dims[dim.dim_param]))
-                else:
-                    label = f"'{dim.dim_param}'" if dim.dim_param else "an unnamed dim"
-                    fix = (f"--dim {dim.dim_param}=N" if dim.dim_param
-                           else f"--shape {graph_input.name}=...")
-                    missing.append(f"input '{graph_input.name}' dim {axis} is {label} "
-                                   f"(pin it with {fix})")
-            shape = tuple(shape)
+            shape = tuple(pinned_dim(dim, dims) for dim in declared)
+            if None in shape:   # in `missing`
+                continue
         if any(d < 0 for d in shape):
             raise ShapeError(f"input '{graph_input.name}' has a negative dim {shape}")
         check_tensor_size(shape, dtype.itemsize, f"input '{graph_input.name}'")
@@ -263,6 +292,53 @@ def pin_input_shapes(model: onnx.ModelProto, dims: Mapping[str, int] | None,
         raise UnpinnedDimError("the model has symbolic dims with no value:\n  - "
                                + "\n  - ".join(missing))
     return types
+
+
+def dim_names(model: onnx.ModelProto) -> list[str]:
+    """The symbolic dim names of the model's real inputs (what --dim can pin), sorted."""
+    initializers = {t.name for t in model.graph.initializer}
+    return sorted({d.dim_param for i in model.graph.input if i.name not in initializers
+                   for d in i.type.tensor_type.shape.dim if d.dim_param})
+
+
+def pinned_dim(dim: onnx.TensorShapeProto.Dimension, dims: Mapping[str, int]) -> int | None:
+    """A declared dim's size: fixed in the model (-1 means dynamic), or pinned by --dim."""
+    if dim.HasField("dim_value") and dim.dim_value >= 0:
+        return dim.dim_value
+    if dim.dim_param and dim.dim_param in dims:
+        return int(dims[dim.dim_param])
+    return None
+
+
+def free_dim_lines(inputs: Sequence[onnx.ValueInfoProto], dims: Mapping[str, int]
+                   ) -> list[str]:
+    """What to do about the `inputs`' dims that neither the model nor `dims` gives a value:
+    a line with --dim for each named one (wherever it appears); a line with --shape for each
+    input with others, since a dim that is unnamed (or named '?', which exporters write for
+    "unknown" on several dims) can differ from its neighbours."""
+    named: dict[str, list[str]] = {}
+    lines = []
+    for graph_input in inputs:
+        name = graph_input.name
+        declared = list(graph_input.type.tensor_type.shape.dim)
+        shape = [pinned_dim(dim, dims) for dim in declared]
+        anonymous = []
+        for axis, (dim, size) in enumerate(zip(declared, shape)):
+            if size is not None:
+                continue
+            if dim.dim_param and dim.dim_param != "?":
+                named.setdefault(dim.dim_param, []).append(f"input '{name}' dim {axis}")
+            else:
+                anonymous.append(f"{axis} (named '?', as exporters mark an unknown dim)"
+                                 if dim.dim_param else f"{axis} (unnamed)")
+        if anonymous:
+            template = "x".join(str(size) if size is not None else f"D{axis}"
+                                for axis, size in enumerate(shape))
+            lines.append(f"input '{name}' dim{'s' if len(anonymous) > 1 else ''} "
+                         f"{', '.join(anonymous)} {'have' if len(anonymous) > 1 else 'has'} "
+                         f"no value (pin the input's shape with --shape {name}={template})")
+    return [f"'{dim}' ({', '.join(uses)}) has no value (pin it with --dim {dim}=SIZE)"
+            for dim, uses in named.items()] + lines
 
 
 def import_model(model: onnx.ModelProto, dims: Mapping[str, int] | None = None,
