@@ -60,8 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--prefix", default="kiln_", help="prefix of the exported C symbols")
     c.add_argument("--cc", help="C compiler to use (default: cc for the host, zig cc from "
                    "the ziglang package for cross targets; 'zig' for zig cc everywhere)")
-    c.add_argument("--cpu", help="a specific core of the target (e.g. cortex-a76, "
-                   "neoverse-n2; riscv64-rvv: sifive_x280 or vlen=256); default a baseline")
+    c.add_argument("--cpu", help="a specific core of the target (x86-64: native (default), "
+                   "x86-64-v2/-v3/-v4, znver4, ..., or several levels in one artifact: "
+                   "x86-64-v3,x86-64-v4; arm64: cortex-a76, neoverse-n2; riscv64-rvv: "
+                   "sifive_x280 or vlen=256)")
     c.add_argument("--emit", choices=("c", "llvm"), default="c",
                    help="render kernels as C (default) or as LLVM IR through llvmlite")
     c.add_argument("--keep-sources", metavar="DIR", help="also write the generated C there")
@@ -156,7 +158,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
           f"{result.compile_seconds:.2f} s")
     print(f"arena {result.arena_size} bytes (lower bound {result.arena_lower_bound}); "
           f"weights {result.weights_size} bytes")
-    if result.checked_features:
+    if "," in result.cpu:
+        print(f"cpu levels {result.cpu}: a session runs the last whose instruction sets the "
+              f"CPU has, and refuses a CPU without those of the first")
+    elif result.checked_features:
         native = "" if args.cpu else " (this machine's instruction sets; --cpu x86-64-v3 " \
                                      "runs on any AVX2 CPU)"
         shown = result.checked_features

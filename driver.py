@@ -32,10 +32,10 @@ from .passes.manager import run_passes
 from .runtime.abi import ModelSpec, TensorSpec, check_prefix
 from .runtime.build import RUNTIME_SOURCES, runtime_cflags, runtime_ldflags
 from .runtime.header import render_header
-from .runtime.cpu_check import cpu_check_source
+from .runtime.cpu_check import Level, cpu_check_source
 from .runtime.manifest import MANIFEST_VERSION, manifest_source
 from .targets import get_target
-from .targets.toolchain import (SANITIZE_CFLAGS, RuntimeBuild, build_shared,
+from .targets.toolchain import (SANITIZE_CFLAGS, BuildUnit, RuntimeBuild, build_shared,
                                 checked_features, cpu_features, cpu_flags)
 
 
@@ -144,65 +144,75 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
         raise OptionError(f"threads_max={threads_max!r}: give a thread count from 1 to 4096")
     lines = read_schedule_file(schedule) if schedule is not None else ()
 
+    levels = _cpu_levels(cpu, target_spec, emit)
     if progress is not None:
         progress("loading the model")
     t = time.perf_counter()
     proto = load_model(model)
     t = phase("load", t, "importing the graph")
-    graph: Graph = import_model(proto, dims=dims, shapes=shapes, consts=consts)
-    check_storage_uses(graph, renderer=emit)
-    t = phase("import", t, f"running the passes over {len(graph.nodes)} nodes")
-    vector_bits = microkernel_bits(target_spec, cpu) \
-        if "vector" in renderer.capabilities else 0
-    selector = KernelSelector(
-        KernelTarget(vector_bits, target_spec.l1d_bytes, target_spec.l2_bytes, threads),
-        target_spec.name, cpu or "native", lines)
-    graph.metadata["kernel_choice"] = selector   # layout, padding and fusion ask it
-    graph = run_passes(graph, verify_each=verify, dump_after=set(dump_ir_after), log=log)
-    t = phase("passes", t, f"generating the kernels of {len(graph.groups)} groups")
-    sources = generate(graph, target_spec.name, __version__, renderer=renderer,
-                       selector=selector, verify=verify)
+    builds = []
+    for index, level in enumerate(levels):
+        graph: Graph = import_model(proto, dims=dims, shapes=shapes, consts=consts)
+        check_storage_uses(graph, renderer=emit)
+        t = phase("import", t, f"running the passes over {len(graph.nodes)} nodes")
+        vector_bits = microkernel_bits(target_spec, level) \
+            if "vector" in renderer.capabilities else 0
+        selector = KernelSelector(
+            KernelTarget(vector_bits, target_spec.l1d_bytes, target_spec.l2_bytes, threads),
+            target_spec.name, level or "native", lines)
+        graph.metadata["kernel_choice"] = selector   # layout, padding and fusion ask it
+        graph = run_passes(graph, verify_each=verify, dump_after=set(dump_ir_after), log=log)
+        t = phase("passes", t, f"generating the kernels of {len(graph.groups)} groups")
+        stem = "" if len(levels) == 1 else f"_{index}"
+        sources = generate(graph, target_spec.name, __version__, renderer=renderer,
+                           selector=selector, verify=verify, blob=f"weights{stem}.bin")
+        builds.append(_LevelBuild(level, stem, graph, selector, sources, vector_bits,
+                                  checked_features(target_spec, cc, level)))
+        t = phase("codegen", t, f"building {sources.kernels} kernels with the C compiler")
     if dump_schedule is not None:
-        Path(dump_schedule).write_text("".join(line + "\n"
-                                               for line in schedule_lines(graph, selector)))
-    t = phase("codegen", t, f"building {sources.kernels} kernels with the C compiler")
+        Path(dump_schedule).write_text("".join(
+            line + "\n" for b in builds for line in schedule_lines(b.graph, b.selector)))
+    best = builds[-1]
+    graph, sources = best.graph, best.sources
 
     header_path = output.with_suffix(".h")
     workdir = Path(tempfile.mkdtemp(prefix="kiln-build-"))
     try:
-        (workdir / "model.c").write_text(sources.model_c)
-        (workdir / "weights.bin").write_bytes(sources.weights)
-        (workdir / "weights.S").write_text(sources.weights_s)
-        checked = checked_features(target_spec, cc, cpu)
+        units = []
+        for b in builds:
+            (workdir / f"model{b.stem}.c").write_text(b.sources.model_c)
+            (workdir / f"weights{b.stem}.bin").write_bytes(b.sources.weights)
+            (workdir / f"weights{b.stem}.S").write_text(b.sources.weights_s)
+            objects = renderer.objects(target_spec, workdir, b.cpu)
+            defines = () if not b.stem else (f"-DKILN_MODEL=kiln_model{b.stem}",
+                                             f"-Dkiln_weights=kiln_weights{b.stem}")
+            units.append(BuildUnit((f"model{b.stem}.c", f"weights{b.stem}.S", *objects),
+                                   b.cpu, defines))
         manifest = {
             "manifest_version": MANIFEST_VERSION, "kiln": __version__,
             "model": {"name": graph.name, "sha256": _sha256(model),
                       "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
                       "opsets": {o.domain or "ai.onnx": o.version for o in proto.opset_import}},
             "target": {"name": target_spec.name, "triple": target_spec.triple,
-                       "cpu": cpu or target_spec.cpu or "native",
-                       "cflags": cpu_flags(target_spec, cpu), "vector_bits": vector_bits,
-                       "features": list(cpu_features(target_spec, cpu)),
-                       "checked_at_session_creation": [f.name for f in checked]},
+                       **_level_entry(target_spec, best)},
             "options": _options(dims, shapes, consts, prefix, cc, emit, sanitize, threads,
                                 schedule),
             "inputs": [_tensor(t) for t in sources.inputs],
             "outputs": [_tensor(t) for t in sources.outputs],
             "arena_bytes": sources.arena_size, "weight_bytes": len(sources.weights),
             "kernels": sources.kernels,
-            "schedules": [{"group": g.name, "nodes": [n.name for n in g.nodes],
-                           "kernel": g.kernel.kernel,
-                           "schedule": dataclasses.asdict(g.kernel.schedule)}
-                          for g in graph.groups or [] if g.kernel is not None]}
+            "schedules": _schedules(best.graph),
+            "levels": [dict(_level_entry(target_spec, b), arena_bytes=b.sources.arena_size,
+                            schedules=_schedules(b.graph)) for b in builds]}
         (workdir / "manifest.c").write_text(manifest_source(manifest))
-        (workdir / "cpu_check.c").write_text(cpu_check_source(checked))
+        (workdir / "cpu_check.c").write_text(cpu_check_source(
+            [Level("KILN_MODEL" if not b.stem else f"kiln_model{b.stem}", b.cpu or "native",
+                   b.checked) for b in builds]))
         build_target = workdir / "model.so"
-        sources_list = ["model.c", "weights.S", "manifest.c"] + renderer.objects(
-            target_spec, workdir, cpu)
-        runtime = RuntimeBuild((*RUNTIME_SOURCES, workdir / "cpu_check.c"),
-                               tuple(runtime_cflags(prefix)),
-                               tuple(runtime_ldflags()))
-        build_shared(workdir, sources_list, build_target, target_spec, runtime, cc=cc, cpu=cpu,
+        runtime = RuntimeBuild((*RUNTIME_SOURCES, workdir / "cpu_check.c",
+                                workdir / "manifest.c"),
+                               tuple(runtime_cflags(prefix)), tuple(runtime_ldflags()))
+        build_shared(workdir, units, build_target, target_spec, runtime, cc=cc,
                      extra_flags=SANITIZE_CFLAGS if sanitize else ())
         t = phase("cc", t)
         model_spec = ModelSpec(graph.name,
@@ -210,13 +220,16 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
                            for i in sources.inputs],
                           [TensorSpec(i.name, i.dtype_name, i.dtype_code, i.shape)
                            for i in sources.outputs],
-                          workspace_size=sources.arena_size, threads_max=threads)
+                          workspace_size=max(b.sources.arena_size for b in builds),
+                          threads_max=threads)
         header_text = render_header(model_spec, prefix, header_path.name)
         if keep_sources is not None:
             keep = Path(keep_sources)
             keep.mkdir(parents=True, exist_ok=True)
-            for name in ("model.c", "weights.S", "weights.bin", "manifest.c", "cpu_check.c",
-                         "kernels.ll"):
+            for name in [*(f"{part}{b.stem}.{ext}" for b in builds
+                           for part, ext in (("model", "c"), ("weights", "S"),
+                                             ("weights", "bin"))),
+                         "manifest.c", "cpu_check.c", "kernels.ll"]:
                 if (workdir / name).exists():   # kernels.ll: the LLVM renderer's kernels
                     shutil.copy(workdir / name, keep / name)
         shutil.move(str(build_target), output)
@@ -225,8 +238,55 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
         shutil.rmtree(workdir, ignore_errors=True)
     return CompileResult(output, header_path, target_spec.name, time.perf_counter() - start,
                          graph.plan.arena_size, graph.plan.lower_bound, len(sources.weights),
-                         sources.kernels, phases, manifest["target"]["cpu"],
-                         tuple(f.name for f in checked))
+                         sources.kernels, phases, ",".join(b.cpu or "native" for b in builds),
+                         tuple(f.name for f in best.checked))
+
+
+@dataclass
+class _LevelBuild:
+    """The model lowered for one CPU level of the artifact."""
+
+    cpu: str | None
+    stem: str                   # "" for the only level, else "_<index>" (its file names)
+    graph: Graph
+    selector: KernelSelector
+    sources: Any                # codegen's ModuleSources
+    vector_bits: int
+    checked: tuple              # the instruction sets session creation checks for it
+
+
+def _cpu_levels(cpu: str | None, target: Any, emit: str) -> list[str | None]:
+    """The CPUs the artifact carries code for: `cpu`, or each of a comma-separated list of
+    x86-64 levels or CPUs (tried at session creation from the last to the first)."""
+    if cpu is None or "," not in cpu:
+        return [cpu]
+    levels = [part.strip() for part in cpu.split(",")]
+    if target.elf_machine != "x86_64":
+        raise OptionError(f"--cpu {cpu}: several CPU levels in one artifact are for x86-64 "
+                          f"targets, not {target.name}")
+    if emit != "c":
+        raise OptionError(f"--cpu {cpu}: an artifact of several CPU levels is built from C "
+                          f"(--emit c)")
+    if any(not level for level in levels) or len(set(levels)) != len(levels):
+        raise OptionError(f"--cpu {cpu}: give distinct CPUs, least demanding first "
+                          f"(e.g. x86-64-v3,x86-64-v4)")
+    for level in levels:
+        cpu_flags(target, level)   # an unknown CPU is an error naming the known ones
+    return levels
+
+
+def _level_entry(target: Any, build: _LevelBuild) -> dict[str, Any]:
+    """What the manifest says of one CPU level."""
+    return {"cpu": build.cpu or target.cpu or "native",
+            "cflags": cpu_flags(target, build.cpu), "vector_bits": build.vector_bits,
+            "features": list(cpu_features(target, build.cpu)),
+            "checked_at_session_creation": [f.name for f in build.checked]}
+
+
+def _schedules(graph: Graph) -> list[dict[str, Any]]:
+    return [{"group": g.name, "nodes": [n.name for n in g.nodes], "kernel": g.kernel.kernel,
+             "schedule": dataclasses.asdict(g.kernel.schedule)}
+            for g in graph.groups or [] if g.kernel is not None]
 
 
 def _sha256(model: Any) -> str:

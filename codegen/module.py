@@ -96,11 +96,12 @@ def value_names(graph: Graph) -> dict[int, str]:
 
 def generate(graph: Graph, target_name: str, version: str,
              renderer: KernelRenderer | None = None,
-             selector: KernelSelector | None = None, verify: bool = False) -> ModuleSources:
+             selector: KernelSelector | None = None, verify: bool = False,
+             blob: str = "weights.bin") -> ModuleSources:
     """Render the artifact's sources for a graph that went through fusion and planning;
     `renderer` prints the group kernels (default C); `selector` chooses the kernels (the
     one the passes asked, or portable loops only); `verify` runs the kernel-IR verifier
-    over every kernel lowered."""
+    over every kernel lowered; `blob` is the file weights.S embeds (the weights)."""
     assert graph.groups is not None and graph.plan is not None, "run the pass pipeline first"
     check_lowerable(graph)
     selector = selector or KernelSelector(KernelTarget(0, 32 * 1024, 1024 * 1024, 1))
@@ -164,7 +165,7 @@ def generate(graph: Graph, target_name: str, version: str,
         arena_size=graph.plan.arena_size,
         group_names=launched)
     weights_s = _TEMPLATES.get_template("weights.S.j2").render(
-        blob="weights.bin", size=len(weights))
+        blob=blob, size=len(weights))
     return ModuleSources(model_c, weights, weights_s, inputs, outputs, graph.plan.arena_size,
                          len(kernels))
 

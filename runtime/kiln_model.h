@@ -78,9 +78,12 @@ KILN_HIDDEN double kiln_seconds(void);
 
 extern KILN_HIDDEN const kiln_model KILN_MODEL;
 
-/* The instruction sets this CPU lacks of those the model's code uses ("avx512f, avx512bw"),
- * or NULL when it has them all: the generated cpu_check.c, built for the target's baseline
- * CPU like the runtime, so that it runs on any CPU of the architecture. */
+/* The generated cpu_check.c, built for the target's baseline CPU like the runtime (so that
+ * it runs on any CPU of the architecture), defines both. An artifact may carry the model
+ * built for several CPU levels (`--cpu x86-64-v3,x86-64-v4`): kiln_active_model() is the
+ * most capable one this CPU runs (the only one, usually); kiln_missing_cpu_features() names
+ * the instruction sets the CPU lacks when none fits ("avx2, fma"), else NULL. */
+KILN_HIDDEN const kiln_model *kiln_active_model(void);
 KILN_HIDDEN const char *kiln_missing_cpu_features(void);
 
 /* The manifest (JSON), defined by the generated manifest.c in section .kiln_manifest. */

@@ -23,6 +23,9 @@
 #include "kiln_model.h"
 #include "kiln_pool.h"
 
+/* The model this CPU runs (kiln_model.h): the one built, or the best of its CPU levels. */
+#define MODEL (*kiln_active_model())
+
 #define KILN_SESSION_MAGIC 0x4B494C4Eu /* "KILN"; cleared on destroy */
 #define KILN_ALIGN 64
 #define KILN_MAX_THREADS 1024
@@ -63,12 +66,12 @@ KILN_EXPORT const char *KILN_API(status_string)(kiln_status status) {
 
 KILN_EXPORT uint32_t KILN_API(abi_version)(void) { return KILN_ABI_VERSION; }
 KILN_EXPORT const char *KILN_API(model_name)(void) {
-    return KILN_MODEL.name ? KILN_MODEL.name : "";
+    return MODEL.name ? MODEL.name : "";
 }
 KILN_EXPORT const char *KILN_API(manifest)(void) { return KILN_MANIFEST; }
-KILN_EXPORT int32_t KILN_API(num_inputs)(void) { return KILN_MODEL.num_inputs; }
-KILN_EXPORT int32_t KILN_API(num_outputs)(void) { return KILN_MODEL.num_outputs; }
-KILN_EXPORT size_t KILN_API(workspace_size)(void) { return KILN_MODEL.arena_size; }
+KILN_EXPORT int32_t KILN_API(num_inputs)(void) { return MODEL.num_inputs; }
+KILN_EXPORT int32_t KILN_API(num_outputs)(void) { return MODEL.num_outputs; }
+KILN_EXPORT size_t KILN_API(workspace_size)(void) { return MODEL.arena_size; }
 
 static kiln_status tensor_info(const char *kind, const kiln_tensor_desc *descs, int32_t count,
                                int32_t index, kiln_tensor_info *out) {
@@ -86,11 +89,11 @@ static kiln_status tensor_info(const char *kind, const kiln_tensor_desc *descs, 
 }
 
 KILN_EXPORT kiln_status KILN_API(input_info)(int32_t index, kiln_tensor_info *out) {
-    return tensor_info("input", KILN_MODEL.inputs, KILN_MODEL.num_inputs, index, out);
+    return tensor_info("input", MODEL.inputs, MODEL.num_inputs, index, out);
 }
 
 KILN_EXPORT kiln_status KILN_API(output_info)(int32_t index, kiln_tensor_info *out) {
-    return tensor_info("output", KILN_MODEL.outputs, KILN_MODEL.num_outputs, index, out);
+    return tensor_info("output", MODEL.outputs, MODEL.num_outputs, index, out);
 }
 
 /* ---- sessions ----------------------------------------------------------------------- */
@@ -154,10 +157,10 @@ static kiln_status check_options(const kiln_options *o) {
     if (o->workspace != NULL && (uintptr_t)o->workspace % KILN_ALIGN != 0)
         return fail(KILN_INVALID_ARGUMENT, "options.workspace is not %d-byte aligned",
                     KILN_ALIGN);
-    if (o->workspace != NULL && o->workspace_size < KILN_MODEL.arena_size)
+    if (o->workspace != NULL && o->workspace_size < MODEL.arena_size)
         return fail(KILN_WORKSPACE_TOO_SMALL,
                     "options.workspace_size is %zu bytes but the model needs %zu",
-                    o->workspace_size, KILN_MODEL.arena_size);
+                    o->workspace_size, MODEL.arena_size);
     return KILN_OK;
 }
 
@@ -178,11 +181,11 @@ KILN_EXPORT kiln_status KILN_API(session_create)(const kiln_options *options,
 
     kiln_session *s = calloc(1, sizeof *s);
     if (s == NULL) return fail(KILN_OUT_OF_MEMORY, "cannot allocate a session");
-    s->model = &KILN_MODEL;
+    s->model = &MODEL;
     if (o->workspace != NULL) {
         s->arena = o->workspace;
-    } else if (KILN_MODEL.arena_size > 0) {
-        size_t size = (KILN_MODEL.arena_size + KILN_ALIGN - 1) / KILN_ALIGN * KILN_ALIGN;
+    } else if (MODEL.arena_size > 0) {
+        size_t size = (MODEL.arena_size + KILN_ALIGN - 1) / KILN_ALIGN * KILN_ALIGN;
         s->arena = aligned_alloc(KILN_ALIGN, size);
         s->owns_arena = 1;
         if (s->arena == NULL) {
@@ -203,8 +206,8 @@ KILN_EXPORT kiln_status KILN_API(session_create)(const kiln_options *options,
                         threads - 1, strerror(err));
         }
     }
-    if (KILN_MODEL.num_outputs > 0) {
-        s->counts = calloc((size_t)KILN_MODEL.num_outputs, sizeof *s->counts);
+    if (MODEL.num_outputs > 0) {
+        s->counts = calloc((size_t)MODEL.num_outputs, sizeof *s->counts);
         if (s->counts == NULL) {
             if (s->pool != NULL) kiln_pool_destroy(s->pool);
             if (s->owns_arena) free(s->arena);
@@ -212,9 +215,9 @@ KILN_EXPORT kiln_status KILN_API(session_create)(const kiln_options *options,
             return fail(KILN_OUT_OF_MEMORY, "cannot allocate the session's output counts");
         }
     }
-    if (KILN_MODEL.init != NULL) {   /* data derived from the weights, made once */
+    if (MODEL.init != NULL) {   /* data derived from the weights, made once */
         kiln_exec e = {s->arena, NULL, NULL, s->pool, NULL};
-        KILN_MODEL.init(&e);
+        MODEL.init(&e);
     }
     atomic_init(&s->busy, 0);
     s->magic = KILN_SESSION_MAGIC;
@@ -285,12 +288,12 @@ KILN_EXPORT kiln_status KILN_API(output_shape)(const kiln_session *s, int32_t in
     int live = s != NULL && on_live_list(s);
     pthread_mutex_unlock(&live_lock);
     if (!live) return fail(KILN_INVALID_ARGUMENT, "output_shape: " NOT_LIVE);
-    if (index < 0 || index >= KILN_MODEL.num_outputs)
+    if (index < 0 || index >= MODEL.num_outputs)
         return fail(KILN_INVALID_ARGUMENT,
                     "output index %d is out of range: the model has %d outputs", (int)index,
-                    (int)KILN_MODEL.num_outputs);
-    const kiln_tensor_desc *d = &KILN_MODEL.outputs[index];
-    const kiln_output_bound *b = KILN_MODEL.bounds ? &KILN_MODEL.bounds[index] : NULL;
+                    (int)MODEL.num_outputs);
+    const kiln_tensor_desc *d = &MODEL.outputs[index];
+    const kiln_output_bound *b = MODEL.bounds ? &MODEL.bounds[index] : NULL;
     int bounded = b != NULL && b->bounded;
     if (bounded && !s->has_run)
         return fail(KILN_INVALID_ARGUMENT,
@@ -322,11 +325,11 @@ KILN_EXPORT kiln_status KILN_API(session_destroy)(kiln_session *s) {
 
 /* ---- profiling (kiln run --profile) --------------------------------------------------- */
 
-KILN_EXPORT int32_t KILN_API(profile_groups)(void) { return KILN_MODEL.num_groups; }
+KILN_EXPORT int32_t KILN_API(profile_groups)(void) { return MODEL.num_groups; }
 
 KILN_EXPORT const char *KILN_API(profile_group_name)(int32_t index) {
-    if (index < 0 || index >= KILN_MODEL.num_groups || KILN_MODEL.group_names == NULL) return "";
-    return KILN_MODEL.group_names[index];
+    if (index < 0 || index >= MODEL.num_groups || MODEL.group_names == NULL) return "";
+    return MODEL.group_names[index];
 }
 
 /* Turn per-group timing on (counters reset to zero) or off. Allocates once, here, never on
@@ -337,12 +340,12 @@ KILN_EXPORT kiln_status KILN_API(session_set_profiling)(kiln_session *s, int32_t
         return fail(KILN_INVALID_ARGUMENT, "session_set_profiling: %s",
                     busy ? "the session is running" : NOT_LIVE);
     kiln_status st = KILN_OK;
-    if (enabled && s->profile == NULL && KILN_MODEL.num_groups > 0) {
-        s->profile = calloc((size_t)KILN_MODEL.num_groups, sizeof *s->profile);
+    if (enabled && s->profile == NULL && MODEL.num_groups > 0) {
+        s->profile = calloc((size_t)MODEL.num_groups, sizeof *s->profile);
         if (s->profile == NULL) st = fail(KILN_OUT_OF_MEMORY, "cannot allocate the profile");
     }
     if (enabled && s->profile != NULL)
-        memset(s->profile, 0, (size_t)KILN_MODEL.num_groups * sizeof *s->profile);
+        memset(s->profile, 0, (size_t)MODEL.num_groups * sizeof *s->profile);
     s->profiling = enabled != 0 && s->profile != NULL;
     atomic_store(&s->busy, 0);
     return st;
@@ -355,7 +358,7 @@ KILN_EXPORT kiln_status KILN_API(session_profile)(kiln_session *s, double *out) 
     if (!claim(s, &busy))
         return fail(KILN_INVALID_ARGUMENT, "session_profile: %s",
                     busy ? "the session is running" : NOT_LIVE);
-    for (int32_t i = 0; i < KILN_MODEL.num_groups; i++)
+    for (int32_t i = 0; i < MODEL.num_groups; i++)
         out[i] = s->profile != NULL ? s->profile[i] : 0.0;
     atomic_store(&s->busy, 0);
     return KILN_OK;

@@ -156,14 +156,23 @@ def run_compiler(command: Sequence[str], workdir: Path, what: str,
                              f"are in {workdir}):\n{shown}")
 
 
-def build_shared(workdir: Path, sources: Sequence[str], output: Path, target: Target,
-                 runtime: RuntimeBuild, cc: str | None = None, extra_flags: Sequence[str] = (),
-                 cpu: str | None = None) -> None:
-    """Compile `sources` (relative to workdir; C, assembly or objects) for `cpu`, and the
-    runtime's sources for the target's baseline CPU (so that session creation runs on any
-    CPU of the architecture and can refuse one that lacks what `sources` use), into the
-    shared library `output`. A compiler failure is a Kiln bug: the error carries the
-    compiler's words."""
+@dataclass(frozen=True)
+class BuildUnit:
+    """Sources (relative to the work folder; C, assembly or objects) built for one CPU, with
+    extra -D flags: an artifact of several CPU levels has one unit per level."""
+
+    sources: tuple[str, ...]
+    cpu: str | None = None
+    defines: tuple[str, ...] = ()
+
+
+def build_shared(workdir: Path, units: Sequence[BuildUnit], output: Path, target: Target,
+                 runtime: RuntimeBuild, cc: str | None = None,
+                 extra_flags: Sequence[str] = ()) -> None:
+    """Compile each unit for its CPU, and the runtime's sources for the target's baseline
+    CPU (so that session creation runs on any CPU of the architecture and can refuse one
+    that lacks what the units use), into the shared library `output`. A compiler failure is
+    a Kiln bug: the error carries the compiler's words."""
     baseline = [*compiler_command(target, cc, target.baseline_cpu or None), *BASE_CFLAGS,
                 *extra_flags, *runtime.cflags, "-c"]
     objects = []
@@ -171,7 +180,23 @@ def build_shared(workdir: Path, sources: Sequence[str], output: Path, target: Ta
         objects.append(f"runtime_{Path(source).stem}.o")
         run_compiler([*baseline, str(source), "-o", objects[-1]], workdir, "the runtime",
                      target)
-    command = [*compiler_command(target, cc, cpu), *BASE_CFLAGS, *extra_flags,
-               *runtime.cflags, f"-Wa,-I{workdir}", *sources, *objects,
-               "-o", str(output), *runtime.ldflags]
-    run_compiler(command, workdir, "generated code", target)
+    if len(units) == 1 and not units[0].defines:   # one compiler run builds and links it
+        unit = units[0]
+        command = [*compiler_command(target, cc, unit.cpu), *BASE_CFLAGS, *extra_flags,
+                   *runtime.cflags, f"-Wa,-I{workdir}", *unit.sources, *objects,
+                   "-o", str(output), *runtime.ldflags]
+        run_compiler(command, workdir, "generated code", target)
+        return
+    for unit in units:
+        compile_unit = [*compiler_command(target, cc, unit.cpu), *BASE_CFLAGS, *extra_flags,
+                        *runtime.cflags, *unit.defines, f"-Wa,-I{workdir}", "-c"]
+        for source in unit.sources:
+            if source.endswith(".o"):
+                objects.append(source)
+                continue
+            objects.append(f"{Path(source).stem}.o")
+            run_compiler([*compile_unit, source, "-o", objects[-1]], workdir,
+                         "generated code", target)
+    link = [*compiler_command(target, cc, target.baseline_cpu or None), *extra_flags,
+            *objects, "-o", str(output), *runtime.ldflags]
+    run_compiler(link, workdir, "the link", target)

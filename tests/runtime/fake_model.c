@@ -42,6 +42,7 @@ static void run(const kiln_exec *e) {
 
 KILN_HIDDEN const char KILN_MANIFEST[] = "{}";
 KILN_HIDDEN const char *kiln_missing_cpu_features(void) { return NULL; }
+KILN_HIDDEN const kiln_model *kiln_active_model(void) { return &KILN_MODEL; }
 
 KILN_HIDDEN const kiln_model KILN_MODEL = {
     .name = "fake",

@@ -42,6 +42,31 @@ def test_an_avx2_artifact_runs_there(tmp_path):
     assert_matches(actual, run_onnxruntime(checked_model(), FEED)[0])
 
 
+@x86_qemu
+def test_a_multi_level_artifact_runs_its_best_level_everywhere(tmp_path):
+    result = compile_detailed(checked_model(), output=tmp_path / "both.so",
+                              cpu="x86-64-v3,x86-64-v4")
+    (expected,) = run_onnxruntime(checked_model(), FEED)
+    with load(result.library, emulator="qemu", cpu="Haswell") as session:   # v3 there
+        assert_matches(session.run(FEED)["y"], expected)
+        manifest = session.manifest
+    with load(result.library) as session:   # this machine: v4 if it has AVX-512
+        assert_matches(session.run(FEED)["y"], expected)
+    levels = manifest["levels"]
+    assert [(level["cpu"], level["vector_bits"]) for level in levels] == \
+        [("x86-64-v3", 256), ("x86-64-v4", 512)]
+    assert "avx512f" in levels[1]["checked_at_session_creation"]
+    assert "avx512f" not in levels[0]["checked_at_session_creation"]
+
+
+@pytest.mark.parametrize("cpu, emit, message", [
+    ("x86-64-v3,x86-64-v3", "c", "distinct"), ("x86-64-v3,x86-64-v4", "llvm", "--emit c"),
+    ("x86-64-v3,no-such-cpu", "c", "unknown --cpu")])
+def test_bad_cpu_levels_are_clear_errors(cpu, emit, message, tmp_path):
+    with pytest.raises(KilnError, match=message):
+        compile_detailed(checked_model(), output=tmp_path / "m.so", cpu=cpu, emit=emit)
+
+
 def test_emulating_a_cpu_needs_the_emulator(tmp_path):
     result = compile_detailed(checked_model(), output=tmp_path / "m.so")
     with pytest.raises(KilnError, match="emulator='qemu'"):

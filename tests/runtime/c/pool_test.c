@@ -66,6 +66,7 @@ static void run(const kiln_exec *e) {
 
 KILN_HIDDEN const char KILN_MANIFEST[] = "{}";
 KILN_HIDDEN const char *kiln_missing_cpu_features(void) { return NULL; }
+KILN_HIDDEN const kiln_model *kiln_active_model(void) { return &KILN_MODEL; }
 
 KILN_HIDDEN const kiln_model KILN_MODEL = {
     "pool", 1, 1, inputs, outputs, MAX_TASKS * sizeof(atomic_int) / 64 * 64 + 64, run, 0, NULL,
