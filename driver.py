@@ -195,8 +195,7 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
                       "opsets": {o.domain or "ai.onnx": o.version for o in proto.opset_import}},
             "target": {"name": target_spec.name, "triple": target_spec.triple,
                        **_level_entry(target_spec, best)},
-            "options": _options(dims, shapes, consts, prefix, cc, emit, sanitize, threads,
-                                schedule),
+            "options": _options(dims, shapes, consts, prefix, cc, emit, sanitize, threads),
             "inputs": [_tensor(t) for t in sources.inputs],
             "outputs": [_tensor(t) for t in sources.outputs],
             "arena_bytes": sources.arena_size, "weight_bytes": len(sources.weights),
@@ -305,9 +304,10 @@ def _tensor(info: Any) -> dict[str, Any]:
 
 
 def _options(dims, shapes, consts, prefix: str, cc: str | None, emit: str, sanitize: bool,
-             threads: int, schedule) -> dict[str, Any]:
+             threads: int) -> dict[str, Any]:
     """The compile options that shape the artifact, as JSON values (constants as values when
-    small, else their shape)."""
+    small, else their shape). A schedule file is not one: the schedules it gave are in the
+    manifest, and replaying a dumped file gives the same artifact, byte for byte."""
     def value(v: Any) -> Any:
         array = np.asarray(v)
         return array.tolist() if array.size <= 16 else {"shape": list(array.shape),
@@ -324,8 +324,6 @@ def _options(dims, shapes, consts, prefix: str, cc: str | None, emit: str, sanit
         options["cc"] = cc
     if sanitize:
         options["sanitize"] = True
-    if schedule is not None:
-        options["schedule"] = os.fspath(schedule)
     return options
 
 
