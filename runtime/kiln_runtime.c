@@ -184,8 +184,8 @@ KILN_EXPORT kiln_status KILN_API(session_create)(const kiln_options *options,
     s->model = &MODEL;
     if (o->workspace != NULL) {
         s->arena = o->workspace;
-    } else if (MODEL.arena_size > 0) {
-        size_t size = (MODEL.arena_size + KILN_ALIGN - 1) / KILN_ALIGN * KILN_ALIGN;
+    } else if (s->model->arena_size > 0) {
+        size_t size = (s->model->arena_size + KILN_ALIGN - 1) / KILN_ALIGN * KILN_ALIGN;
         s->arena = aligned_alloc(KILN_ALIGN, size);
         s->owns_arena = 1;
         if (s->arena == NULL) {
@@ -206,8 +206,8 @@ KILN_EXPORT kiln_status KILN_API(session_create)(const kiln_options *options,
                         threads - 1, strerror(err));
         }
     }
-    if (MODEL.num_outputs > 0) {
-        s->counts = calloc((size_t)MODEL.num_outputs, sizeof *s->counts);
+    if (s->model->num_outputs > 0) {
+        s->counts = calloc((size_t)s->model->num_outputs, sizeof *s->counts);
         if (s->counts == NULL) {
             if (s->pool != NULL) kiln_pool_destroy(s->pool);
             if (s->owns_arena) free(s->arena);
@@ -215,9 +215,9 @@ KILN_EXPORT kiln_status KILN_API(session_create)(const kiln_options *options,
             return fail(KILN_OUT_OF_MEMORY, "cannot allocate the session's output counts");
         }
     }
-    if (MODEL.init != NULL) {   /* data derived from the weights, made once */
+    if (s->model->init != NULL) {   /* data derived from the weights, made once */
         kiln_exec e = {s->arena, NULL, NULL, s->pool, NULL};
-        MODEL.init(&e);
+        s->model->init(&e);
     }
     atomic_init(&s->busy, 0);
     s->magic = KILN_SESSION_MAGIC;
@@ -288,12 +288,12 @@ KILN_EXPORT kiln_status KILN_API(output_shape)(const kiln_session *s, int32_t in
     int live = s != NULL && on_live_list(s);
     pthread_mutex_unlock(&live_lock);
     if (!live) return fail(KILN_INVALID_ARGUMENT, "output_shape: " NOT_LIVE);
-    if (index < 0 || index >= MODEL.num_outputs)
+    if (index < 0 || index >= s->model->num_outputs)
         return fail(KILN_INVALID_ARGUMENT,
                     "output index %d is out of range: the model has %d outputs", (int)index,
-                    (int)MODEL.num_outputs);
-    const kiln_tensor_desc *d = &MODEL.outputs[index];
-    const kiln_output_bound *b = MODEL.bounds ? &MODEL.bounds[index] : NULL;
+                    (int)s->model->num_outputs);
+    const kiln_tensor_desc *d = &s->model->outputs[index];
+    const kiln_output_bound *b = s->model->bounds ? &s->model->bounds[index] : NULL;
     int bounded = b != NULL && b->bounded;
     if (bounded && !s->has_run)
         return fail(KILN_INVALID_ARGUMENT,
@@ -340,12 +340,12 @@ KILN_EXPORT kiln_status KILN_API(session_set_profiling)(kiln_session *s, int32_t
         return fail(KILN_INVALID_ARGUMENT, "session_set_profiling: %s",
                     busy ? "the session is running" : NOT_LIVE);
     kiln_status st = KILN_OK;
-    if (enabled && s->profile == NULL && MODEL.num_groups > 0) {
-        s->profile = calloc((size_t)MODEL.num_groups, sizeof *s->profile);
+    if (enabled && s->profile == NULL && s->model->num_groups > 0) {
+        s->profile = calloc((size_t)s->model->num_groups, sizeof *s->profile);
         if (s->profile == NULL) st = fail(KILN_OUT_OF_MEMORY, "cannot allocate the profile");
     }
     if (enabled && s->profile != NULL)
-        memset(s->profile, 0, (size_t)MODEL.num_groups * sizeof *s->profile);
+        memset(s->profile, 0, (size_t)s->model->num_groups * sizeof *s->profile);
     s->profiling = enabled != 0 && s->profile != NULL;
     atomic_store(&s->busy, 0);
     return st;
@@ -358,7 +358,7 @@ KILN_EXPORT kiln_status KILN_API(session_profile)(kiln_session *s, double *out) 
     if (!claim(s, &busy))
         return fail(KILN_INVALID_ARGUMENT, "session_profile: %s",
                     busy ? "the session is running" : NOT_LIVE);
-    for (int32_t i = 0; i < MODEL.num_groups; i++)
+    for (int32_t i = 0; i < s->model->num_groups; i++)
         out[i] = s->profile != NULL ? s->profile[i] : 0.0;
     atomic_store(&s->busy, 0);
     return KILN_OK;
