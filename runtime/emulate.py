@@ -22,7 +22,6 @@ import numpy as np
 
 from ..compiler.dtypes import DType, pack_array, unpack_array
 from ..compiler.errors import ArtifactError, KilnError, RuntimeFailure
-from .abi import Status
 from .build import INCLUDE_DIR, RUNTIME_DIR
 from .elf import ElfInfo
 from .manifest import read_manifest
@@ -106,14 +105,6 @@ def driver_for(target) -> Path:
     return path
 
 
-def _status_text(status: int) -> str:
-    """A kiln_status as status_string() words it ("unsupported CPU"), or its number."""
-    try:
-        return Status(status).name.lower().replace("_", " ").replace("cpu", "CPU")
-    except ValueError:
-        return f"status {status}"
-
-
 class EmulatedSession(Session):
     """A Session whose artifact runs in a QEMU user-mode process (see the module doc)."""
 
@@ -143,8 +134,9 @@ class EmulatedSession(Session):
             self.outputs = [self._read_tensor() for _ in range(n_out)]
             status = self._unpack("<i")
             if status != 0:
+                text = self._read_str()
                 raise RuntimeFailure(f"{self.path}: creating a session failed under "
-                                     f"emulation ({_status_text(status)}): {self._read_str()}")
+                                     f"emulation ({text}): {self._read_str()}")
         except BaseException:
             self.close()
             raise
@@ -208,8 +200,9 @@ class EmulatedSession(Session):
                 raise self._failure("sending inputs") from None
             status = self._unpack("<i")
             if status != 0:
+                text = self._read_str()
                 raise RuntimeFailure(f"{self.path}: running failed under emulation "
-                                     f"({_status_text(status)}): {self._read_str()}")
+                                     f"({text}): {self._read_str()}")
             result = {}
             for t in self.outputs:
                 data = self._read(t.nbytes)

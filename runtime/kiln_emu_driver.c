@@ -7,10 +7,10 @@
  *   driver -> host: "KILNEMU1", then the model: str name, u64 workspace size, i32 inputs,
  *                   i32 outputs, and per tensor: str name, i32 dtype, i32 rank, i64 dims[rank],
  *                   u64 nbytes (str = u32 length + bytes). Then i32 status of session_create
- *                   (+ str message when not 0).
+ *                   (+ str status_string, str last_error when not 0).
  *   host -> driver: 'R' + every input's bytes in order  -> i32 status, then every output's
  *                   bytes followed by its actual dims, i64[rank] (status 0), or str
- *                   message;  'Q' (or end of input) -> exit 0. */
+ *                   status_string, str last_error;  'Q' (or end of input) -> exit 0. */
 #include <dlfcn.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -88,6 +88,8 @@ int main(int argc, char **argv) {
     lib = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
     if (!lib) die("cannot load the artifact", dlerror());
     str_fn last_error = (str_fn)sym("last_error");
+    const char *(*status_string)(kiln_status) =
+        (const char *(*)(kiln_status))sym("status_string");
     int32_t n_in = ((count_fn)sym("num_inputs"))();
     int32_t n_out = ((count_fn)sym("num_outputs"))();
     size_t *in_sizes = calloc((size_t)n_in + 1, sizeof(size_t));
@@ -109,6 +111,7 @@ int main(int argc, char **argv) {
     kiln_status status = ((create_fn)sym("session_create"))(&options, &session);
     put_i32(status);
     if (status != KILN_OK) {
+        put_str(status_string(status));
         put_str(last_error());
         fflush(stdout);
         return 0;
@@ -135,8 +138,10 @@ int main(int argc, char **argv) {
                     die("cannot query an output's shape", last_error());
                 put(dims, (size_t)out_ranks[i] * sizeof(int64_t));
             }
-        else
+        else {
+            put_str(status_string(status));
             put_str(last_error());
+        }
         fflush(stdout);
     }
     ((destroy_fn)sym("session_destroy"))(session);
