@@ -295,20 +295,14 @@ def _feed(session, given: dict, seed: int) -> dict:
     normal floats; 0 or 1 for integers and bools), each random one said on stdout."""
     import numpy as np
 
-    rng = np.random.default_rng(seed)
-    feed = {}
+    from .runtime.inputs import random_feed
+
+    feed = random_feed(session.inputs, given, seed)
     for spec in session.inputs:
-        if spec.name in given:
-            feed[spec.name] = given[spec.name]
-            continue
-        if np.issubdtype(spec.dtype, np.floating):
-            feed[spec.name] = rng.standard_normal(spec.shape).astype(spec.dtype)
-            how = "standard normal"
-        else:
-            feed[spec.name] = rng.integers(0, 2, spec.shape).astype(spec.dtype)
-            how = "0 or 1"
-        print(f"input {spec.name}: random {np.dtype(spec.dtype)}{list(spec.shape)} ({how}, "
-              f"--seed {seed}; give --input {spec.name}=FILE.npy for real data)")
+        if spec.name not in given:
+            how = "standard normal" if np.issubdtype(spec.dtype, np.floating) else "0 or 1"
+            print(f"input {spec.name}: random {np.dtype(spec.dtype)}{list(spec.shape)} "
+                  f"({how}, --seed {seed}; give --input {spec.name}=FILE.npy for real data)")
     return feed
 
 
