@@ -25,6 +25,7 @@ from .compiler.errors import KilnError
 from .driver import compile_detailed
 from .frontends.onnx import load_model
 from .runtime import load
+from .runtime.inputs import random_feed
 from .targets import get_target
 
 #: Float outputs match when |kiln - reference| <= ATOL * scale + RTOL * |reference|, where
@@ -197,22 +198,6 @@ class _Runner:
             return values, session.manifest or {}
 
 
-def random_feed(inputs: Sequence[Any], given: Mapping[str, np.ndarray], seed: int = 0
-                ) -> dict[str, np.ndarray]:
-    """`given` plus, for each other input (TensorInfo of an artifact), a standard normal
-    sample (floats) or zeros (integers, bools)."""
-    rng = np.random.default_rng(seed)
-    feed = dict(given)
-    for t in inputs:
-        if t.name in feed:
-            continue
-        if np.issubdtype(t.dtype, np.floating):
-            feed[t.name] = rng.standard_normal(t.shape).astype(t.dtype)
-        else:
-            feed[t.name] = np.zeros(t.shape, t.dtype)
-    return feed
-
-
 def check_model(model: Any, target: str = "host", dims: Mapping[str, int] | None = None,
                 shapes: Mapping[str, Sequence[int]] | None = None,
                 consts: Mapping[str, Any] | None = None,
@@ -233,7 +218,7 @@ def check_model(model: Any, target: str = "host", dims: Mapping[str, int] | None
         runner = _Runner(proto, target, Path(tmp), options)
         graph_outputs = [o.name for o in proto.graph.output]
         with load(runner.compile(graph_outputs), threads=1, emulator=runner.emulator) as session:
-            feed = random_feed(session.inputs, inputs or {}, seed)
+            feed = random_feed(session.inputs, inputs or {}, seed, integer_high=1)
             values = session.run({t.name: feed[t.name] for t in session.inputs})
         ort_feed = dict(feed)
         declared = {i.name: i.type.tensor_type.elem_type for i in reference_model.graph.input}
@@ -274,7 +259,7 @@ def _bisect(runner: _Runner, reference_model: onnx.ModelProto,
         return None
     node, mismatches, manifest = found
     group, kernel = "?", "?"
-    for entry in manifest.get("schedules", []):
+    for entry in (manifest.get("levels") or [{}])[-1].get("schedules", []):
         if any(n == node.name or n.startswith(node.name + "/") for n in entry.get("nodes", [])):
             group, kernel = entry["group"], entry["kernel"]
             break

@@ -3,7 +3,6 @@ passes and codegen to a shared library and its header."""
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import hashlib
 import inspect
@@ -23,7 +22,7 @@ from .codegen.kernels.select import read_schedule_file, schedule_lines
 from .codegen.lower.gemm import microkernel_bits
 from .codegen.module import generate
 from .codegen.renderers import renderer_for
-from .codegen.schedules import KernelTarget
+from .codegen.schedules import KernelTarget, as_dict
 from .compiler.errors import KilnError
 from .compiler.ir import Graph
 from .compiler.ops.storage import check_storage_uses
@@ -36,7 +35,7 @@ from .runtime.cpu_check import Level, cpu_check_source
 from .runtime.manifest import MANIFEST_VERSION, manifest_source
 from .targets import get_target
 from .targets.toolchain import (SANITIZE_CFLAGS, BuildUnit, RuntimeBuild, build_shared,
-                                checked_features, cpu_features, cpu_flags)
+                                checked_features, cpu_flags)
 
 
 class OptionError(KilnError, ValueError):
@@ -121,9 +120,10 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
     phases: dict[str, float] = {}
 
     def phase(name: str, began: float, then: str = "") -> float:
-        """Record how long stage `name` took; tell `progress` the stage that starts (`then`)."""
+        """Add how long stage `name` took (once per CPU level); tell `progress` the stage that
+        starts (`then`)."""
         now = time.perf_counter()
-        phases[name] = now - began
+        phases[name] = phases.get(name, 0.0) + now - began
         if progress is not None and then:
             progress(then)
         return now
@@ -193,16 +193,11 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
             "model": {"name": graph.name, "sha256": _sha256(model),
                       "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
                       "opsets": {o.domain or "ai.onnx": o.version for o in proto.opset_import}},
-            "target": {"name": target_spec.name, "triple": target_spec.triple,
-                       **_level_entry(target_spec, best)},
+            "target": {"name": target_spec.name, "triple": target_spec.triple},
             "options": _options(dims, shapes, consts, prefix, cc, emit, sanitize, threads),
             "inputs": [_tensor(t) for t in sources.inputs],
             "outputs": [_tensor(t) for t in sources.outputs],
-            "arena_bytes": sources.arena_size, "weight_bytes": len(sources.weights),
-            "kernels": sources.kernels,
-            "schedules": _schedules(best.graph),
-            "levels": [dict(_level_entry(target_spec, b), arena_bytes=b.sources.arena_size,
-                            schedules=_schedules(b.graph)) for b in builds]}
+            "levels": [_level_entry(target_spec, b) for b in builds]}
         (workdir / "manifest.c").write_text(manifest_source(manifest))
         (workdir / "cpu_check.c").write_text(cpu_check_source(
             [Level("KILN_MODEL" if not b.stem else f"kiln_model{b.stem}", b.cpu or "native",
@@ -237,7 +232,8 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
         shutil.rmtree(workdir, ignore_errors=True)
     return CompileResult(output, header_path, target_spec.name, time.perf_counter() - start,
                          graph.plan.arena_size, graph.plan.lower_bound, len(sources.weights),
-                         sources.kernels, phases, ",".join(b.cpu or "native" for b in builds),
+                         sources.kernels, phases,
+                         ",".join(level["cpu"] for level in manifest["levels"]),
                          tuple(f.name for f in best.checked))
 
 
@@ -275,17 +271,17 @@ def _cpu_levels(cpu: str | None, target: Any, emit: str) -> list[str | None]:
 
 
 def _level_entry(target: Any, build: _LevelBuild) -> dict[str, Any]:
-    """What the manifest says of one CPU level."""
+    """What the manifest says of one CPU level: its features are the instruction sets its
+    code may use, each checked at session creation on x86-64 (elsewhere the target's
+    baseline, which every core has); then its sizes and every group's kernel."""
     return {"cpu": build.cpu or target.cpu or "native",
             "cflags": cpu_flags(target, build.cpu), "vector_bits": build.vector_bits,
-            "features": list(cpu_features(target, build.cpu)),
-            "checked_at_session_creation": [f.name for f in build.checked]}
-
-
-def _schedules(graph: Graph) -> list[dict[str, Any]]:
-    return [{"group": g.name, "nodes": [n.name for n in g.nodes], "kernel": g.kernel.kernel,
-             "schedule": dataclasses.asdict(g.kernel.schedule)}
-            for g in graph.groups or [] if g.kernel is not None]
+            "features": [f.name for f in build.checked] or list(target.features),
+            "arena_bytes": build.sources.arena_size, "weight_bytes": len(build.sources.weights),
+            "kernels": build.sources.kernels,
+            "schedules": [{"group": g.name, "nodes": [n.name for n in g.nodes],
+                           "kernel": g.kernel.kernel, "schedule": as_dict(g.kernel.schedule)}
+                          for g in build.graph.groups or [] if g.kernel is not None]}
 
 
 def _sha256(model: Any) -> str:

@@ -5,15 +5,18 @@ artifact; the C API returns it (`<prefix>manifest()`), `Session.manifest` parses
 `read_manifest` finds it in the file without loading it (a foreign target's artifact too).
 
 Its keys (version 1): "manifest_version", "kiln" (the version that built it), "model" (name,
-sha256 of the ONNX file, producer, opsets), "target" (name, triple, cpu, cflags, vector_bits,
-features), "options" (what the compile call was given), "inputs" / "outputs" (name, dtype,
-shape), "arena_bytes", "weight_bytes", "kernels" and "schedules" (group, its nodes, kernel
-and schedule of every fused group).
+sha256 of the ONNX file, producer, opsets), "target" (name, triple), "options" (what the
+compile call was given), "inputs" / "outputs" (name, dtype, shape), and "levels": the model
+as built for each CPU (one, unless `--cpu` named several), least demanding first, with its
+cpu, cflags, vector_bits, features (the instruction sets its code may use, checked at
+session creation on x86-64), arena_bytes, weight_bytes, kernels and schedules (group, its
+nodes, kernel and schedule of every fused group).
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
 from ..compiler.errors import ArtifactError
@@ -68,19 +71,19 @@ def describe(manifest: dict[str, Any]) -> str:
         return [f"  {t['name']}: {t['dtype']} {list(t['shape'])}"
                 for t in manifest.get(kind, [])]
 
-    kernels: dict[str, int] = {}
-    for entry in manifest.get("schedules", []):
-        kernels[entry["kernel"]] = kernels.get(entry["kernel"], 0) + 1
     lines = [f"model: {model.get('name', '?')} (sha256 {model.get('sha256', '?')})",
              f"built by: Kiln {manifest.get('kiln', '?')}",
-             f"target: {target.get('name', '?')} ({target.get('triple', '?')}), "
-             f"cpu {target.get('cpu', '?')}, {target.get('vector_bits', 0)}-bit vectors",
-             f"features: {', '.join(target.get('features', [])) or 'none beyond the base ISA'}",
+             f"target: {target.get('name', '?')} ({target.get('triple', '?')})",
              "options: " + (", ".join(f"{k}={json.dumps(v)}" for k, v in options.items())
                             or "none"),
-             "inputs:", *tensors("inputs"), "outputs:", *tensors("outputs"),
-             f"arena: {manifest.get('arena_bytes', 0)} bytes, weights: "
-             f"{manifest.get('weight_bytes', 0)} bytes, {manifest.get('kernels', 0)} kernels",
-             "kernels by group: " + ", ".join(f"{name} x{count}"
-                                              for name, count in sorted(kernels.items()))]
+             "inputs:", *tensors("inputs"), "outputs:", *tensors("outputs")]
+    for level in manifest.get("levels", []):
+        kernels = Counter(entry["kernel"] for entry in level.get("schedules", []))
+        lines += [f"cpu {level.get('cpu', '?')}: {level.get('vector_bits', 0)}-bit vectors, "
+                  f"arena {level.get('arena_bytes', 0)} bytes, weights "
+                  f"{level.get('weight_bytes', 0)} bytes, {level.get('kernels', 0)} kernels",
+                  "  features: " + (", ".join(level.get("features", []))
+                                    or "none beyond the base ISA"),
+                  "  kernels by group: " + ", ".join(f"{name} x{count}" for name, count
+                                                     in sorted(kernels.items()))]
     return "\n".join(lines)

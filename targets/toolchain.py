@@ -113,16 +113,6 @@ def checked_features(target: Target, cc: str | None, cpu: str | None) -> tuple:
     return tuple(f for f in CPUID_FEATURES if f.macro in defined)
 
 
-def cpu_features(target: Target, cpu: str | None) -> tuple[str, ...]:
-    """The ISA features the code built for `cpu` (None: the target's default) may use, as
-    far as Kiln knows them: on x86-64 those its CPU table names (avx2, fma, avx512f, ...)."""
-    if target.elf_machine == "x86_64":
-        from .x86_64 import CPUS, with_cpu
-        known = {feature for _, _, features in CPUS.values() for feature in features}
-        return tuple(f for f in with_cpu(target, cpu or "native").features if f in known)
-    return target.features
-
-
 def compiler_command(target: Target, cc: str | None = None, cpu: str | None = None) -> list[str]:
     """The compiler and its target flags: `cc` if given (a system or cross compiler; "zig":
     zig cc, for the host too), else zig cc for zig targets and the system cc for the host."""

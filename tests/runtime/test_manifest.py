@@ -55,12 +55,13 @@ def test_manifest_round_trips(tmp_path, capsys):
                                   for t in inputs]
     assert manifest["outputs"] == [{"name": t.name, "dtype": str(t.dtype),
                                     "shape": list(t.shape)} for t in outputs]
-    assert manifest["arena_bytes"] == workspace == result.arena_size
-    assert manifest["weight_bytes"] == result.weights_size
+    (level,) = manifest["levels"]
+    assert level["arena_bytes"] == workspace == result.arena_size
+    assert level["weight_bytes"] == result.weights_size
     chosen = [json.loads(line) for line in dumped.read_text().splitlines()]
-    assert [(e["group"], e["kernel"], e["schedule"]) for e in manifest["schedules"]] == \
+    assert [(e["group"], e["kernel"], e["schedule"]) for e in level["schedules"]] == \
         [(e["group"], e["kernel"], e["schedule"]) for e in chosen]
-    assert manifest["target"]["vector_bits"] == chosen[0]["vector_bits"]
+    assert level["vector_bits"] == chosen[0]["vector_bits"]
 
     assert main(["inspect", str(result.library)]) == 0
     text = capsys.readouterr().out
