@@ -22,10 +22,8 @@ from typing import Callable
 
 import numpy as np
 
+from .. import zoo
 from .machine import cpu_summary
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from models import load_test_model  # noqa: E402  (tests/models.py: the project's test models)
 
 MODELS = ["resnet18", "mobilenet_v2", "squeezenet1_1", "bert_small_random"]
 SEQ = 128
@@ -159,7 +157,7 @@ def bench_model(name: str, threads_list: list[int], workdir: Path, args) -> list
     from kiln.driver import compile_detailed
     from kiln.runtime import load
 
-    model = load_test_model(name)
+    model = zoo.load(name)
     feed, dims = model_inputs(model)
     result = compile_detailed(model, target="host", output=workdir / f"{name}.so", dims=dims,
                               cpu=args.cpu)

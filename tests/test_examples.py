@@ -11,8 +11,8 @@ import numpy as np
 import onnx
 import pytest
 
-from models import load_test_model
 from reference import run_onnxruntime
+from kiln import zoo
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,7 +27,7 @@ def _run(cmd, cwd=None):
 def squeezenet(tmp_path_factory) -> Path:
     """SqueezeNet 1.1 compiled with the command line into model.so + model.h."""
     folder = tmp_path_factory.mktemp("squeezenet")
-    onnx.save(load_test_model("squeezenet1_1"), str(folder / "squeezenet.onnx"))
+    onnx.save(zoo.load("squeezenet1_1"), str(folder / "squeezenet.onnx"))
     _run([sys.executable, "-m", "kiln", "compile", str(folder / "squeezenet.onnx"),
           "--target", "x86_64", "-o", str(folder / "model.so"), "--dim", "batch=1"])
     return folder

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from reference import assert_close_to_scale, assert_matches, run_onnxruntime
-from models import CNN_MODELS, load_test_model
+from kiln import zoo
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", CNN_MODELS)
+@pytest.mark.parametrize("name", zoo.CNN_MODELS)
 def test_cnn_matches_onnxruntime(name, compile_and_load):
-    model = load_test_model(name)
+    model = zoo.load(name)
     session = compile_and_load(model, dims={"batch": 1})
     (spec,) = session.inputs
     assert spec.shape == (1, 3, 224, 224)
@@ -26,7 +26,7 @@ def test_cnn_matches_onnxruntime(name, compile_and_load):
 
 @pytest.mark.slow
 def test_batch_two_from_the_same_file(compile_and_load):
-    model = load_test_model("resnet18")
+    model = zoo.load("resnet18")
     session = compile_and_load(model, dims={"batch": 2})
     x = np.random.default_rng(3).standard_normal((2, 3, 224, 224)).astype(np.float32)
     (expected,) = run_onnxruntime(model, {"input": x})

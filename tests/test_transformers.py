@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models import BERT_MODELS, load_test_model
 from reference import assert_close_to_scale, assert_matches, run_onnxruntime
+from kiln import zoo
 
 
 def bert_feed(seq: int, padded_from: int | None = None, seed: int = 5) -> dict[str, np.ndarray]:
@@ -25,9 +25,9 @@ def bert_feed(seq: int, padded_from: int | None = None, seed: int = 5) -> dict[s
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seq", [128, 40])
-@pytest.mark.parametrize("name", BERT_MODELS)
+@pytest.mark.parametrize("name", zoo.BERT_MODELS)
 def test_bert_matches_onnxruntime(name, seq, compile_and_load):
-    model = load_test_model(name)
+    model = zoo.load(name)
     session = compile_and_load(model, dims={"batch": 1, "seq": seq})
     assert [s.shape for s in session.inputs] == [(1, seq)] * 3
     feed = bert_feed(seq, padded_from=seq - seq // 4)
@@ -37,7 +37,7 @@ def test_bert_matches_onnxruntime(name, seq, compile_and_load):
     assert_close_to_scale(actual, expected, what=f"{name} seq {seq}")
 
 
-@pytest.mark.parametrize("name", BERT_MODELS)
+@pytest.mark.parametrize("name", zoo.BERT_MODELS)
 def test_bert_encoder_fusions_fire(name):
     """After the pipeline: LayerNorm is one op, GELU is one op in its matmul's epilogue, and
     each layer's attention (QK^T, scale, mask add, softmax, xV, head transposes) is one
@@ -45,7 +45,7 @@ def test_bert_encoder_fusions_fire(name):
     from kiln.frontends.onnx import import_model
     from kiln.passes.manager import run_passes
 
-    graph = run_passes(import_model(load_test_model(name), dims={"batch": 1, "seq": 16}))
+    graph = run_passes(import_model(zoo.load(name), dims={"batch": 1, "seq": 16}))
     ops = graph.op_histogram()
     assert ops.get("layer_norm", 0) >= 5 and ops.get("gelu", 0) >= 2, ops
     assert "erf" not in ops, ops

@@ -2,7 +2,7 @@
 
     python examples/python/quickstart.py [--model resnet18] [--threads 1] [--out build/]
 
-Uses one of the project's test models (architecture exported from torchvision, weights
+Uses one of Kiln's example models (`kiln.zoo`: architecture exported from torchvision, weights
 regenerated deterministically), writes OUT/<model>.so and OUT/<model>.h, and prints the
 largest difference from ONNX Runtime and both latencies.
 """
@@ -14,14 +14,10 @@ import sys
 import time
 from pathlib import Path
 
+import kiln
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
-
-import kiln  # noqa: E402
-from kiln.runtime import load  # noqa: E402
-from models import CNN_MODELS, load_test_model  # noqa: E402
+from kiln import zoo
+from kiln.runtime import load
 
 
 def median_ms(fn, runs: int) -> float:
@@ -36,7 +32,7 @@ def median_ms(fn, runs: int) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="resnet18", choices=CNN_MODELS)
+    parser.add_argument("--model", default="resnet18", choices=zoo.CNN_MODELS)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--out", default="build")
@@ -44,7 +40,7 @@ def main() -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    model = load_test_model(args.model)
+    model = zoo.load(args.model)
     start = time.perf_counter()
     library = kiln.compile(model, target="host", output=str(out / f"{args.model}.so"),
                            dims={"batch": 1})

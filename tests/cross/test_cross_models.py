@@ -14,8 +14,8 @@ import pytest
 
 from cross_helpers import (CROSS_TARGETS, EMITS, compile_cross, objdump, require_emulator,
                            run_emulated)
-from models import CNN_MODELS, load_test_model
 from reference import assert_close_to_scale, assert_matches, run_onnxruntime
+from kiln import zoo
 
 BERT_SEQ = 8
 
@@ -30,7 +30,7 @@ def built(tmp_path_factory):
         key = (name, target, emit)
         if key not in cache:
             dims = {"batch": 1, "seq": BERT_SEQ} if name.startswith("bert") else {"batch": 1}
-            cache[key] = compile_cross(load_test_model(name), target, emit, folder, name,
+            cache[key] = compile_cross(zoo.load(name), target, emit, folder, name,
                                        dims=dims)
         return cache[key]
 
@@ -55,7 +55,7 @@ def check_model(name: str, target: str, emit: str, built, feed: dict, **options)
     require_emulator(target)
     library = built(name, target, emit)
     actual = run_emulated(library, feed, **options)
-    expected = run_onnxruntime(load_test_model(name), feed)
+    expected = run_onnxruntime(zoo.load(name), feed)
     assert len(actual) == len(expected)
     for (out_name, value), reference in zip(actual.items(), expected):
         assert_matches(value, reference, what=f"{name}/{target}/{emit}:{out_name}")
@@ -121,7 +121,7 @@ def test_hot_kernels_use_vector_fma(target, emit, built):
 @pytest.mark.slow
 @pytest.mark.parametrize("emit", EMITS)
 @pytest.mark.parametrize("target", CROSS_TARGETS)
-@pytest.mark.parametrize("name", [m for m in CNN_MODELS if m != "squeezenet1_1"])
+@pytest.mark.parametrize("name", [m for m in zoo.CNN_MODELS if m != "squeezenet1_1"])
 def test_other_cnns_match_onnxruntime(name, target, emit, built):
     check_model(name, target, emit, built, cnn_feed(3))
 

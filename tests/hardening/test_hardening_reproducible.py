@@ -15,8 +15,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from models import load_test_model
 from test_hardening_hostile_names import hostile_model
+from kiln import zoo
 
 
 def conv_model() -> onnx.ModelProto:
@@ -68,4 +68,4 @@ def test_same_model_twice_gives_identical_bytes(make, tmp_path):
 
 @pytest.mark.slow
 def test_squeezenet_twice_gives_identical_bytes(tmp_path):
-    _twice(load_test_model("squeezenet1_1"), tmp_path, "--dim", "batch=1")
+    _twice(zoo.load("squeezenet1_1"), tmp_path, "--dim", "batch=1")

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import kiln
+from kiln import zoo
 from kiln.cli import main
-from models import load_test_model
 from op_cases import cases, reference_outputs
 from reference import assert_matches, run_onnxruntime
 from sanitized_run import REPORT_MARKERS, sanitizer_env
@@ -70,7 +70,7 @@ def test_sanitized_op_cases(env, tmp_path, shard):
 
 @pytest.mark.slow
 def test_sanitized_cnn(env, tmp_path):
-    model = load_test_model("squeezenet1_1")
+    model = zoo.load("squeezenet1_1")
     x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
     name = model.graph.input[0].name
     _build(tmp_path, "squeezenet", model, {name: x}, {"batch": 1})

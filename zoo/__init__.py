@@ -1,4 +1,7 @@
-"""The project's test models: architectures with weights stripped, refilled here.
+"""Kiln's example models: real architectures shipped with their weights stripped, refilled here.
+
+The quickstart, the benchmarks and the tests use them (`kiln.zoo.load("resnet18")`); they ship
+inside the package, so an installed Kiln has them without a checkout or a download.
 
 Every stripped tensor (external data at location STRIPPED) keeps its name, dtype and dims; its
 values are regenerated deterministically from its name (CRC32 as the seed, standard normal
@@ -15,7 +18,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-MODELS_DIR = Path(__file__).parent / "data" / "models"
+MODELS_DIR = Path(__file__).parent / "data"
 
 CNN_MODELS = ["resnet18", "resnet18_dynamo", "mobilenet_v2", "mobilenet_v2_dynamo",
               "squeezenet1_1", "squeezenet1_1_dynamo"]
@@ -44,7 +47,7 @@ def materialize(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def load_test_model(name: str) -> onnx.ModelProto:
-    """A test model by name (see CNN_MODELS, BERT_MODELS), weights filled in."""
+def load(name: str) -> onnx.ModelProto:
+    """An example model by name (see CNN_MODELS, BERT_MODELS), weights filled in."""
     path = MODELS_DIR / f"{name}.onnx"
     return materialize(onnx.load(str(path), load_external_data=False))
