@@ -16,18 +16,19 @@
 #ifndef KILN_ABI_V1_TYPES
 #define KILN_ABI_V1_TYPES
 
+/* The ABI version this header describes; abi_version() says which one the library implements. */
 #define KILN_ABI_VERSION 1u
 
 /* What every call returns. A failed call leaves a message for last_error() (each function
  * name carries the model's symbol prefix: kiln_last_error() by default). */
 typedef enum kiln_status {
-    KILN_OK = 0,
+    KILN_OK = 0,                  /* success */
     KILN_INVALID_ARGUMENT = 1,    /* NULL pointer, index out of range, bad option, misuse */
     KILN_ABI_MISMATCH = 2,        /* options.abi_version is not this library's ABI version */
-    KILN_OUT_OF_MEMORY = 3,
+    KILN_OUT_OF_MEMORY = 3,       /* allocating the session, its arena or its thread pool failed */
     KILN_WORKSPACE_TOO_SMALL = 4, /* options.workspace_size < workspace_size() */
     KILN_THREAD_ERROR = 5,        /* a worker thread could not be started */
-    KILN_INTERNAL = 6,
+    KILN_INTERNAL = 6,            /* a bug in the library, not a misuse: please report it */
     KILN_UNSUPPORTED_CPU = 7,     /* this CPU lacks an instruction set the code was built for */
 } kiln_status;
 
@@ -49,15 +50,18 @@ enum {
 typedef struct kiln_tensor_info {
     const char *name;        /* as in the ONNX model */
     int32_t dtype;           /* a KILN_DTYPE_* code */
-    int32_t rank;
+    int32_t rank;            /* number of dimensions, 0 for a scalar */
     const int64_t *shape;    /* rank dimensions, row-major (C order) */
     size_t nbytes;           /* size of the caller's buffer for this tensor */
 } kiln_tensor_info;
 
-/* Session options: fill with options_init(), then change what you need. */
+/* Session options: fill with options_init(), then change what you need. A workspace given
+ * here must stay valid, and be left alone by the caller, until session_destroy(): the session
+ * may keep data there between runs. */
 typedef struct kiln_options {
     uint32_t abi_version;    /* set by options_init(); checked by session_create() */
-    int32_t num_threads;     /* <= 0: one per CPU this process may run on, at most 64 */
+    int32_t num_threads;     /* <= 0: one per CPU this process may run on, at most 64; else
+                              * that many (at most 1024), the calling thread among them */
     void *workspace;         /* NULL: the session allocates its own arena; else 64-byte aligned */
     size_t workspace_size;   /* bytes at workspace; at least workspace_size() */
 } kiln_options;
@@ -92,10 +96,12 @@ KILN_EXPORT uint32_t KILN_API(abi_version)(void);
 /* The model's name, never NULL. */
 KILN_EXPORT const char *KILN_API(model_name)(void);
 
+/* How many inputs / outputs the model has (the header's NUM_INPUTS / NUM_OUTPUTS). */
 KILN_EXPORT int32_t KILN_API(num_inputs)(void);
 KILN_EXPORT int32_t KILN_API(num_outputs)(void);
 
-/* Describe input / output `index` (0-based, in model order) into *out. */
+/* Describe input / output `index` (0-based, in model order) into *out; KILN_INVALID_ARGUMENT
+ * if out is NULL or index is out of range. */
 KILN_EXPORT kiln_status KILN_API(input_info)(int32_t index, kiln_tensor_info *out);
 KILN_EXPORT kiln_status KILN_API(output_info)(int32_t index, kiln_tensor_info *out);
 
@@ -105,14 +111,21 @@ KILN_EXPORT size_t KILN_API(workspace_size)(void);
 /* Fill *options with defaults: this ABI version, default threads, no workspace. */
 KILN_EXPORT void KILN_API(options_init)(kiln_options *options);
 
-/* Create a session; options may be NULL (defaults). On failure *out is set to NULL. */
+/* Create a session; options may be NULL (defaults). On failure *out is set to NULL and the
+ * status says why: KILN_UNSUPPORTED_CPU (this CPU lacks an instruction set the code uses;
+ * checked first), KILN_ABI_MISMATCH (options not filled by options_init()),
+ * KILN_INVALID_ARGUMENT (out is NULL, num_threads above 1024, a workspace not 64-byte aligned,
+ * a workspace_size without a workspace), KILN_WORKSPACE_TOO_SMALL, KILN_OUT_OF_MEMORY or
+ * KILN_THREAD_ERROR. */
 KILN_EXPORT kiln_status KILN_API(session_create)(const kiln_options *options,
     kiln_session **out);
 
 /* Run the model once. inputs[i] / outputs[i] point to caller-owned buffers of
  * the nbytes that KILN_API(input_info)(i) / KILN_API(output_info)(i) report, row-major,
  * aligned to their element size; outputs must not overlap inputs or each other. Blocks until
- * the outputs are written. */
+ * the outputs are written. A NULL buffer (of a tensor of nonzero bytes), a misaligned one, a
+ * session that is not live, or one running in another thread, is refused with
+ * KILN_INVALID_ARGUMENT before anything runs. */
 KILN_EXPORT kiln_status KILN_API(session_run)(kiln_session *session,
     const void *const *inputs, void *const *outputs);
 
@@ -133,7 +146,9 @@ KILN_EXPORT kiln_status KILN_API(output_shape)(const kiln_session *session, int3
  * in ABI version 1 (libraries built before it lack the symbol). */
 KILN_EXPORT const char *KILN_API(manifest)(void);
 
-/* Stop the session's threads and free what it allocated. NULL is a no-op (KILN_OK). */
+/* Stop the session's threads and free what it allocated (not a workspace the caller gave).
+ * NULL is a no-op (KILN_OK); a session that is running, already destroyed or another model's
+ * is refused with KILN_INVALID_ARGUMENT. */
 KILN_EXPORT kiln_status KILN_API(session_destroy)(kiln_session *session);
 
 /* Why the calling thread's most recent failed call into this library failed ("" if none).
