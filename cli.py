@@ -1,4 +1,4 @@
-"""The `kiln` command line: compile, run, inspect, targets.
+"""The `kiln` command line: compile, run, inspect, check, targets, kernels.
 
 A user's mistake exits with status 2 and one message on stderr (`--debug` adds the
 traceback); success exits 0.
