@@ -2,10 +2,10 @@
 bisect to the first node whose output diverges.
 
 ONNX Runtime runs once with every node's output exposed: the reference for every
-intermediate value. Kiln then compiles the model cut after node k (node k's outputs are the
-graph's outputs; dead code elimination drops the rest) for a k chosen by bisection over the
-nodes in graph order, and compares node k's outputs with the reference: the first node whose
-cut diverges is named, with its op, the fused group and kernel that ran it (from the cut
+intermediate value. Kiln then compiles the model cut after node k (the values computed up to
+node k that are still live there, node k's outputs among them, are the graph's outputs; dead
+code elimination drops the rest) for a k chosen by bisection over the nodes in graph order,
+and compares those values with the reference: the first node whose output diverges is named, with its op, the fused group and kernel that ran it (from the cut
 artifact's manifest), its inputs' statistics and the error. An artifact for another target
 runs under QEMU.
 """
@@ -235,23 +235,47 @@ def check_model(model: Any, target: str = "host", dims: Mapping[str, int] | None
     return report
 
 
+def _live_after(nodes: Sequence[onnx.NodeProto], graph_outputs: set[str],
+                reference: Mapping[str, np.ndarray]) -> list[list[str]]:
+    """For each k, the values computed by nodes[0..k] that are still needed after node k (read
+    by a later node or a graph output), node k's own outputs first: what a cut after node k
+    exposes. Comparing all of them makes "some value computed so far diverges" monotone in k,
+    so bisection finds the first diverging node on branching graphs too."""
+    last_use: dict[str, int] = {}
+    for k, node in enumerate(nodes):
+        for name in node.input:
+            last_use[name] = k
+    live: list[list[str]] = []
+    open_values: list[str] = []
+    for k, node in enumerate(nodes):
+        own = [o for o in node.output if o in reference]
+        open_values = [v for v in open_values if last_use.get(v, -1) > k or v in graph_outputs]
+        live.append(own + open_values)
+        open_values += [o for o in own if last_use.get(o, -1) > k or o in graph_outputs]
+    return live
+
+
 def _bisect(runner: _Runner, reference_model: onnx.ModelProto,
             reference: Mapping[str, np.ndarray], feed: Mapping[str, np.ndarray]
             ) -> Divergence | None:
-    """The first node (in graph order) whose cut diverges from the reference."""
+    """The first node (in graph order) whose output diverges from the reference: the first
+    cut at which a value computed so far diverges, named by the value's producer."""
     nodes = [n for n in reference_model.graph.node
              if any(o in reference for o in n.output)]
+    producer = {o: n for n in nodes for o in n.output}
+    live = _live_after(nodes, {o.name for o in reference_model.graph.output}, reference)
     found: tuple[onnx.NodeProto, list[Mismatch], dict[str, Any]] | None = None
     low, high = 0, len(nodes) - 1
     while low <= high:
         middle = (low + high) // 2
-        node = nodes[middle]
-        outputs = [o for o in node.output if o in reference]
-        values, manifest = runner.run(outputs, feed)
-        mismatches = [m for m in (compare(o, values[o], reference[o]) for o in outputs)
+        values, manifest = runner.run(live[middle], feed)
+        mismatches = [m for m in (compare(o, values[o], reference[o]) for o in live[middle])
                       if m is not None]
         if mismatches:
-            found = (node, mismatches, manifest)
+            node = nodes[middle]
+            own = [m for m in mismatches if m.name in node.output]
+            found = (node, own, manifest) if own else \
+                (producer[mismatches[0].name], mismatches, manifest)
             high = middle - 1
         else:
             low = middle + 1

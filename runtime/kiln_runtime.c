@@ -33,7 +33,7 @@
 
 /* ---- error text --------------------------------------------------------------------- */
 
-static _Thread_local char kiln_error_text[256];
+static _Thread_local char kiln_error_text[1024];   /* room for every missing ISA name */
 
 static kiln_status fail(kiln_status status, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

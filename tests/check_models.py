@@ -22,3 +22,19 @@ def checked_model() -> onnx.ModelProto:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])],
         [numpy_helper.from_array(w, "w"), numpy_helper.from_array(fc, "fc")])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def branching_model() -> onnx.ModelProto:
+    """Two branches of three nodes each, joined by a Concat, in an order where a fault in the
+    first branch's first node is followed in graph order by clean nodes of the other branch."""
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="stem"),
+             helper.make_node("Sigmoid", ["a"], ["b1"], name="left1"),
+             helper.make_node("Tanh", ["a"], ["c1"], name="right1"),
+             helper.make_node("Abs", ["c1"], ["c2"], name="right2"),
+             helper.make_node("Neg", ["c2"], ["c3"], name="right3"),
+             helper.make_node("Exp", ["c3"], ["c4"], name="right4"),
+             helper.make_node("Concat", ["b1", "c4"], ["y"], name="join", axis=1)]
+    graph = helper.make_graph(
+        nodes, "branching", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

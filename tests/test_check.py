@@ -8,7 +8,7 @@ import onnx
 
 from kiln.check import check_model, compare
 from kiln.cli import main
-from check_models import checked_model
+from check_models import branching_model, checked_model
 
 
 def test_a_correct_model_gets_a_clean_bill(tmp_path, capsys):
@@ -35,6 +35,11 @@ def test_the_report_names_the_group_and_kernel():
     assert (d.node, d.op) == ("relu", "Relu")
     assert d.group == "conv" and d.kernel.startswith("conv_")   # relu runs fused in the conv
     assert d.mismatches[0].name == "r" and d.mismatches[0].error >= 0.99
+
+
+def test_a_fault_on_one_branch_is_found_past_the_clean_other_branch():
+    report = check_model(branching_model(), perturb="left1")
+    assert report.divergence.node == "left1", report.divergence
 
 
 def test_compare_judges_errors_against_the_output_scale():
