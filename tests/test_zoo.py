@@ -1,5 +1,5 @@
 """The example models (kiln.zoo): the committed unit-variance factors still bring every
-refilled layer's output to unit variance (measured by ONNX Runtime on another seed than the
+layer's output (Conv, Gemm, MatMul, embedding Gather) to unit variance (measured by ONNX Runtime on another seed than the
 one they were measured on), so activations are O(1) as in a trained model; the plain refill
 is still there on request."""
 
@@ -10,7 +10,7 @@ import onnx
 import pytest
 
 from kiln import zoo
-from kiln.zoo.rescale import random_feed, refilled_layers, run_values
+from kiln.zoo.rescale import random_feed, run_values, weighted_layers
 
 
 def _refilled(name: str) -> set[str]:
@@ -19,11 +19,10 @@ def _refilled(name: str) -> set[str]:
 
 
 @pytest.mark.parametrize("name", zoo.CNN_MODELS + zoo.BERT_MODELS)
-def test_refilled_layers_have_unit_variance(name):
-    refilled = _refilled(name)
+def test_every_layer_has_unit_variance(name):
     model = zoo.load(name)
-    layers = refilled_layers(model, refilled)
-    assert {layer.weight for layer in layers} == refilled        # every refilled tensor
+    layers = weighted_layers(model)
+    assert _refilled(name) <= {layer.weight for layer in layers}    # every refilled tensor
     assert set(zoo.scale_factors(name)) == {n for layer in layers
                                             for n in (layer.weight, layer.bias) if n}
     outputs = [value.name for value in model.graph.output]
@@ -31,7 +30,7 @@ def test_refilled_layers_have_unit_variance(name):
                         random_feed(model, seed=1))
     stds = {layer.output: float(np.std(v)) for layer, v in zip(layers, values)}
     off = {k: round(v, 3) for k, v in stds.items() if not 0.5 <= v <= 2}
-    assert not off, f"{name}: refilled layers off unit variance: {off}"
+    assert not off, f"{name}: layers off unit variance: {off}"
     for output, value in zip(outputs, values[len(layers):]):
         assert np.isfinite(value).all(), f"{name}:{output} not finite"
         assert 0.1 <= np.std(value) <= 10, f"{name}:{output} std {np.std(value):.3g}"

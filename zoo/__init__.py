@@ -8,10 +8,11 @@ values are regenerated deterministically from its name (CRC32 as the seed, stand
 scaled by 1/sqrt(fan-in)), so tests and benchmarks see the same weights everywhere.
 
 That plain refill lets activations shrink layer after layer (MobileNetV2's outputs end near
-5e-7), so by default `load` also rescales each refilled layer to unit output variance (LSUV):
-the factors are data, `data/<name>.scales.json` (tensor name -> factor: a refilled weight and
-its layer's bias), measured once with ONNX Runtime by `python -m kiln.zoo.rescale`; applying
-them needs neither a runtime nor a measurement.
+5e-7), so by default `load` also rescales every layer (Conv, Gemm, MatMul, embedding Gather:
+refilled weights and the small ones kept as exported) to unit output variance (LSUV). The
+factors are data, `data/<name>.scales.json` (tensor name -> factor: a layer's weight and its
+bias), measured once with ONNX Runtime by `python -m kiln.zoo.rescale`; applying them needs
+neither a runtime nor a measurement.
 """
 
 from __future__ import annotations
@@ -87,8 +88,8 @@ def apply_factors(model: onnx.ModelProto, factors: dict[str, float]) -> onnx.Mod
 
 def load(name: str, unit_variance: bool = True) -> onnx.ModelProto:
     """An example model by name (see CNN_MODELS, BERT_MODELS), weights filled in; with
-    `unit_variance` (the default) rescaled so each refilled layer's output has unit
-    variance, as a trained model's roughly would. `unit_variance=False` keeps the plain
+    `unit_variance` (the default) rescaled so each layer's output has unit variance, as a
+    trained model's roughly would. `unit_variance=False` keeps the plain
     refill."""
     path = MODELS_DIR / f"{name}.onnx"
     model = materialize(onnx.load(str(path), load_external_data=False))

@@ -2,8 +2,10 @@
 
     python -m kiln.zoo.rescale [NAME ...]      # default: every example model
 
-A refilled layer is a Conv, Gemm or MatMul whose weight was stripped and refilled, or a Gather
-from a refilled embedding table. In topological order, each layer's output standard deviation
+A layer is a Conv, Gemm or MatMul whose weight is a float initializer, or a Gather from a
+float embedding table: the refilled ones, and the small tensors kept as exported (MobileNetV2's
+first layers and depthwise convs, which left alone would still shrink activations to ~1e-3 and
+keep ReLU6 from clipping). In topological order, each layer's output standard deviation
 is measured with ONNX Runtime (the earlier layers already rescaled) on a seeded random input:
 standard normal images, or for BERT token ids drawn from the whole vocabulary, an attention
 mask of ones and token types of zeros. The layer's weight and its bias are then divided by it,
@@ -28,7 +30,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from . import BERT_MODELS, CNN_MODELS, apply_factors, materialize, scales_path, stripped_names
+from . import BERT_MODELS, CNN_MODELS, apply_factors, materialize, scales_path
 
 #: The shapes the factors are measured at: the usual benchmark shapes.
 DIMS = {"batch": 1, "seq": 128}
@@ -36,8 +38,7 @@ DIMS = {"batch": 1, "seq": 128}
 
 @dataclass(frozen=True)
 class Layer:
-    """A refilled layer: its weight (refilled), its bias (or None), the value brought to unit
-    variance."""
+    """A layer: its weight, its bias (or None), the value brought to unit variance."""
     op: str
     weight: str
     bias: str | None
@@ -55,10 +56,11 @@ def _sources(model: onnx.ModelProto) -> dict[str, str]:
     return {name: follow(name) for name in copies}
 
 
-def refilled_layers(model: onnx.ModelProto, refilled: set[str]) -> list[Layer]:
-    """Every layer of a model whose weight is one of `refilled`, in topological order."""
+def weighted_layers(model: onnx.ModelProto) -> list[Layer]:
+    """Every layer of a model with a float initializer for weight, in topological order."""
     source = _sources(model)
     inits = {t.name: t for t in model.graph.initializer}
+    weights = {name for name, t in inits.items() if t.data_type == onnx.TensorProto.FLOAT}
     users: dict[str, list[onnx.NodeProto]] = {}
     for node in model.graph.node:
         for name in node.input:
@@ -66,11 +68,11 @@ def refilled_layers(model: onnx.ModelProto, refilled: set[str]) -> list[Layer]:
     layers = []
     for node in model.graph.node:
         inputs = [source.get(name, name) for name in node.input]
-        if node.op_type == "Gather" and inputs[0] in refilled:
+        if node.op_type == "Gather" and inputs[0] in weights:
             layers.append(Layer(node.op_type, inputs[0], None, node.output[0]))
             continue
         if node.op_type not in ("Conv", "Gemm", "MatMul") or len(inputs) < 2 \
-                or inputs[1] not in refilled:
+                or inputs[1] not in weights:
             continue
         bias, output = (inputs[2] if len(inputs) > 2 else None), node.output[0]
         after = users.get(output, [])
@@ -131,13 +133,12 @@ def run_values(model: onnx.ModelProto, names: list[str],
     return session.run(None, feed)
 
 
-def unit_variance_factors(model: onnx.ModelProto, refilled: set[str],
-                          seed: int = 0) -> dict[str, float]:
-    """LSUV on a materialized model, in place: each refilled layer's weight and bias divided
-    by its output's std in turn. Returns the factors, tensor name -> factor."""
+def unit_variance_factors(model: onnx.ModelProto, seed: int = 0) -> dict[str, float]:
+    """LSUV on a materialized model, in place: each layer's weight and bias divided by its
+    output's std in turn. Returns the factors, tensor name -> factor."""
     feed = random_feed(model, seed)
     factors: dict[str, float] = {}
-    for layer in refilled_layers(model, refilled):
+    for layer in weighted_layers(model):
         (out,) = run_values(model, [layer.output], feed)
         std = float(np.std(out.astype(np.float64)))
         if not np.isfinite(std) or std == 0:
@@ -151,13 +152,12 @@ def unit_variance_factors(model: onnx.ModelProto, refilled: set[str],
 def write_factors(name: str) -> None:
     from . import MODELS_DIR
 
-    model = onnx.load(str(MODELS_DIR / f"{name}.onnx"), load_external_data=False)
-    refilled = set(stripped_names(model))
-    materialize(model)
+    model = materialize(onnx.load(str(MODELS_DIR / f"{name}.onnx"),
+                                  load_external_data=False))
     output = model.graph.output[0].name
     feed = random_feed(model)
     (before,) = run_values(model, [output], feed)
-    factors = unit_variance_factors(model, refilled)
+    factors = unit_variance_factors(model)
     (after,) = run_values(model, [output], feed)
     record = {"generated_by": "python -m kiln.zoo.rescale",
               "input": f"seed 0, batch {DIMS['batch']} (seq {DIMS['seq']}): standard normal "
