@@ -1,8 +1,8 @@
 """Bounded fuzzing (hypothesis): mutated small models (attributes, input shapes, dtypes,
 opsets, initializers, serialized bytes) either compile and match ONNX Runtime (as many outputs,
 each within tolerance) or fail with a KilnError; never a crash, never a C compiler error on
-generated code. A mutant Kiln compiles but ONNX Runtime refuses has no reference: it is
-counted apart, not as a match. The CI run is derandomized; `python
+generated code. A mutant Kiln compiles but ONNX Runtime refuses has no reference, and one
+whose outputs are all empty compares nothing: both are counted apart, not as matches. The CI run is derandomized; `python
 tests/hardening/fuzz_models.py --examples 2000` runs a longer, random one."""
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ import pytest
 
 from fuzz_models import REFUSED, SEEDS, check_mutant, fuzz
 
-#: The derandomized 60 mutants reach 17 matches (hypothesis 6.155): a floor with
-#: margin, so a run that compares (almost) nothing fails.
-MIN_MATCHES = 12
+#: The derandomized 60 mutants reach 15 matches with non-empty outputs (and 3 empty, 3
+#: refused by ONNX Runtime; hypothesis 6.155): a floor with margin, so a run that compares
+#: (almost) nothing fails.
+MIN_MATCHES = 10
 
 
 @pytest.mark.parametrize("seed", SEEDS, ids=[m.graph.name for m in SEEDS])
@@ -32,4 +33,4 @@ def test_mutated_models_match_or_fail_cleanly():
     assert any(k.startswith("error:") for k in outcomes), outcomes
     unreferenced = sum(v for k, v in outcomes.items() if k.startswith(REFUSED))
     assert unreferenced == len(refused)
-    assert unreferenced <= outcomes["match"] // 4, refused   # most compiled mutants compared
+    assert unreferenced <= outcomes["match"] // 3, refused   # most compiled mutants compared
