@@ -14,7 +14,7 @@ import pytest
 
 from cross_helpers import (CROSS_TARGETS, EMITS, compile_cross, objdump, require_emulator,
                            run_emulated)
-from reference import assert_close_to_scale, assert_matches, run_onnxruntime
+from reference import assert_model_output, run_onnxruntime
 from kiln import zoo
 
 BERT_SEQ = 8
@@ -58,8 +58,7 @@ def check_model(name: str, target: str, emit: str, built, feed: dict, **options)
     expected = run_onnxruntime(zoo.load(name), feed)
     assert len(actual) == len(expected)
     for (out_name, value), reference in zip(actual.items(), expected):
-        assert_matches(value, reference, what=f"{name}/{target}/{emit}:{out_name}")
-        assert_close_to_scale(value, reference, what=f"{name}/{target}/{emit}:{out_name}")
+        assert_model_output(value, reference, what=f"{name}/{target}/{emit}:{out_name}")
 
 
 @pytest.mark.parametrize("emit", EMITS)

@@ -16,7 +16,7 @@ import kiln
 from kiln import zoo
 from kiln.cli import main
 from op_cases import cases, reference_outputs
-from reference import assert_matches, run_onnxruntime
+from reference import assert_matches, assert_model_output, run_onnxruntime
 from sanitized_run import REPORT_MARKERS, sanitizer_env
 
 RUNNER = Path(__file__).resolve().parent / "sanitized_run.py"
@@ -77,7 +77,7 @@ def test_sanitized_cnn(env, tmp_path):
     _run_sanitized(tmp_path, env)
     (expected,) = run_onnxruntime(model, {name: x})
     (actual,) = _outputs(tmp_path, "squeezenet").values()
-    assert_matches(actual, expected)
+    assert_model_output(actual, expected, what="sanitized squeezenet")
 
 
 def test_sanitize_flag_on_the_command_line(env, tmp_path, capsys):
