@@ -89,16 +89,17 @@ def make_case(case_id: str, op: str, opset: int, inputs: dict | None = None,
         [numpy_helper.from_array(np.asarray(a), n) for n, a in consts.items()])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
                               producer_name="kiln-op-cases")
-    model = _with_output_types(model, inputs, consts)
     if callable(expected):
         result = expected(**inputs, **consts)
         expected = dict(zip([n for n in names if n], result if isinstance(result, tuple)
                             else (result,)))
+    model = _with_output_types(model, inputs, consts, expected)
     return OpCase(case_id, model, inputs, expected)
 
 
-def _with_output_types(model, inputs, consts):
-    """Fill the outputs' types by shape inference (or the first input's dtype)."""
+def _with_output_types(model, inputs, consts, expected=None):
+    """Fill the outputs' types by shape inference (or the expected output's dtype, or the
+    first input's)."""
     try:
         inferred = onnx.shape_inference.infer_shapes(model)
     except Exception:   # noqa: BLE001  (old opsets without inference)
@@ -106,8 +107,9 @@ def _with_output_types(model, inputs, consts):
     first = next(iter({**inputs, **consts}.values()), np.zeros(0, np.float32))
     for output in inferred.graph.output:
         if not output.type.tensor_type.elem_type:
+            like = (expected or {}).get(output.name, first)
             output.type.tensor_type.elem_type = helper.np_dtype_to_tensor_dtype(
-                np.asarray(first).dtype)
+                np.asarray(like).dtype)
     return inferred
 
 

@@ -69,6 +69,24 @@ def test_one_unknown_op(tmp_path):
     assert "opset 1" in message
 
 
+def test_an_output_declared_with_another_dtype_is_refused(tmp_path):
+    # ONNX Runtime refuses this model too; Kiln used to return int32 data for a float output
+    model = _model([helper.make_node("Relu", ["x"], ["y"])],
+                   [helper.make_tensor_value_info("x", TensorProto.INT32, [4])],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])])
+    with pytest.raises(UnsupportedModelError, match="declared FLOAT but the graph computes INT32"):
+        kiln.compile(model, output=str(tmp_path / "m.so"))
+
+
+def test_an_empty_strides_attribute_is_refused(tmp_path):
+    pool = helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[2, 2])
+    pool.attribute.append(helper.make_attribute("strides", [], attr_type=onnx.AttributeProto.INTS))
+    model = _model([pool], [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    with pytest.raises(UnsupportedModelError, match=r"strides \[\] .* do not fit"):
+        kiln.compile(model, output=str(tmp_path / "m.so"))
+
+
 def test_three_unknown_ops_in_one_message(tmp_path):
     with pytest.raises(UnsupportedModelError) as info:
         kiln.compile(_unknown_ops(3), output=str(tmp_path / "m.so"))

@@ -382,7 +382,16 @@ def import_model(model: onnx.ModelProto, dims: Mapping[str, int] | None = None,
         if output.name not in env:
             raise UnsupportedModelError([Problem(output.name, "<output>", "", ctx.opset,
                                                  "graph output is never produced")])
-        graph.outputs.append(env[output.name])
+        value = env[output.name]
+        declared = output.type.tensor_type.elem_type if output.type.HasField("tensor_type") \
+            else 0
+        if declared and declared != value.type.dtype.value:
+            raise UnsupportedModelError([Problem(
+                output.name, "<output>", "", ctx.opset,
+                f"the graph output is declared {dtype_label(declared)} but the graph computes "
+                f"{dtype_label(value.type.dtype.value)} (an invalid model)",
+                "declare the output's real element type, or add a Cast")])
+        graph.outputs.append(value)
     graph.metadata["output_names"] = [onnx_text(o.name) for o in model.graph.output]
     return graph
 

@@ -141,8 +141,8 @@ def spatial_attrs(ctx, x: Value, kernel, strides, pads, dilations, auto_pad: str
     kernel = ints(kernel)
     if len(kernel) != rank:
         ctx.fail(f"kernel_shape {list(kernel)} does not fit the input's {rank} spatial dims")
-    strides = ints(strides) if strides else (1,) * rank
-    dilations = ints(dilations) if dilations else (1,) * rank
+    strides = ints(strides) if strides is not None else (1,) * rank     # absent, not empty
+    dilations = ints(dilations) if dilations is not None else (1,) * rank
     if len(strides) != rank or len(dilations) != rank:
         ctx.fail(f"strides {list(strides)} / dilations {list(dilations)} do not fit the "
                  f"input's {rank} spatial dims")
