@@ -47,10 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kiln {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    c = sub.add_parser("compile", help="compile MODEL.onnx into OUT.so and OUT.h")
+    c = sub.add_parser("compile", help="compile MODEL.onnx into OUT.so (or the static "
+                                       "OUT.a) and OUT.h")
     c.add_argument("model")
     c.add_argument("--target", default="host", help="x86_64 (host); see `kiln targets`")
-    c.add_argument("-o", "--output", help="the shared library to write (OUT.so)")
+    c.add_argument("-o", "--output", help="the library to write: OUT.so (shared) or OUT.a "
+                   "(static); its header OUT.h and package files go beside it")
     c.add_argument("--dim", action="append", default=[], metavar="SYMBOL=N",
                    help="pin a symbolic dim, e.g. --dim batch=1")
     c.add_argument("--shape", action="append", default=[], metavar="INPUT=1x3x224x224",
@@ -154,6 +156,14 @@ def cmd_compile(args: argparse.Namespace) -> int:
         if progress is not None:
             progress.clear()
     print(f"wrote {result.library} ({result.library_size / 1e6:.2f} MB) and {result.header}")
+    if result.package_files:
+        cmake, pc = result.package_files
+        name = pc.stem
+        print(f"packages: {cmake} (CMake: find_package({name} CONFIG), target "
+              f"{name}::{name}) and {pc} (pkg-config {name})")
+    if result.library.suffix == ".a":
+        from .runtime.build import STATIC_LINK_FLAGS
+        print(f"link: cc app.c {result.library} {' '.join(STATIC_LINK_FLAGS)}")
     print(f"target {result.target}; {result.kernels} kernels; compiled in "
           f"{result.compile_seconds:.2f} s")
     print(f"arena {result.arena_size} bytes (lower bound {result.arena_lower_bound}); "
