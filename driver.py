@@ -33,7 +33,7 @@ from .runtime.abi import ModelSpec, TensorSpec, check_prefix
 from .runtime.build import RUNTIME_SOURCES, runtime_cflags, runtime_ldflags
 from .runtime.header import render_header
 from .runtime.cpu_check import Level, cpu_check_source
-from .runtime.manifest import MANIFEST_VERSION, manifest_source
+from .runtime.manifest import MANIFEST_VERSION, link_symbol, manifest_source
 from .runtime.packaging import write_package_files
 from .targets import get_target
 from .targets.toolchain import (SANITIZE_CFLAGS, BuildUnit, RuntimeBuild, build_shared,
@@ -213,7 +213,8 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
             "inputs": [_tensor(t) for t in sources.inputs],
             "outputs": [_tensor(t) for t in sources.outputs],
             "levels": [_level_entry(target_spec, b) for b in builds]}
-        (workdir / "manifest.c").write_text(manifest_source(manifest))
+        build_symbol = link_symbol(manifest, prefix)   # OUT.h refers to it: see header.h.j2
+        (workdir / "manifest.c").write_text(manifest_source(manifest, build_symbol))
         (workdir / "cpu_check.c").write_text(cpu_check_source(
             [Level("KILN_MODEL" if not b.stem else f"kiln_model{b.stem}", b.cpu or "native",
                    b.checked) for b in builds]))
@@ -235,7 +236,7 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
                            for i in sources.outputs],
                           workspace_size=max(b.sources.arena_size for b in builds),
                           threads_max=threads)
-        header_text = render_header(model_spec, prefix, header_path.name)
+        header_text = render_header(model_spec, prefix, header_path.name, build_symbol)
         if keep_sources is not None:
             keep = Path(keep_sources)
             keep.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -109,6 +110,20 @@ def test_two_models_link_into_one_program(cc, models, tmp_path, kind):
         needed = run_cmd(["ldd", tmp_path / "two"]).stdout
         allowed = ("linux-vdso", "libc.so", "libm.so", "libpthread.so", "ld-linux")
         assert all(any(a in line for a in allowed) for line in needed.strip().splitlines())
+
+
+def test_two_static_libraries_of_one_prefix_do_not_link(cc, models, tmp_path):
+    """Same prefix, two models: each header refers to its own build's symbol, so both
+    archives are pulled in and their C APIs collide (not the first answering for both)."""
+    for prefix, name in (("resnet_", "a"), ("bert_", "b")):
+        (tmp_path / name).mkdir()
+        kiln.compile(models[prefix], output=str(tmp_path / name / "m.a"), prefix="same_")
+    (tmp_path / "main.c").write_text('#include "a/m.h"\n#include "b/m.h"\n'
+                                     "int main(void) { return same_num_inputs() != 1; }\n")
+    result = subprocess.run([cc, "main.c", "-I.", "a/m.a", "b/m.a", "-pthread", "-lm"],
+                            cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "multiple definition of `same_" in result.stderr, result.stderr
 
 
 @pytest.mark.skipif(shutil.which("qemu-aarch64") is None or
