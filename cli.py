@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("inspect", help="describe a model (inputs, outputs, ops, support) or a "
                                        "compiled OUT.so (its manifest)")
-    i.add_argument("model", help="MODEL.onnx, or an artifact OUT.so")
+    i.add_argument("model", help="MODEL.onnx, or an artifact OUT.so or OUT.a")
     i.add_argument("--json", action="store_true",
                    help="for an artifact: print its whole manifest as JSON")
     i.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
@@ -278,11 +278,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def _is_artifact(path: str) -> bool:
+    """An ELF file (OUT.so) or an ar archive (OUT.a), not an ONNX model."""
     try:
         with open(path, "rb") as f:
-            return f.read(4) == b"\x7fELF"
+            head = f.read(8)
     except OSError:
         return False
+    return head[:4] == b"\x7fELF" or head == b"!<arch>\n"
 
 
 def inspect_artifact(path: str, as_json: bool) -> int:

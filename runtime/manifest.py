@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from ..compiler.errors import ArtifactError
@@ -67,10 +69,38 @@ def parse_manifest(raw: bytes, where: str) -> dict[str, Any]:
 
 
 def read_manifest(path: str) -> dict[str, Any] | None:
-    """The manifest of the artifact at `path`, read from the file without loading it (None
-    for an artifact built before manifests)."""
-    raw = read_section(path, read_elf(path), SECTION)
+    """The manifest of the artifact at `path` (a shared library, or a static library: the
+    object inside it), read from the file without loading it (None for an artifact built
+    before manifests)."""
+    with open(path, "rb") as f:
+        archive = f.read(8) == AR_MAGIC
+    if not archive:
+        raw = read_section(path, read_elf(path), SECTION)
+        return None if raw is None else parse_manifest(raw, path)
+    with tempfile.TemporaryDirectory(prefix="kiln-inspect-") as folder:
+        member = Path(folder) / "member.o"
+        member.write_bytes(_elf_member(path))
+        raw = read_section(str(member), read_elf(str(member)), SECTION)
     return None if raw is None else parse_manifest(raw, path)
+
+
+AR_MAGIC = b"!<arch>\n"
+
+
+def _elf_member(path: str) -> bytes:
+    """The first ELF object in the ar archive at `path` (a Kiln static library has one)."""
+    data = Path(path).read_bytes()
+    at = len(AR_MAGIC)
+    while at + 60 <= len(data):
+        size = data[at + 48:at + 58].strip()
+        if not size.isdigit() or data[at + 58:at + 60] != b"`\n":
+            break
+        body = data[at + 60:at + 60 + int(size)]
+        if body[:4] == b"\x7fELF":
+            return body
+        at += 60 + int(size) + int(size) % 2
+    raise ArtifactError(f"{path} is an archive without an ELF object: not a Kiln static "
+                        f"library")
 
 
 def describe(manifest: dict[str, Any]) -> str:

@@ -92,6 +92,17 @@ def test_static_library_defines_only_its_prefixed_api(tmp_path):
     assert " d KILN_MODEL" in local and " r kiln_weights" in local
 
 
+def test_static_library_is_inspected_and_refused_by_load(tmp_path):
+    from kiln.runtime import load
+    from kiln.runtime.manifest import read_manifest
+
+    library = kiln.compile(_gemm_model(), output=str(tmp_path / "dense.a"), prefix="dense_")
+    manifest = read_manifest(library)
+    assert manifest["model"]["name"] == "dense" and manifest["options"]["prefix"] == "dense_"
+    with pytest.raises(kiln.KilnError, match="static library .* compile it to a .so"):
+        load(library)
+
+
 @pytest.mark.parametrize("kind", ["a", "so"])
 def test_two_models_link_into_one_program(cc, models, tmp_path, kind):
     for prefix, name in (("resnet_", "a"), ("bert_", "b")):
