@@ -225,8 +225,10 @@ def build_static(workdir: Path, units: Sequence[BuildUnit], output: Path, target
     symbols it needs from outside (libc, libm, libpthread, the compiler's runtime)."""
     from .elf_localize import defined_globals, localize_hidden
 
-    if target.toolchain == "zig" or cc == "zig":   # clang's address-significance table
-        extra_flags = (*extra_flags, "-fno-addrsig")   # names symbols by index: left out
+    clang = cc == "zig" or (not cc and target.toolchain == "zig") or \
+        (cc is not None and "clang" in Path(cc).name)
+    if clang:   # clang's address-significance table names symbols by index: left out
+        extra_flags = (*extra_flags, "-fno-addrsig")
     objects = _compile_units(workdir, units, target, runtime, cc, extra_flags)
     merged = workdir / "model_merged.o"
     run_compiler([*compiler_command(target, cc, target.baseline_cpu or None), "-r",
