@@ -81,8 +81,9 @@ def compile_model(model: Any, target: str = "host", output: str | Path = "model.
                   dims: Mapping[str, int] | None = None,
                   shapes: Mapping[str, Sequence[int]] | None = None,
                   **options: Any) -> str:
-    """Compile `model` (a path, bytes or onnx.ModelProto) into `output` (+ its .h header);
-    `options` are compile_detailed's keyword-only parameters (COMPILE_OPTIONS)."""
+    """Compile `model` (a path, bytes or onnx.ModelProto) into `output` (.so or .a, + its .h
+    header and package files); `options` are compile_detailed's keyword-only parameters
+    (COMPILE_OPTIONS)."""
     check_options(options)
     return str(compile_detailed(model, target, output, dims, shapes, **options).library)
 
