@@ -8,7 +8,9 @@ __version__ = "0.1.0"
 def compile(model, target: str = "host", output: str = "model.so", dims=None, shapes=None,
             **options) -> str:
     """Compile `model` (a path, bytes or onnx.ModelProto) for `target` into `output` and its
-    header (`output` with .h); returns the .so path.
+    header (`output` with .h); returns the library's path. `output` ends in .so (a shared
+    library) or .a (a static one, linked with -pthread -lm); <stem>-config.cmake and
+    <stem>.pc are written beside it for CMake and pkg-config.
 
     dims: symbolic dim -> size, e.g. {"batch": 1} (`--dim`); shapes: input -> its whole
     shape, e.g. {"x": (1, 3, 224, 224)} (`--shape`). The options, as on the command line:

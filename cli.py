@@ -47,10 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kiln {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    c = sub.add_parser("compile", help="compile MODEL.onnx into OUT.so and OUT.h")
+    c = sub.add_parser("compile", help="compile MODEL.onnx into OUT.so (or the static "
+                                       "OUT.a) and OUT.h")
     c.add_argument("model")
     c.add_argument("--target", default="host", help="x86_64 (host); see `kiln targets`")
-    c.add_argument("-o", "--output", help="the shared library to write (OUT.so)")
+    c.add_argument("-o", "--output", help="the library to write: OUT.so (shared) or OUT.a "
+                   "(static); its header OUT.h and package files go beside it")
     c.add_argument("--dim", action="append", default=[], metavar="SYMBOL=N",
                    help="pin a symbolic dim, e.g. --dim batch=1")
     c.add_argument("--shape", action="append", default=[], metavar="INPUT=1x3x224x224",
@@ -105,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("inspect", help="describe a model (inputs, outputs, ops, support) or a "
                                        "compiled OUT.so (its manifest)")
-    i.add_argument("model", help="MODEL.onnx, or an artifact OUT.so")
+    i.add_argument("model", help="MODEL.onnx, or an artifact OUT.so or OUT.a")
     i.add_argument("--json", action="store_true",
                    help="for an artifact: print its whole manifest as JSON")
     i.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
@@ -154,6 +156,14 @@ def cmd_compile(args: argparse.Namespace) -> int:
         if progress is not None:
             progress.clear()
     print(f"wrote {result.library} ({result.library_size / 1e6:.2f} MB) and {result.header}")
+    if result.package_files:
+        cmake, pc = result.package_files
+        name = pc.stem
+        print(f"packages: {cmake} (CMake: find_package({name} CONFIG), target "
+              f"{name}::{name}) and {pc} (pkg-config {name})")
+    if result.library.suffix == ".a":
+        from .runtime.build import STATIC_LINK_FLAGS
+        print(f"link: cc app.c {result.library} {' '.join(STATIC_LINK_FLAGS)}")
     print(f"target {result.target}; {result.kernels} kernels; compiled in "
           f"{result.compile_seconds:.2f} s")
     print(f"arena {result.arena_size} bytes (lower bound {result.arena_lower_bound}); "
@@ -268,11 +278,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def _is_artifact(path: str) -> bool:
+    """An ELF file (OUT.so) or an ar archive (OUT.a), not an ONNX model."""
     try:
         with open(path, "rb") as f:
-            return f.read(4) == b"\x7fELF"
+            head = f.read(8)
     except OSError:
         return False
+    return head[:4] == b"\x7fELF" or head == b"!<arch>\n"
 
 
 def inspect_artifact(path: str, as_json: bool) -> int:

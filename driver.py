@@ -1,5 +1,6 @@
 """The driver, above every stage: compile_model takes an ONNX model through import, the
-passes and codegen to a shared library and its header."""
+passes and codegen to a shared library (OUT.so) or a static one (OUT.a), its header OUT.h,
+and the package files that let CMake and pkg-config find them (runtime/packaging.py)."""
 
 from __future__ import annotations
 
@@ -32,10 +33,14 @@ from .runtime.abi import ModelSpec, TensorSpec, check_prefix
 from .runtime.build import RUNTIME_SOURCES, runtime_cflags, runtime_ldflags
 from .runtime.header import render_header
 from .runtime.cpu_check import Level, cpu_check_source
-from .runtime.manifest import MANIFEST_VERSION, manifest_source
+from .runtime.manifest import MANIFEST_VERSION, link_symbol, manifest_source
+from .runtime.packaging import write_package_files
 from .targets import get_target
 from .targets.toolchain import (SANITIZE_CFLAGS, BuildUnit, RuntimeBuild, build_shared,
-                                checked_features, cpu_flags)
+                                build_static, checked_features, cpu_flags)
+
+#: What `-o` may end with, and the kind of library each writes.
+OUTPUT_KINDS = {".so": "shared", ".a": "static"}
 
 
 class OptionError(KilnError, ValueError):
@@ -57,6 +62,7 @@ class CompileResult:
     phases: dict[str, float] = field(default_factory=dict)
     cpu: str = "native"                 # the CPU the code is built for
     checked_features: tuple[str, ...] = ()   # what session creation checks the CPU has
+    package_files: tuple[Path, ...] = ()     # <name>-config.cmake and <name>.pc beside it
 
     @property
     def library_size(self) -> int:
@@ -75,8 +81,9 @@ def compile_model(model: Any, target: str = "host", output: str | Path = "model.
                   dims: Mapping[str, int] | None = None,
                   shapes: Mapping[str, Sequence[int]] | None = None,
                   **options: Any) -> str:
-    """Compile `model` (a path, bytes or onnx.ModelProto) into `output` (+ its .h header);
-    `options` are compile_detailed's keyword-only parameters (COMPILE_OPTIONS)."""
+    """Compile `model` (a path, bytes or onnx.ModelProto) into `output` (.so or .a, + its .h
+    header and package files); `options` are compile_detailed's keyword-only parameters
+    (COMPILE_OPTIONS)."""
     check_options(options)
     return str(compile_detailed(model, target, output, dims, shapes, **options).library)
 
@@ -136,6 +143,15 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
                           f"{output / 'model.so'}")
     if not output.parent.exists():
         raise OptionError(f"the output folder '{output.parent}' does not exist")
+    kind = OUTPUT_KINDS.get(output.suffix)
+    if kind is None:
+        raise OptionError(f"output '{output}': the file name says what to build and must end "
+                          f"in .so (a shared library) or .a (a static library), e.g. "
+                          f"{output.with_suffix('.so')}")
+    if kind == "static" and sanitize:
+        raise OptionError(f"--sanitize builds a shared library to load with LD_PRELOAD; "
+                          f"write {output.with_suffix('.so')}, or build your program and a "
+                          f".so with -fsanitize=address,undefined")
     check_prefix(prefix)
     target_spec = get_target(target)
     renderer = renderer_for(emit)
@@ -198,16 +214,21 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
             "inputs": [_tensor(t) for t in sources.inputs],
             "outputs": [_tensor(t) for t in sources.outputs],
             "levels": [_level_entry(target_spec, b) for b in builds]}
-        (workdir / "manifest.c").write_text(manifest_source(manifest))
+        build_symbol = link_symbol(manifest, prefix)   # OUT.h refers to it: see header.h.j2
+        (workdir / "manifest.c").write_text(manifest_source(manifest, build_symbol))
         (workdir / "cpu_check.c").write_text(cpu_check_source(
             [Level("KILN_MODEL" if not b.stem else f"kiln_model{b.stem}", b.cpu or "native",
                    b.checked) for b in builds]))
-        build_target = workdir / "model.so"
+        build_target = workdir / f"model{output.suffix}"
         runtime = RuntimeBuild((*RUNTIME_SOURCES, workdir / "cpu_check.c",
                                 workdir / "manifest.c"),
-                               tuple(runtime_cflags(prefix)), tuple(runtime_ldflags()))
-        build_shared(workdir, units, build_target, target_spec, runtime, cc=cc,
-                     extra_flags=SANITIZE_CFLAGS if sanitize else ())
+                               tuple(runtime_cflags(prefix)),
+                               tuple(runtime_ldflags(soname=output.name)))
+        if kind == "static":
+            build_static(workdir, units, build_target, target_spec, runtime, prefix, cc=cc)
+        else:
+            build_shared(workdir, units, build_target, target_spec, runtime, cc=cc,
+                         extra_flags=SANITIZE_CFLAGS if sanitize else ())
         t = phase("cc", t)
         model_spec = ModelSpec(graph.name,
                           [TensorSpec(i.name, i.dtype_name, i.dtype_code, i.shape)
@@ -216,7 +237,7 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
                            for i in sources.outputs],
                           workspace_size=max(b.sources.arena_size for b in builds),
                           threads_max=threads)
-        header_text = render_header(model_spec, prefix, header_path.name)
+        header_text = render_header(model_spec, prefix, header_path.name, build_symbol)
         if keep_sources is not None:
             keep = Path(keep_sources)
             keep.mkdir(parents=True, exist_ok=True)
@@ -228,13 +249,15 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
                     shutil.copy(workdir / name, keep / name)
         shutil.move(str(build_target), output)
         header_path.write_text(header_text)
+        package_files = write_package_files(output, header_path, graph.name,
+                                            target_spec.name, __version__)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return CompileResult(output, header_path, target_spec.name, time.perf_counter() - start,
                          graph.plan.arena_size, graph.plan.lower_bound, len(sources.weights),
                          sources.kernels, phases,
                          ",".join(level["cpu"] for level in manifest["levels"]),
-                         tuple(f.name for f in best.checked))
+                         tuple(f.name for f in best.checked), package_files)
 
 
 @dataclass

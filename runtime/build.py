@@ -25,7 +25,16 @@ def runtime_cflags(prefix: str = DEFAULT_PREFIX) -> list[str]:
             f"-I{INCLUDE_DIR}"]
 
 
-def runtime_ldflags() -> list[str]:
+#: What a program linking a static artifact (OUT.a) adds after it: the C library's threads
+#: and libm, nothing else (`cc main.c model.a -pthread -lm`).
+STATIC_LINK_FLAGS = ("-pthread", "-lm")
+
+
+def runtime_ldflags(soname: str | None = None) -> list[str]:
     """Link flags for the shared library (libc, libm, libpthread only; an unresolved symbol is
-    a link error, not a dlopen failure later)."""
-    return ["-shared", "-pthread", "-lm", "-Wl,--no-undefined"]
+    a link error, not a dlopen failure later). `soname`: its DT_SONAME, the file's name, so
+    that a program linked against it by path (CMake does) records the name, not the path."""
+    flags = ["-shared", "-pthread", "-lm", "-Wl,--no-undefined"]
+    if soname and "," not in soname:   # -Wl splits at commas
+        flags.append(f"-Wl,-soname,{soname}")
+    return flags

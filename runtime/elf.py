@@ -97,6 +97,10 @@ def read_elf(path: str) -> ElfInfo:
         raise ArtifactError(f"cannot read {path}: {exc.strerror or exc}") from exc
     with f:
         ident = f.read(16)
+        if ident[:8] == b"!<arch>\n":
+            raise ArtifactError(f"{path} is a static library (an ar archive): link it into a "
+                                f"program (cc app.c {os.path.basename(path)} -pthread -lm); "
+                                f"to load or run a model from Python, compile it to a .so")
         if ident[:4] != b"\x7fELF":
             raise ArtifactError(f"{path} is not a compiled model: it is not an ELF shared "
                                 "library (no ELF magic number)")

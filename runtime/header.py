@@ -54,8 +54,11 @@ def _tensor_line(index: int, t: TensorSpec, name_width: int) -> str:
     return f"{index}  {name}  {t.dtype} ({c_type})  {dims}  {t.nbytes} bytes"
 
 
-def render_header(model: ModelSpec, prefix: str = "kiln_", header_name: str = "model.h") -> str:
-    """The public header for `model` compiled with symbol prefix `prefix`."""
+def render_header(model: ModelSpec, prefix: str = "kiln_", header_name: str = "model.h",
+                  link_symbol: str | None = None) -> str:
+    """The public header for `model` compiled with symbol prefix `prefix`. `link_symbol`: a
+    symbol only this build defines (manifest_source's), which the header makes every
+    including file refer to, so that two libraries of one prefix cannot link silently."""
     check_prefix(prefix)
     types_block, prototypes = _abi_blocks()
     prototypes = prototypes.replace("KILN_EXPORT ", "")
@@ -75,4 +78,5 @@ def render_header(model: ModelSpec, prefix: str = "kiln_", header_name: str = "m
         threads_max=model.threads_max,
         types_block=types_block,
         prototypes_block=prototypes,
+        link_symbol=link_symbol,
     )

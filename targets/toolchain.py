@@ -156,13 +156,11 @@ class BuildUnit:
     defines: tuple[str, ...] = ()
 
 
-def build_shared(workdir: Path, units: Sequence[BuildUnit], output: Path, target: Target,
-                 runtime: RuntimeBuild, cc: str | None = None,
-                 extra_flags: Sequence[str] = ()) -> None:
-    """Compile each unit for its CPU, and the runtime's sources for the target's baseline
-    CPU (so that session creation runs on any CPU of the architecture and can refuse one
-    that lacks what the units use), into the shared library `output`. A compiler failure is
-    a Kiln bug: the error carries the compiler's words."""
+def _compile_units(workdir: Path, units: Sequence[BuildUnit], target: Target,
+                   runtime: RuntimeBuild, cc: str | None, extra_flags: Sequence[str]
+                   ) -> list[str]:
+    """Compile the runtime's sources for the target's baseline CPU and each unit for its
+    CPU; the object files, relative to `workdir` (a unit's own objects included)."""
     baseline = [*compiler_command(target, cc, target.baseline_cpu or None), *BASE_CFLAGS,
                 *extra_flags, *runtime.cflags, "-c"]
     objects = []
@@ -170,13 +168,6 @@ def build_shared(workdir: Path, units: Sequence[BuildUnit], output: Path, target
         objects.append(f"runtime_{Path(source).stem}.o")
         run_compiler([*baseline, str(source), "-o", objects[-1]], workdir, "the runtime",
                      target)
-    if len(units) == 1 and not units[0].defines:   # one compiler run builds and links it
-        unit = units[0]
-        command = [*compiler_command(target, cc, unit.cpu), *BASE_CFLAGS, *extra_flags,
-                   *runtime.cflags, f"-Wa,-I{workdir}", *unit.sources, *objects,
-                   "-o", str(output), *runtime.ldflags]
-        run_compiler(command, workdir, "generated code", target)
-        return
     for unit in units:
         compile_unit = [*compiler_command(target, cc, unit.cpu), *BASE_CFLAGS, *extra_flags,
                         *runtime.cflags, *unit.defines, f"-Wa,-I{workdir}", "-c"]
@@ -187,6 +178,74 @@ def build_shared(workdir: Path, units: Sequence[BuildUnit], output: Path, target
             objects.append(f"{Path(source).stem}.o")
             run_compiler([*compile_unit, source, "-o", objects[-1]], workdir,
                          "generated code", target)
+    return objects
+
+
+def build_shared(workdir: Path, units: Sequence[BuildUnit], output: Path, target: Target,
+                 runtime: RuntimeBuild, cc: str | None = None,
+                 extra_flags: Sequence[str] = ()) -> None:
+    """Compile each unit for its CPU, and the runtime's sources for the target's baseline
+    CPU (so that session creation runs on any CPU of the architecture and can refuse one
+    that lacks what the units use), into the shared library `output`. A compiler failure is
+    a Kiln bug: the error carries the compiler's words."""
+    if len(units) == 1 and not units[0].defines:   # one compiler run builds and links it
+        objects = _compile_units(workdir, (), target, runtime, cc, extra_flags)
+        unit = units[0]
+        command = [*compiler_command(target, cc, unit.cpu), *BASE_CFLAGS, *extra_flags,
+                   *runtime.cflags, f"-Wa,-I{workdir}", *unit.sources, *objects,
+                   "-o", str(output), *runtime.ldflags]
+        run_compiler(command, workdir, "generated code", target)
+        return
+    objects = _compile_units(workdir, units, target, runtime, cc, extra_flags)
     link = [*compiler_command(target, cc, target.baseline_cpu or None), *extra_flags,
             *objects, "-o", str(output), *runtime.ldflags]
     run_compiler(link, workdir, "the link", target)
+
+
+def archiver_command(target: Target, cc: str | None = None) -> list[str]:
+    """The archiver of the target's toolchain: zig's (llvm-ar, any architecture) for zig
+    targets and zig cc, else the system `ar` (gcc-ar when only that is installed)."""
+    if cc == "zig" or target.toolchain == "zig":
+        return [*zig_command(), "ar"]
+    for name in ("ar", "gcc-ar"):
+        path = shutil.which(name)
+        if path:
+            return [path]
+    raise ToolchainError("no archiver found for the static library (tried ar, gcc-ar); "
+                         "install binutils (apt-get install binutils) or write a .so")
+
+
+def build_static(workdir: Path, units: Sequence[BuildUnit], output: Path, target: Target,
+                 runtime: RuntimeBuild, prefix: str, cc: str | None = None,
+                 extra_flags: Sequence[str] = ()) -> list[str]:
+    """Build the static library `output`: the objects of build_shared, merged by `ld -r`
+    into one relocatable object whose hidden symbols are then made local (elf_localize: two
+    models in one program cannot clash), archived with the target's archiver. Every global
+    it defines must be `prefix`'s C API (checked: anything else is a Kiln bug). Returns the
+    symbols it needs from outside (libc, libm, libpthread, the compiler's runtime)."""
+    from .elf_localize import defined_globals, localize_hidden
+
+    clang = cc == "zig" or (not cc and target.toolchain == "zig") or \
+        (cc is not None and "clang" in Path(cc).name)
+    if clang:   # clang's address-significance table names symbols by index: left out
+        extra_flags = (*extra_flags, "-fno-addrsig")
+    objects = _compile_units(workdir, units, target, runtime, cc, extra_flags)
+    merged = workdir / "model_merged.o"
+    run_compiler([*compiler_command(target, cc, target.baseline_cpu or None), "-r",
+                  "-nostdlib", *objects, "-o", str(merged)], workdir, "the merge (ld -r)",
+                 target)
+    localize_hidden(merged)
+    defined, undefined = defined_globals(merged)
+    stray = [name for name in defined if not name.startswith(prefix)]
+    if stray:
+        raise ToolchainError(f"the static library would define {', '.join(sorted(stray))} "
+                             f"beside the {prefix}* C API (a bug in Kiln: an internal symbol "
+                             f"that is neither prefixed nor hidden)")
+    output.unlink(missing_ok=True)
+    archive = [*archiver_command(target, cc), "rcs", str(output), str(merged)]
+    result = subprocess.run(archive, cwd=workdir, capture_output=True, text=True,
+                            env=toolchain_env())
+    if result.returncode != 0:
+        raise ToolchainError(f"the archiver failed on {output}: "
+                             f"{(result.stderr or result.stdout).strip()[:500]}")
+    return undefined

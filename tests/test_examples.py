@@ -60,9 +60,15 @@ def test_python_example_matches_onnxruntime(squeezenet):
 
 @pytest.mark.slow
 def test_quickstart(tmp_path):
-    out = _run([sys.executable, str(ROOT / "examples" / "python" / "quickstart.py"),
-                "--model", "squeezenet1_1", "--runs", "2", "--out", str(tmp_path)])
+    out = _run([sys.executable, "-m", "kiln.quickstart", "--model", "squeezenet1_1",
+                "--runs", "2", "--out", str(tmp_path)])
     assert "(match)" in out
+
+
+def test_quickstart_script_runs_the_module():
+    """examples/python/quickstart.py, from a checkout, is `python -m kiln.quickstart`."""
+    out = _run([sys.executable, str(ROOT / "examples" / "python" / "quickstart.py"), "--help"])
+    assert "Quickstart: compile a real CNN" in out and "--model" in out
 
 
 @pytest.mark.skipif(shutil.which("ldd") is None, reason="needs ldd (Debian libc-bin)")
