@@ -24,6 +24,7 @@ def read_passing(path: str | Path = PASSING_FILE) -> list[str]:
 def write_passing(outcomes: Sequence[Outcome], path: str | Path = PASSING_FILE) -> int:
     """Write the sorted names of the passing outcomes to `path`; returns how many."""
     names = sorted(o.name for o in outcomes if o.status == "pass")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text("".join(f"{name}\n" for name in names))
     return len(names)
 
