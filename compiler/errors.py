@@ -47,6 +47,9 @@ class Problem:
     opset: int
     reason: str
     hint: str = ""
+    #: The graph inputs that, fixed at compile time (`--const NAME=VALUE`), would remove this
+    #: problem (e.g. a Reshape whose shape is computed from them); empty when none would.
+    consts: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         domain = self.domain or "ai.onnx"

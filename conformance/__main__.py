@@ -1,8 +1,10 @@
 """python -m kiln.conformance [--filter REGEX] [--jobs N] [--report docs/conformance.md]
+    [--write-passing conformance/passing.txt] [--check-passing conformance/passing.txt]
 
-Fetches the onnx 1.22.0 test data once (pip), runs the node tests, prints the counts and
-the commonest reasons for failures, and writes the Markdown report if asked. Exits 1 when
-any test gives a wrong answer or crashes."""
+Fetches the onnx 1.22.0 test data once (pip), runs the node tests, prints the counts (the
+passes split by what they exercised) and the commonest reasons for failures, and writes the
+Markdown report and the list of passing tests if asked. Exits 1 when any test gives a wrong
+answer or crashes, or (with --check-passing) when a listed test no longer passes."""
 
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ from pathlib import Path
 
 from .cases import discover, discover_light
 from .data import ensure_test_data
-from .report import render, top_reasons
+from .passing import compare_passing, read_passing, write_passing
+from .report import pass_counts, render, top_reasons
 from .runner import DEFAULT_TIMEOUT, counts, run_tests
 
 
@@ -34,7 +37,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", "-v", action="store_true", help="print every outcome")
     parser.add_argument("--light", action="store_true",
                         help="run the nine light model-zoo networks instead of node tests")
+    parser.add_argument("--write-passing", default=None, metavar="FILE",
+                        help="write the sorted names of the passing tests here (a full run)")
+    parser.add_argument("--check-passing", default=None, metavar="FILE",
+                        help="fail when a test listed in FILE does not pass; name new passes")
     args = parser.parse_args(argv)
+    if args.write_passing and (args.filter or args.light):
+        print("--write-passing needs the full node suite (no --filter, no --light)",
+              file=sys.stderr)
+        return 2
 
     root = ensure_test_data(args.cache)
     tests = discover_light(root / "light") if args.light else discover(root / "node",
@@ -60,17 +71,30 @@ def main(argv: list[str] | None = None) -> int:
     total = counts(outcomes)
     print(f"{len(outcomes)} tests in {seconds:.0f} s: " +
           ", ".join(f"{v} {k}" for k, v in total.items()))
+    print("  passes: " + ", ".join(f"{v} {k}" for k, v in pass_counts(outcomes).items()))
     for key, count in top_reasons(outcomes):
         print(f"  {count:5d}  {key}")
     if args.report:
         command = "python -m kiln.conformance" + (f" --filter '{args.filter}'"
                                                   if args.filter else "") + \
-            f" --jobs {args.jobs} --report {args.report}"
+            f" --jobs {args.jobs} --report {args.report}" + \
+            (f" --write-passing {args.write_passing}" if args.write_passing else "")
         Path(args.report).parent.mkdir(parents=True, exist_ok=True)
         Path(args.report).write_text(render(outcomes, command, seconds, args.jobs))
     if args.json:
         Path(args.json).write_text(json.dumps([asdict(o) for o in outcomes], indent=1))
-    return 1 if total["wrong"] or total["crash"] else 0
+    if args.write_passing:
+        count = write_passing(outcomes, args.write_passing)
+        print(f"wrote {count} passing tests to {args.write_passing}")
+    regressed = []
+    if args.check_passing:
+        regressed, new = compare_passing(outcomes, read_passing(args.check_passing))
+        for outcome in regressed:
+            print(f"regressed   {outcome.name} ({outcome.status}): {outcome.reason[:200]}")
+        for outcome in new:
+            print(f"new pass    {outcome.name} (not in {args.check_passing}: refresh it with "
+                  f"--write-passing)")
+    return 1 if total["wrong"] or total["crash"] or regressed else 0
 
 
 if __name__ == "__main__":

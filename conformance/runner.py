@@ -8,6 +8,11 @@ and compares with the stored outputs. A test ends as one of:
 - wrong: it compiled and ran, but an output differs (value, shape or dtype)
 - crash: the C compiler failed on generated code (ToolchainError), a non-Kiln exception,
   a failed run, the worker died (signal) or the test ran past its time limit
+
+When a compile refuses because an input must be known at compile time, the worker binds
+exactly the inputs the error names to the test's stored values (as `--const` would) and
+compiles again; the outcome records what it bound, and `pass_kind` tells a pass of generated
+code from one with bound inputs or with no run-time input left.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import shutil
 import tempfile
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -26,6 +31,9 @@ from typing import Callable, Iterable, Sequence
 from .cases import NodeTest, compare, load_data_set, primary_op
 
 STATUSES = ("pass", "unsupported", "wrong", "crash")
+#: What a pass exercised (pass_kind): everything at run time, inputs bound at compile time
+#: (integers only, or some float/bool), or no run-time input at all.
+PASS_KINDS = ("run-time", "bound-int", "bound-float", "no-run-time-input")
 #: Seconds one test may take (compile + run) before it counts as a hang.
 DEFAULT_TIMEOUT = 300.0
 
@@ -39,6 +47,10 @@ class Outcome:
     status: str
     reason: str = ""
     seconds: float = 0.0
+    #: Inputs bound to their stored values at compile time (name -> numpy dtype), and how
+    #: many inputs were left to feed at run time (-1: the test did not get that far).
+    bound: dict[str, str] = field(default_factory=dict)
+    runtime_inputs: int = -1
 
 
 def run_test(test: NodeTest, workdir: Path) -> Outcome:
@@ -46,15 +58,18 @@ def run_test(test: NodeTest, workdir: Path) -> Outcome:
     import onnx
 
     from ..compiler.errors import InputError, KilnError, ToolchainError
-    from ..driver import compile_model
     from ..runtime import load
 
     start = time.perf_counter()
     op = "(unreadable)"
+    consts: dict = {}
+    runtime_inputs = -1
 
     def done(status: str, reason: str = "") -> Outcome:
         return Outcome(test.name, op, status, reason.strip(),
-                       round(time.perf_counter() - start, 3))
+                       round(time.perf_counter() - start, 3),
+                       {name: str(value.dtype) for name, value in consts.items()},
+                       runtime_inputs)
 
     try:
         model = onnx.load(str(test.model_path))
@@ -66,35 +81,19 @@ def run_test(test: NodeTest, workdir: Path) -> Outcome:
         feed, expected = load_data_set(test, model)
     except Exception as exc:  # noqa: BLE001
         return done("unsupported", f"stored test data is not plain tensors: {exc}")
-    folded: list[str] = []
     try:
-        try:
-            compile_model(model, target="host", output=library)
-        except KilnError as exc:
-            if "known at compile time" not in str(exc):
-                raise
-            frozen = _freeze_small_inputs(model, feed, integers_only=True)
-            try:
-                if frozen is None:
-                    raise exc
-                compile_model(frozen[0], target="host", output=library)
-            except KilnError as again:
-                if "known at compile time" not in str(again):
-                    raise
-                frozen = _freeze_small_inputs(model, feed, integers_only=False)
-                if frozen is None:
-                    raise
-                compile_model(frozen[0], target="host", output=library)
-            model, folded = frozen
-            feed = {k: v for k, v in feed.items() if k not in folded}
+        compile_binding_named_inputs(model, feed, library, consts)
     except ToolchainError as exc:
         return done("crash", f"C compiler failed: {_first_line(str(exc))}")
     except KilnError as exc:
-        return done("unsupported", _kiln_reason(exc))
+        after = f" (after binding {', '.join(consts)} at compile time)" if consts else ""
+        return done("unsupported", _kiln_reason(exc) + after)
     except Exception as exc:  # noqa: BLE001
         return done("crash", f"{type(exc).__name__} while compiling: {exc} "
                              f"[{_where(exc)}]")
-    note = f"inputs {', '.join(folded)} bound at compile time" if folded else ""
+    feed = {k: v for k, v in feed.items() if k not in consts}
+    runtime_inputs = len(feed)
+    note = f"inputs {', '.join(consts)} bound at compile time" if consts else ""
     try:
         with load(library, threads=1) as session:
             actual = list(session.run(feed).values())
@@ -116,25 +115,56 @@ def run_test(test: NodeTest, workdir: Path) -> Outcome:
     return done("pass", note)
 
 
-def _freeze_small_inputs(model, feed, integers_only: bool):
-    """The model with its small inputs (axes, shapes, pads, counts, depths: at most 64
-    elements, rank <= 1; integers only unless asked) turned into initializers holding the
-    test's values, as a user compiling ahead of time binds them; None if there are none."""
-    from onnx import numpy_helper
+def compile_binding_named_inputs(model, feed: dict, library: Path, consts: dict) -> None:
+    """Compile `model` for the host into `library`. When Kiln refuses because an input must
+    be known at compile time, bind exactly the inputs its error names (`Problem.consts`) to
+    their values in `feed`, as a user passes `--const NAME=VALUE`, and compile again, until
+    it compiles or refuses for another reason (raised). `consts` collects what was bound
+    (name -> value), also when the compile fails in the end."""
+    from ..compiler.errors import UnsupportedModelError
+    from ..driver import compile_model
 
-    names = [name for name, value in feed.items()
-             if (value.dtype.kind in "iu" or not integers_only) and value.ndim <= 1
-             and value.size <= 64]
-    if not names:
-        return None
-    frozen = type(model)()
-    frozen.CopyFrom(model)
-    keep = [i for i in frozen.graph.input if i.name not in names]
-    del frozen.graph.input[:]
-    frozen.graph.input.extend(keep)
-    for name in names:
-        frozen.graph.initializer.append(numpy_helper.from_array(feed[name], name))
-    return frozen, names
+    while True:
+        try:
+            compile_model(model, target="host", output=library, consts=dict(consts) or None)
+            return
+        except UnsupportedModelError as exc:
+            named = [name for name in needed_consts(exc) if name not in consts]
+            if not named or any(name not in feed for name in named):
+                raise
+            consts.update((name, feed[name]) for name in named)
+
+
+def needed_consts(exc: Exception) -> list[str]:
+    """The graph inputs an UnsupportedModelError says must be fixed at compile time, in the
+    order its problems name them (none for any other error)."""
+    names: list[str] = []
+    for problem in getattr(exc, "problems", ()):
+        names += [name for name in problem.consts if name not in names]
+    return names
+
+
+def pass_kind(outcome: Outcome) -> str:
+    """Which of PASS_KINDS a passing outcome is: every input fed at run time; some bound at
+    compile time, all integers; some bound that are float or bool; or no input left at run
+    time (all bound, or the model has none), so the numpy evaluator folded it all and no
+    generated code computed the answer."""
+    if outcome.runtime_inputs == 0:
+        return "no-run-time-input"
+    if not outcome.bound:
+        return "run-time"
+    if all(_is_integer(dtype) for dtype in outcome.bound.values()):
+        return "bound-int"
+    return "bound-float"
+
+
+def _is_integer(dtype: str) -> bool:
+    import numpy as np
+
+    try:
+        return np.dtype(dtype).kind in "iu"
+    except TypeError:
+        return False
 
 
 def _first_line(text: str) -> str:

