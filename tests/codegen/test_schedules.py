@@ -112,12 +112,14 @@ def test_dump_then_replay_gives_the_same_artifact(tmp_path):
              helper.make_node("MatMul", ["f", "fc_w"], ["y"], name="fc")]
     model = _model(nodes, [("x", [1, 16, 20, 20])], ("y", [1, 24]), inits)
     dumped = tmp_path / "chosen.jsonl"
-    compile_detailed(model, output=tmp_path / "first.so", dump_schedule=dumped, threads_max=3)
+    first, again = tmp_path / "first" / "model.so", tmp_path / "again" / "model.so"
+    first.parent.mkdir()
+    again.parent.mkdir()
+    compile_detailed(model, output=first, dump_schedule=dumped, threads_max=3)
     assert {line["group"] for line in _lines(dumped)} >= {"a", "b", "c", "d", "fc"}
-    compile_detailed(model, output=tmp_path / "again.so", schedule=dumped, threads_max=3)
-    first = (tmp_path / "first.so").read_bytes()
-    assert first == (tmp_path / "again.so").read_bytes()
-    assert "THREADS_MAX 3" in (tmp_path / "first.h").read_text()
+    compile_detailed(model, output=again, schedule=dumped, threads_max=3)
+    assert first.read_bytes() == again.read_bytes()
+    assert "THREADS_MAX 3" in first.with_suffix(".h").read_text()
 
 
 def test_every_group_runs_a_registry_kernel_whose_schedule_replays(tmp_path):

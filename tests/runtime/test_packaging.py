@@ -166,6 +166,17 @@ def test_package_files_are_written_beside_the_artifact(tmp_path):
     assert "Libs: ${libdir}/model.a -pthread -lm" in pc and "Cflags: -I${includedir}" in pc
 
 
+def test_a_model_name_cannot_write_into_the_package_files(tmp_path):
+    """The graph's name is the model's text, not ours: a newline in it must not end the
+    comment it is quoted in and leave a command behind in the CMake or pkg-config file."""
+    model = _gemm_model()
+    model.graph.name = 'g"\nmessage(FATAL_ERROR injected)\nLibs: -linjected'
+    kiln.compile(model, output=str(tmp_path / "model.so"))
+    for name in ("model-config.cmake", "model.pc"):
+        for line in (tmp_path / name).read_text().splitlines():
+            assert "injected" not in line or line.startswith(("#", "Description:")), line
+
+
 @pytest.mark.skipif(shutil.which("cmake") is None or shutil.which("c++") is None,
                     reason="needs cmake and a C++ compiler (apt-get install cmake g++)")
 @pytest.mark.parametrize("kind", ["a", "so"])
