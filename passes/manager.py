@@ -25,6 +25,7 @@ from .fuse import fuse
 from .fuse_attention import fuse_attention
 from .fuse_gelu import fuse_gelu
 from .fuse_layer_norm import fuse_layer_norm
+from .fuse_swish import fuse_swish
 from .pad_convs import pad_convs
 from .plan_memory import plan_memory
 
@@ -44,6 +45,8 @@ PIPELINE: list[Pass] = [
     Pass("dce", dce, "drop nodes whose results nobody reads"),
     Pass("fuse_layer_norm", fuse_layer_norm, "decomposed LayerNorm chains -> one layer_norm"),
     Pass("fuse_gelu", fuse_gelu, "x*0.5*(1+erf(x/sqrt2)) -> gelu, so it joins a matmul epilogue"),
+    Pass("fuse_swish", fuse_swish,
+         "x*sigmoid(x) -> swish, x*relu6(x+3)/6 -> hard_swish: one read of x, in an epilogue"),
     Pass("fuse_attention", fuse_attention,
          "QK^T, scale, mask, softmax, xV and the head transposes -> one attention kernel"),
     Pass("fold_batchnorm", fold_batchnorm, "merge batch_norm into the conv before it"),

@@ -116,6 +116,12 @@ def hard_swish(x, dtype):
     return x * hard_sigmoid(x, dtype, 1 / 6, 0.5)
 
 
+@scalar("swish")
+def swish(x, dtype, alpha=1.0):
+    scaled = x if alpha == 1.0 else x * _c(alpha, x)
+    return K.binary("/", x, _c(1, x) + K.call("exp", K.Unary("-", scaled, x.dtype)))
+
+
 @scalar("gelu")
 def gelu(x, dtype, approximate="none"):
     half = _c(0.5, x)

@@ -145,6 +145,13 @@ def hard_swish(x):
     return x * np.clip(x / 6 + 0.5, 0, 1)
 
 
+@_unary("swish")
+def swish(x, alpha=1.0):
+    """y = x * sigmoid(alpha * x): SiLU at alpha 1, the activation of EfficientNet and
+    MobileNetV3 (exporters emit it as Sigmoid then Mul; passes/fuse_swish.py joins them)."""
+    return x / (1 + np.exp(-alpha * x))
+
+
 @_unary("gelu")
 def gelu(x, approximate="none"):
     x64 = x.astype(np.float64)
