@@ -1,5 +1,5 @@
-"""Whole models: the six CNN test models (unit-variance weights) compile for x86_64 and match
-ONNX Runtime on the output's own scale."""
+"""Whole models: the six CNN test models and the three built architectures (unit-variance
+weights) compile for x86_64 and match ONNX Runtime on the output's own scale."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from kiln import zoo
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", zoo.CNN_MODELS)
+@pytest.mark.parametrize("name", zoo.CNN_MODELS + zoo.BUILT_MODELS)
 def test_cnn_matches_onnxruntime(name, compile_and_load):
     model = zoo.load(name)
     session = compile_and_load(model, dims={"batch": 1})

@@ -31,6 +31,9 @@ MODELS_DIR = Path(__file__).parent / "data"
 CNN_MODELS = ["resnet18", "resnet18_dynamo", "mobilenet_v2", "mobilenet_v2_dynamo",
               "squeezenet1_1", "squeezenet1_1_dynamo"]
 BERT_MODELS = ["bert_small_random", "bert_small_random_dynamo"]
+#: Architectures built by this package (zoo/architectures.py), not exported: image models.
+BUILT_MODELS = ["efficientnet_b0", "mobilenet_v3_small", "densenet121"]
+MODELS = CNN_MODELS + BERT_MODELS + BUILT_MODELS
 
 
 def stripped_value(name: str, dims: list[int]) -> np.ndarray:
@@ -87,7 +90,7 @@ def apply_factors(model: onnx.ModelProto, factors: dict[str, float]) -> onnx.Mod
 
 
 def load(name: str, unit_variance: bool = True) -> onnx.ModelProto:
-    """An example model by name (see CNN_MODELS, BERT_MODELS), weights filled in; with
+    """An example model by name (see MODELS), weights filled in; with
     `unit_variance` (the default) rescaled so each layer's output has unit variance, as a
     trained model's roughly would. `unit_variance=False` keeps the plain
     refill."""

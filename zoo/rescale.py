@@ -30,7 +30,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from . import BERT_MODELS, CNN_MODELS, apply_factors, materialize, scales_path
+from . import MODELS, apply_factors, materialize, scales_path
 
 #: The shapes the factors are measured at: the usual benchmark shapes.
 DIMS = {"batch": 1, "seq": 128}
@@ -174,9 +174,9 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Write the example models' unit-variance "
                                                  "factors (data/<name>.scales.json).")
     parser.add_argument("names", nargs="*", metavar="NAME",
-                        help=f"default: all of {', '.join(CNN_MODELS + BERT_MODELS)}")
-    names = parser.parse_args(argv).names or CNN_MODELS + BERT_MODELS
-    unknown = sorted(set(names) - set(CNN_MODELS + BERT_MODELS))
+                        help=f"default: all of {', '.join(MODELS)}")
+    names = parser.parse_args(argv).names or MODELS
+    unknown = sorted(set(names) - set(MODELS))
     if unknown:
         parser.error(f"no example model {', '.join(unknown)}")
     for name in names:
