@@ -2,31 +2,38 @@
 
     python -m kiln.benchmarks.models --output docs/performance.md
 
-For each test model (batch 1, BERT at seq 128): compile with Kiln, then at 1 and at 2
-threads time Kiln and ONNX Runtime alternately, run by run (warm-up first), and report the
-median and p90 latency of each and the Kiln/peer ratio of medians, as a markdown table
-headed by the machine's CPU model and vector flags.
+For each model (the four test models and the three built architectures of kiln.zoo; BERT at
+seq 128), at each batch size (1 and 8) and thread count (1 and 2): compile with Kiln, check
+its outputs against ONNX Runtime's (a benchmark of a wrong answer is refused), then time Kiln
+and ONNX Runtime alternately, burst by burst (warm-up first), quiet and again beside a busy
+neighbour (a process spinning on one core for the whole measurement). The markdown table
+gives the median and p90 latency of each, the Kiln/peer ratio of medians and at batch > 1
+the throughput; it ends with the worst ratio of each kind, not an average.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import platform
 import statistics
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
 from .. import zoo
 from .machine import cpu_summary
 
-MODELS = ["resnet18", "mobilenet_v2", "squeezenet1_1", "bert_small_random"]
+MODELS = ["resnet18", "mobilenet_v2", "squeezenet1_1", "bert_small_random", *zoo.BUILT_MODELS]
 SEQ = 128
+#: Kiln's outputs must match ONNX Runtime's within this fraction of the output's own scale.
+TOLERANCE = 1e-3
 
 
 @dataclass
@@ -45,16 +52,17 @@ class Timing:
         return ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))]
 
 
-def model_inputs(model) -> tuple[dict[str, np.ndarray], dict[str, int]]:
-    """Deterministic inputs for a test model and the dims to pin."""
+def model_inputs(model, batch: int = 1) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Deterministic inputs for a test model at `batch`, and the dims to pin."""
     rng = np.random.default_rng(0)
     names = [i.name for i in model.graph.input]
     if "input_ids" in names:
-        feed = {"input_ids": rng.integers(0, 1000, (1, SEQ)).astype(np.int64),
-                "attention_mask": np.ones((1, SEQ), np.int64),
-                "token_type_ids": np.zeros((1, SEQ), np.int64)}
-        return {k: v for k, v in feed.items() if k in names}, {"batch": 1, "seq": SEQ}
-    return {names[0]: rng.standard_normal((1, 3, 224, 224)).astype(np.float32)}, {"batch": 1}
+        feed = {"input_ids": rng.integers(0, 1000, (batch, SEQ)).astype(np.int64),
+                "attention_mask": np.ones((batch, SEQ), np.int64),
+                "token_type_ids": np.zeros((batch, SEQ), np.int64)}
+        return {k: v for k, v in feed.items() if k in names}, {"batch": batch, "seq": SEQ}
+    image = rng.standard_normal((batch, 3, 224, 224)).astype(np.float32)
+    return {names[0]: image}, {"batch": batch}
 
 
 def model_weight_bytes(model) -> int:
@@ -151,74 +159,158 @@ def time_alternately(runners: dict[str, Callable], feed: dict, warmup: int,
     return {name: Timing(s) for name, s in samples.items()}
 
 
-def bench_model(name: str, threads_list: list[int], workdir: Path, args) -> list[dict]:
-    """Rows of the table for one model: one per thread count."""
-    import kiln
+class WrongOutputError(AssertionError):
+    """Kiln's answer differs from ONNX Runtime's: its timing would mean nothing."""
+
+
+def check_outputs(name: str, kiln_run: Callable, ort_run: Callable, feed: dict) -> float:
+    """The largest error of Kiln's outputs against ONNX Runtime's, as a fraction of each
+    output's standard deviation; raises WrongOutputError above TOLERANCE."""
+    worst = 0.0
+    for ours, theirs in zip(kiln_run(feed).values(), ort_run(feed)):
+        scale = float(np.std(theirs)) or 1.0
+        error = float(np.max(np.abs(ours.astype(np.float64) - theirs))) / scale
+        worst = max(worst, error)
+    if not worst <= TOLERANCE:
+        raise WrongOutputError(f"{name}: Kiln's output is off ONNX Runtime's by {worst:.3g} "
+                               f"of its scale (tolerance {TOLERANCE})")
+    return worst
+
+
+def _spin(stop) -> None:
+    while not stop.is_set():
+        pass
+
+
+@contextmanager
+def busy_neighbour(active: bool) -> Iterator[None]:
+    """A process that keeps one core busy (a pure spin loop, no yielding) while the block
+    runs: what a runtime's spinning workers, or any busy program, does to its neighbours."""
+    if not active:
+        yield
+        return
+    context = multiprocessing.get_context("spawn")   # no fork of a process with thread pools
+    stop = context.Event()
+    process = context.Process(target=_spin, args=(stop,), daemon=True)
+    process.start()
+    try:
+        time.sleep(0.5)   # started and spinning before the first timed run
+        yield
+    finally:
+        stop.set()
+        process.join(5)
+        if process.is_alive():
+            process.kill()
+
+
+def bench_model(name: str, batch: int, threads_list: list[int], workdir: Path, args
+                ) -> list[dict]:
+    """Rows of the table for one model at one batch size: one per thread count and
+    neighbour (quiet, then busy where asked)."""
     from kiln.driver import compile_detailed
     from kiln.runtime import load
 
     model = zoo.load(name)
-    feed, dims = model_inputs(model)
-    result = compile_detailed(model, target="host", output=workdir / f"{name}.so", dims=dims,
-                              cpu=args.cpu)
+    feed, dims = model_inputs(model, batch)
+    result = compile_detailed(model, target="host", output=workdir / f"{name}_b{batch}.so",
+                              dims=dims, cpu=args.cpu)
     rows = []
     for threads in threads_list:
         session = load(str(result.library), threads=threads)
         runners = {"kiln": session.run, "ort": ort_runner(model, threads)}
-        if args.tvm:
+        error = check_outputs(name, runners["kiln"], runners["ort"], feed)
+        if args.tvm and batch == 1:
             tvm = tvm_runner(model, feed, threads)
             if tvm is not None:
                 runners["tvm"] = tvm
-        timings = time_alternately(runners, feed, args.warmup, args.runs, args.budget,
-                                   args.pause, args.burst)
-        row = {"model": name, "threads": threads, "timings": timings,
-               "compile_s": result.compile_seconds, "so_bytes": result.library_size,
-               "weights": model_weight_bytes(model)}
-        if args.profile and threads == threads_list[0]:
-            from kiln.runtime.profile import format_profile, profile
-            row["profile"] = format_profile(profile(session, feed, runs=10), top=8)
-        rows.append(row)
+        for busy in ([False, True] if args.busy and batch == 1 else [False]):
+            with busy_neighbour(busy):
+                timings = time_alternately(runners, feed, args.warmup, args.runs,
+                                           args.budget, args.pause, args.burst)
+            row = {"model": name, "batch": batch, "threads": threads, "busy": busy,
+                   "timings": timings, "error": error, "compile_s": result.compile_seconds,
+                   "so_bytes": result.library_size, "weights": model_weight_bytes(model)}
+            if args.profile and threads == threads_list[0] and not busy and batch == 1:
+                from kiln.runtime.profile import format_profile, profile
+                row["profile"] = format_profile(profile(session, feed, runs=10), top=8)
+            rows.append(row)
+            print(f"{name} b{batch} x{threads}{' busy' if busy else ''}: " + ", ".join(
+                f"{k} {t.median:.2f} ms" for k, t in timings.items()), file=sys.stderr)
         session.close()
-        print(f"{name} x{threads}: " + ", ".join(
-            f"{k} {t.median:.2f} ms" for k, t in timings.items()), file=sys.stderr)
-    del kiln
     return rows
+
+
+def _ratio(row: dict, peer: str = "ort") -> float:
+    return row["timings"]["kiln"].median / row["timings"][peer].median
+
+
+def worst_ratios(rows: list[dict]) -> list[str]:
+    """One line per kind of comparison: the worst model, not an average."""
+    lines = []
+    quiet1 = [r for r in rows if r["batch"] == 1 and not r["busy"]]
+    if quiet1:
+        worst = max(quiet1, key=_ratio)
+        lines.append(f"- Worst Kiln/ORT latency at batch 1: **{_ratio(worst):.2f}** "
+                     f"({worst['model']}, {worst['threads']} thread(s); goal <= 0.8).")
+    batched = [r for r in rows if r["batch"] > 1]
+    if batched:
+        worst = max(batched, key=_ratio)
+        lines.append(f"- Worst Kiln/ORT throughput at batch {worst['batch']}: "
+                     f"**{1 / _ratio(worst):.2f}x** ({worst['model']}, {worst['threads']} "
+                     f"thread(s); goal >= 1.25x).")
+    quiet = {(r["model"], r["threads"]): r for r in quiet1}
+    degraded = [(_ratio(r) / _ratio(quiet[(r["model"], r["threads"])]), r)
+                for r in rows if r["busy"] and (r["model"], r["threads"]) in quiet]
+    if degraded:
+        factor, worst = max(degraded, key=lambda d: d[0])
+        lines.append(f"- Worst Kiln/ORT beside a busy neighbour against the quiet ratio: "
+                     f"**{factor:.2f}x** ({worst['model']}, {worst['threads']} thread(s); "
+                     f"{_ratio(worst):.2f} busy, "
+                     f"{_ratio(quiet[(worst['model'], worst['threads'])]):.2f} quiet; "
+                     "goal <= 1.1x at 2 threads).")
+    return lines
 
 
 def render(rows: list[dict], command: str) -> str:
     """The markdown report."""
     peers = [p for p in ("ort", "tvm") if any(p in r["timings"] for r in rows)]
-    head = ["model", "threads", "Kiln median ms", "Kiln p90 ms"]
+    head = ["model", "batch", "threads", "neighbour", "Kiln median ms", "Kiln p90 ms"]
     for p in peers:
         label = {"ort": "ORT", "tvm": "TVM"}[p]
         head += [f"{label} median ms", f"{label} p90 ms", f"Kiln/{label}"]
+    head += ["Kiln items/s", "ORT items/s"]
     lines = ["# Performance: Kiln against its peers", "",
              f"Machine: {cpu_summary()}; Python {platform.python_version()}.", "",
              f"Command: `{command}`", "",
-             "Latency of one inference at batch 1 (BERT: seq 128), Kiln and each peer timed "
+             "Latency of one inference (BERT: seq 128), Kiln and each peer timed "
              "alternately in one process: in turn, each runs a burst of back-to-back "
              "inferences after a pause and an untimed run (so no runtime's spinning threads "
              "hold a core while another is timed); ratio = Kiln median / peer median "
-             "(< 1: Kiln is faster).", "",
+             "(< 1: Kiln is faster); items/s = batch / median. Neighbour 'busy': a process "
+             "spins on one core throughout. Before timing, Kiln's outputs are checked "
+             f"against ONNX Runtime's (within {TOLERANCE} of each output's scale).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         t = r["timings"]
-        cells = [r["model"], str(r["threads"]), f"{t['kiln'].median:.2f}",
-                 f"{t['kiln'].p90:.2f}"]
+        cells = [r["model"], str(r["batch"]), str(r["threads"]),
+                 "busy" if r["busy"] else "-", f"{t['kiln'].median:.2f}", f"{t['kiln'].p90:.2f}"]
         for p in peers:
             if p in t:
-                cells += [f"{t[p].median:.2f}", f"{t[p].p90:.2f}",
-                          f"{t['kiln'].median / t[p].median:.2f}"]
+                cells += [f"{t[p].median:.2f}", f"{t[p].p90:.2f}", f"{_ratio(r, p):.2f}"]
             else:
                 cells += ["-", "-", "-"]
+        cells += [f"{r['batch'] * 1e3 / t[k].median:.1f}" for k in ("kiln", "ort")]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", *worst_ratios(rows)]
     lines += ["", "Artifact size against the model's own weights (its initializers): the budget is "
               "10% more plus 1 MiB.", "",
-              "| model | compile s | artifact MiB | model weights MiB | within budget |",
-              "|---|---|---|---|---|"]
+              "| model | batch | compile s | artifact MiB | model weights MiB | within budget |",
+              "|---|---|---|---|---|---|"]
+    seen = set()
     for r in rows:
-        if r["threads"] == rows[0]["threads"]:
-            lines.append(f"| {r['model']} | {r['compile_s']:.1f} | "
+        if (r["model"], r["batch"]) not in seen:
+            seen.add((r["model"], r["batch"]))
+            lines.append(f"| {r['model']} | {r['batch']} | {r['compile_s']:.1f} | "
                          f"{r['so_bytes'] / 2**20:.2f} | {r['weights'] / 2**20:.2f} | "
                          f"{'yes' if r['so_bytes'] <= 1.1 * r['weights'] + 2**20 else 'no'} |")
     profiled = [r for r in rows if "profile" in r]
@@ -235,6 +327,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", default=MODELS)
     parser.add_argument("--threads", nargs="*", type=int, default=[1, 2])
+    parser.add_argument("--batch", nargs="*", type=int, default=[1, 8],
+                        help="batch sizes (each its own artifact)")
+    parser.add_argument("--no-busy", dest="busy", action="store_false",
+                        help="skip the runs beside a busy neighbour (batch 1)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--runs", type=int, default=50, help="most timed runs per runner")
     parser.add_argument("--budget", type=float, default=20.0,
@@ -254,8 +350,9 @@ def main(argv: list[str] | None = None) -> int:
                                                              else sys.argv[1:])
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="kiln-bench-") as tmp:
-        for name in args.models:
-            rows += bench_model(name, args.threads, Path(tmp), args)
+        for batch in args.batch:
+            for name in args.models:
+                rows += bench_model(name, batch, args.threads, Path(tmp), args)
     text = render(rows, command.strip())
     print(text)
     if args.output:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import kiln
@@ -49,12 +50,31 @@ def test_cli_run_profile(tmp_path):
     assert "pool" in result.stdout and "share" in result.stdout
 
 
-def test_benchmark_table_has_ratios():
-    rows = [{"model": "m", "threads": 1, "compile_s": 1.0, "so_bytes": 2 ** 20,
-             "weights": 2 ** 20,
-             "timings": {"kiln": Timing([1.0, 2.0, 3.0]), "ort": Timing([2.0, 4.0, 6.0])}}]
+def test_benchmark_table_has_ratios_and_ends_with_the_worst():
+    def row(model, threads, busy, kiln_ms, ort_ms, batch=1):
+        return {"model": model, "batch": batch, "threads": threads, "busy": busy,
+                "compile_s": 1.0, "so_bytes": 2 ** 20, "weights": 2 ** 20, "error": 0.0,
+                "timings": {"kiln": Timing(kiln_ms), "ort": Timing(ort_ms)}}
+
+    rows = [row("m", 1, False, [1.0, 2.0, 3.0], [2.0, 4.0, 6.0]),
+            row("n", 1, False, [3.0], [4.0]), row("m", 1, True, [3.0], [4.0]),
+            row("m", 1, False, [8.0], [10.0], batch=8)]
     table = render(rows, "python -m kiln.benchmarks.models")
-    assert "| m | 1 | 2.00 | 3.00 | 4.00 | 6.00 | 0.50 |" in table
+    assert "| m | 1 | 1 | - | 2.00 | 3.00 | 4.00 | 6.00 | 0.50 | 500.0 | 250.0 |" in table
+    assert "| m | 8 | 1 | - | 8.00 | 8.00 | 10.00 | 10.00 | 0.80 | 1000.0 | 800.0 |" in table
+    assert "latency at batch 1: **0.75** (n, 1 thread(s)" in table
+    assert "throughput at batch 8: **1.25x** (m," in table
+    assert "quiet ratio: **1.50x** (m, 1 thread(s); 0.75 busy, 0.50 quiet" in table
+
+
+def test_a_wrong_answer_is_not_benchmarked():
+    from kiln.benchmarks.models import WrongOutputError, check_outputs
+
+    expected = np.linspace(-1, 1, 10, dtype=np.float32)
+    ort = lambda feed: [expected]   # noqa: E731
+    assert check_outputs("m", lambda feed: {"y": expected + 1e-5}, ort, {}) < 1e-4
+    with pytest.raises(WrongOutputError, match="off ONNX Runtime's"):
+        check_outputs("m", lambda feed: {"y": expected * 1.01}, ort, {})
 
 
 def test_gemm_benchmark_checks_and_writes_its_table(tmp_path):
