@@ -209,17 +209,20 @@ class Repository:
     def plan_threads(self) -> int:
         """Work out the threads of an instance whose config does not set them: what the
         configs that do set them leave of the budget, shared evenly by the other instances
-        (at least one each). Unreadable configs count as one default instance."""
+        of every version to be served (at least one thread each). An unreadable config
+        counts as one default instance."""
         fixed, shared = 0, 0
         for name in self.model_names():
             try:
                 config = self._config(name)
             except ConfigError:
                 config = ModelConfig()
+            found, _ = ([1], []) if self.single else _version_folders(self._folder(name))
+            instances = config.instances * max(1, len(config.version_policy.select(found)))
             if config.threads_per_instance is not None:
-                fixed += config.instances * config.threads_per_instance
+                fixed += instances * config.threads_per_instance
             else:
-                shared += config.instances
+                shared += instances
         self.default_threads = max(1, (self.budget.total - fixed) // max(shared, 1))
         return self.default_threads
 
@@ -283,14 +286,7 @@ class Repository:
     def _select_versions(self, model: Model) -> list[int]:
         if self.single:
             return [1]
-        found, ignored = [], []
-        for entry in sorted(model.folder.iterdir()):
-            if not entry.is_dir():
-                continue
-            if entry.name.isdigit() and int(entry.name) >= 1:
-                found.append(int(entry.name))
-            elif not entry.name.startswith("."):
-                ignored.append(entry.name)
+        found, ignored = _version_folders(model.folder)
         if ignored:
             self.log(f"model '{model.name}': ignoring folder(s) {', '.join(ignored)}: version "
                      f"folders are named by positive integers")
@@ -416,3 +412,17 @@ class Repository:
         version.scheduler = None
         self.budget.release(version.threads)
         version.threads = 0
+
+
+def _version_folders(folder: Path) -> tuple[list[int], list[str]]:
+    """The version numbers of a model's folder (sub-folders named 1, 2, ...), and the other
+    sub-folders' names (not hidden ones)."""
+    found, ignored = [], []
+    for entry in sorted(folder.iterdir()):
+        if not entry.is_dir():
+            continue
+        if entry.name.isdigit() and int(entry.name) >= 1:
+            found.append(int(entry.name))
+        elif not entry.name.startswith("."):
+            ignored.append(entry.name)
+    return found, ignored
