@@ -229,9 +229,10 @@ def _json_tensor(where: str, data: Any, tensor: TensorInfo) -> np.ndarray:
         if kind != "b":
             raise BadRequest(f"{where}: BOOL data must be true or false values")
     elif tensor.dtype.kind in "iu":
-        if kind == "O" and all(isinstance(v, int) and not isinstance(v, bool)
-                               for v in array.reshape(-1)):
-            kind = "i"   # integers beyond int64: range-checked below
+        if kind in "fO":   # integers beyond int64 turn numpy to floats (losing digits)
+            exact = np.array(data, dtype=object)
+            if all(type(v) is int for v in exact.reshape(-1)):
+                array, kind = exact, "i"   # Python's exact integers, range-checked below
         if kind not in "iu":
             raise BadRequest(f"{where}: {name} data must be integers, got "
                              f"{_kind_name(kind)}")

@@ -4,10 +4,6 @@ serving it (in this process, on a free port) for the tests that do not need thei
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +14,7 @@ pytest.importorskip("tritonclient.http", reason="the tests talk to the server th
 
 import kiln  # noqa: E402
 from kiln import zoo  # noqa: E402
+from serve_helpers import add_model  # noqa: E402
 from serve_models import conv_model, dtypes_model, float8_model, slow_model  # noqa: E402
 
 #: small enough that the oversized-body test sends a real body over it
@@ -43,21 +40,6 @@ def artifacts(tmp_path_factory) -> dict[str, Path]:
     return built
 
 
-def add_model(repo: Path, name: str, artifact: Path, versions=(1,), config: dict | None = None,
-              raw_config: str | None = None) -> Path:
-    """Put `artifact` into repo/name/<version>/ (as model.so or model.onnx) for each
-    version, with a config.json (an object, or raw text) when given."""
-    for version in versions:
-        folder = repo / name / str(version)
-        folder.mkdir(parents=True, exist_ok=True)
-        shutil.copy(artifact, folder / f"model{artifact.suffix}")
-    if config is not None:
-        (repo / name / "config.json").write_text(json.dumps(config))
-    if raw_config is not None:
-        (repo / name / "config.json").write_text(raw_config)
-    return repo / name
-
-
 @pytest.fixture(scope="session")
 def repo(artifacts, tmp_path_factory) -> Path:
     """The shared server's repository: models that serve, and broken ones that must not
@@ -72,7 +54,7 @@ def repo(artifacts, tmp_path_factory) -> Path:
     add_model(root, "onnxconv", artifacts["conv.onnx"], config=single)
     add_model(root, "slow", artifacts["slow"], config={"max_queue_size": 1, **single})
     add_model(root, "slowq", artifacts["slow"],
-              config={"max_queue_size": 16, "default_timeout_ms": 40, **single})
+              config={"max_queue_size": 16, "default_timeout_ms": 20, **single})
     add_model(root, "misspelt", artifacts["conv"], config={"max_queue_sise": 4})
     add_model(root, "badjson", artifacts["conv"], raw_config='{"instances": 1,}')
     add_model(root, "float8", artifacts["float8"], config=single)
@@ -99,9 +81,3 @@ def client(server):
                                               network_timeout=60)
     yield triton
     triton.close()
-
-
-def kiln_pythonpath() -> str:
-    """PYTHONPATH for a subprocess that must import the kiln this process imported."""
-    parent = os.path.dirname(os.path.dirname(kiln.__file__))
-    return os.pathsep.join([parent] + [p for p in sys.path if p])

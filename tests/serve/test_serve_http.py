@@ -13,7 +13,7 @@ import pytest
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from http_helpers import metric, post_json, request
+from serve_helpers import metric, post_json, request
 from reference import assert_matches, assert_model_output, run_onnxruntime
 from serve_models import DTYPES, conv_model, dtype_feed, dtypes_model
 from kiln import zoo
