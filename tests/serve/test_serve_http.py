@@ -335,3 +335,16 @@ def test_metrics_count_what_the_client_saw(client, server):
         assert histogram_count(name) - count == successes, name
     assert metric(server.url, "kiln_thread_budget") == 8
     assert metric(server.url, "kiln_queue_depth", **labels) == 0
+
+
+def test_a_gzip_body_is_accepted(server):
+    import gzip
+
+    x = conv_input(seed=9)
+    body = gzip.compress(json.dumps(conv_body(data=x.reshape(-1).tolist())).encode())
+    status, _, reply = request(server.url, "POST", "/v2/models/conv/infer", body,
+                               {"Content-Encoding": "gzip"})
+    assert status == 200, reply
+    (expected,) = run_onnxruntime(conv_model(), {"x": x})
+    actual = np.array(json.loads(reply)["outputs"][0]["data"], np.float32).reshape(1, 8, 16, 16)
+    assert_model_output(actual, expected)
