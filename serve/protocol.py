@@ -320,22 +320,34 @@ def encode_infer_response(model_name: str, version: str, request_id: str | None,
             raw = np.ascontiguousarray(array, array.dtype.newbyteorder("<")).tobytes()
             entry["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
-        else:
-            entry["data"] = _json_values(array)
-        entries.append(entry)
+            entries.append(_dumps(entry))
+        else:   # the entry's JSON with the data spliced in, written by _json_data
+            entries.append(_dumps(entry)[:-1] + ',"data":' + _json_data(array) + "}")
     response: dict[str, Any] = {"model_name": model_name, "model_version": version}
     if request_id is not None:
         response["id"] = request_id
-    response["outputs"] = entries
-    header = json.dumps(response, separators=(",", ":")).encode()
+    header = (_dumps(response)[:-1] + ',"outputs":[' + ",".join(entries) + "]}").encode()
     if not chunks:
         return header, {"content-type": "application/json"}
     return header + b"".join(chunks), {"content-type": "application/octet-stream",
                                        HEADER_LENGTH: str(len(header))}
 
 
-def _json_values(array: np.ndarray) -> list:
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+#: 16- and 32-bit floats: 9 significant digits give the value back exactly, and "%.9g"
+#: writes them in half the time json.dumps takes for the 17 digits of their float64 repr
+_SHORT_FLOATS = (np.dtype(np.float16), np.dtype(np.float32), DATATYPES["BF16"])
+
+
+def _json_data(array: np.ndarray) -> str:
+    """An output's values as a JSON list (row-major, flat)."""
     flat = array.reshape(-1)
-    if array.dtype in (np.dtype(np.float16), DATATYPES["BF16"]):
-        flat = flat.astype(np.float32)
-    return flat.tolist()
+    if array.dtype in _SHORT_FLOATS:
+        values = flat.astype(np.float32)
+        if np.isfinite(values).all():
+            return "[" + ",".join(["%.9g" % v for v in values.tolist()]) + "]"
+        return _dumps(values.tolist())   # NaN and Infinity, as Python's json writes them
+    return _dumps(flat.tolist())

@@ -114,3 +114,17 @@ def test_responses_mix_binary_and_json_outputs():
 def test_a_storage_type_without_a_datatype_is_unservable():
     with pytest.raises(UnservableModel, match="float8_e4m3fn has no Open Inference Protocol"):
         datatype_name(np.dtype(ml_dtypes.float8_e4m3fn))
+
+
+def test_json_floats_come_back_exactly_and_non_finite_ones_survive():
+    rng = np.random.default_rng(5)
+    values = np.concatenate([rng.standard_normal(500), rng.standard_normal(500) * 1e-30,
+                             rng.standard_normal(500) * 1e30]).astype(np.float32)
+    halves = rng.standard_normal(100).astype(np.float16)
+    special = np.array([np.nan, np.inf, -np.inf, 1.0], np.float32)
+    body, _ = encode_infer_response("m", "1", None, {"f": values, "h": halves, "s": special},
+                                    None, binary_output=False)
+    f, h, s = (np.array(o["data"]) for o in json.loads(body)["outputs"])
+    np.testing.assert_array_equal(f.astype(np.float32), values)
+    np.testing.assert_array_equal(h.astype(np.float16), halves)
+    np.testing.assert_array_equal(s.astype(np.float32), special)
