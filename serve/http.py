@@ -32,7 +32,6 @@ import zlib
 from typing import Any, Awaitable, Callable
 
 from .. import __version__
-from ..compiler.errors import KilnError
 from .errors import BadRequest, NotFound, QueueTimeout, RequestError, Unavailable
 from .metrics import Metrics
 from .protocol import HEADER_LENGTH, encode_infer_response, parse_infer_request, \
@@ -290,7 +289,7 @@ class InferenceApp:
                 self.metrics.outcome(name, label, "timed_out")
                 served.stats.finished(False, time.perf_counter() - start, None)
                 raise
-            except KilnError as exc:
+            except Exception as exc:   # the model's run failed: this request's answer only
                 self.metrics.outcome(name, label, "failed")
                 served.stats.finished(False, time.perf_counter() - start, None)
                 raise RequestError(500, f"{served.label} failed to run: {exc}") from None

@@ -232,7 +232,13 @@ class Repository:
             for name in self.model_names():
                 self._models.setdefault(name, Model(name, self._folder(name)))
         for name in self.model_names():
-            self.load(name)
+            try:
+                self.load(name)
+            except Exception as exc:   # one model's surprise must not stop the others
+                model = self._models[name]
+                model.state = UNAVAILABLE
+                model.reason = f"loading failed: {type(exc).__name__}: {exc}"
+                self.log(f"model '{name}': not loaded: {model.reason}")
 
     def load(self, name: str) -> Model:
         """Load (or reload: unload, then load) model `name` from disk. Failures are recorded
@@ -318,9 +324,11 @@ class Repository:
                 except ServeError as exc:
                     raise LoadError(f"tensor {tensor.name!r}: {exc}") from None
             self._warm_up(version)
-        except (KilnError, OSError) as exc:
+        except Exception as exc:   # whatever it is, this version alone is not served
             self._release(version)
-            version.state, version.reason = UNAVAILABLE, str(exc)
+            version.state = UNAVAILABLE
+            version.reason = str(exc) if isinstance(exc, (KilnError, OSError)) else \
+                f"{type(exc).__name__}: {exc}"
             self.log(f"{version.label}: not ready: {exc}")
             return
         version.scheduler = Scheduler(version.sessions, config.max_queue_size, version.label,

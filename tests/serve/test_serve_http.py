@@ -348,3 +348,18 @@ def test_a_gzip_body_is_accepted(server):
     (expected,) = run_onnxruntime(conv_model(), {"x": x})
     actual = np.array(json.loads(reply)["outputs"][0]["data"], np.float32).reshape(1, 8, 16, 16)
     assert_model_output(actual, expected)
+
+
+def test_a_request_timeout_shorter_than_the_hand_off_is_refused_uncomputed(client):
+    """tritonclient's `timeout` (microseconds) bounds the wait in the queue: 1 us passes
+    before an instance can take the request, so it is refused and not run."""
+    before = client.get_inference_statistics("conv", "1")["model_stats"][0]
+    x = httpclient.InferInput("x", [1, 3, 16, 16], "FP32")
+    x.set_data_from_numpy(conv_input())
+    with pytest.raises(InferenceServerException) as error:
+        client.infer("conv", [x], model_version="1", timeout=1)
+    assert error.value.status() == "504" and "not computed" in error.value.message()
+    after = client.get_inference_statistics("conv", "1")["model_stats"][0]
+    assert after["execution_count"] == before["execution_count"]
+    assert after["inference_stats"]["fail"]["count"] == \
+        before["inference_stats"]["fail"]["count"] + 1
