@@ -81,6 +81,7 @@ class InferenceApp:
         self.loaded = False
         self.draining = False
         self.active = 0
+        metrics.in_flight.set_function(lambda: self.active)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

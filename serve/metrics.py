@@ -7,6 +7,7 @@ Metrics, labelled by model and version:
 - kiln_queue_duration_seconds, kiln_compute_duration_seconds, kiln_request_duration_seconds
   (end to end, from the request's arrival to its response): histograms
 - kiln_queue_depth: requests waiting for an instance
+- kiln_requests_in_flight: inference requests between arrival and response (all models)
 - kiln_runtime_threads, kiln_thread_budget: runtime threads in use and the server's budget
 """
 
@@ -47,6 +48,9 @@ class Metrics:
                                       buckets=BUCKETS, registry=self.registry)
         self.queue_depth = Gauge("kiln_queue_depth", "Requests waiting for an instance",
                                  labels, registry=self.registry)
+        self.in_flight = Gauge("kiln_requests_in_flight",
+                               "Inference requests between arrival and response",
+                               registry=self.registry)
         self.threads = Gauge("kiln_runtime_threads",
                              "Runtime threads of the loaded instances", registry=self.registry)
         self.budget = Gauge("kiln_thread_budget", "The server's runtime thread budget",

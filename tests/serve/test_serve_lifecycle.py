@@ -18,6 +18,11 @@ import pytest
 from serve_helpers import add_model, kiln_pythonpath, metric, request, slow_body
 
 
+#: requests in flight when SIGTERM comes: enough that the drain takes a while (the slow
+#: model runs for milliseconds each, one at a time)
+REQUESTS = 32
+
+
 class ServerProcess:
     """`python -m kiln serve REPO --http-port 0 ...` with its output read line by line."""
 
@@ -77,12 +82,15 @@ def test_sigterm_answers_every_request_in_flight_then_exits(drain_repo):
             results.append(request(server.url, "POST", "/v2/models/slow/infer", body,
                                    headers)[0])
 
-        senders = [threading.Thread(target=send) for _ in range(24)]
+        senders = [threading.Thread(target=send) for _ in range(REQUESTS)]
         for sender in senders:
             sender.start()
-        end = time.monotonic() + 30
-        while metric(server.url, "kiln_queue_depth", model="slow", version="1") < 4:
-            assert time.monotonic() < end, "the requests never queued up"
+        end = time.monotonic() + 30   # until every request is answered or in the server
+        while metric(server.url, "kiln_requests_in_flight") + metric(
+                server.url, "kiln_inference_requests_total", model="slow", version="1",
+                outcome="success") < REQUESTS:
+            assert time.monotonic() < end, "the requests never arrived"
+        assert metric(server.url, "kiln_requests_in_flight") > 0, "all done: nothing to drain"
         server.process.send_signal(signal.SIGTERM)
         server.wait_for("shutting down")
         status, _, reply = request(server.url, "GET", "/v2/health/ready")
@@ -92,7 +100,7 @@ def test_sigterm_answers_every_request_in_flight_then_exits(drain_repo):
         assert status == 503 and "retry-after" in headers_503
         for sender in senders:
             sender.join(60)
-        assert results == [200] * 24, results
+        assert results == [200] * REQUESTS, results
         assert server.process.wait(30) == 0
         server.wait_for("kiln serve: stopped")
     finally:
