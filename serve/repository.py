@@ -43,6 +43,8 @@ ARTIFACTS = ("model.so", "model.onnx")
 CONFIG_FILE = "config.json"
 #: How long an unload waits for the version's queued and running requests.
 UNLOAD_DRAIN_SECONDS = 60.0
+#: How long the server's exit waits for the runs in progress (the queued ones are dropped).
+EXIT_WAIT_SECONDS = 10.0
 
 
 class LoadError(ServeError):
@@ -104,6 +106,8 @@ class Model:
         """The model's own problem, or each version's."""
         if self.reason:
             return self.reason
+        if self.state == LOADING and not self.versions:
+            return "loading"
         reasons = [f"version {v.version}: {v.state.lower()}" + (f" ({v.reason})" if v.reason
                                                                 else "")
                    for _, v in sorted(self.versions.items()) if not v.ready]
@@ -226,11 +230,16 @@ class Repository:
         self.default_threads = max(1, (self.budget.total - fixed) // max(shared, 1))
         return self.default_threads
 
-    def load_all(self) -> None:
-        """Load every model on disk, each independently of the others' success."""
+    def discover(self) -> None:
+        """List the models on disk as LOADING (before they load, so that a request in the
+        meantime hears that they are loading rather than that they do not exist)."""
         with self._lock:
             for name in self.model_names():
                 self._models.setdefault(name, Model(name, self._folder(name)))
+
+    def load_all(self) -> None:
+        """Load every model on disk, each independently of the others' success."""
+        self.discover()
         for name in self.model_names():
             try:
                 self.load(name)
@@ -276,10 +285,11 @@ class Repository:
         return model
 
     def close(self) -> None:
-        """Unload everything (at server exit)."""
+        """Unload everything at server exit: the HTTP side is gone, so requests still queued
+        are dropped, and runs in progress get EXIT_WAIT_SECONDS to end."""
         for model in self.models():
             with model.lock:
-                self._stop_versions(model, "server stopped")
+                self._stop_versions(model, "server stopped", exiting=True)
 
     def _folder(self, name: str) -> Path:
         return self.source if self.single else self.source / name
@@ -400,21 +410,25 @@ class Repository:
             shutil.rmtree(staging, ignore_errors=True)
         return library
 
-    def _stop_versions(self, model: Model, why: str) -> None:
+    def _stop_versions(self, model: Model, why: str, exiting: bool = False) -> None:
         for version in model.versions.values():
+            stuck = False
             if version.state == READY:
                 version.state = UNLOADING
+                wait = EXIT_WAIT_SECONDS if exiting else UNLOAD_DRAIN_SECONDS
                 if version.scheduler is not None and not version.scheduler.close(
-                        UNLOAD_DRAIN_SECONDS):
-                    self.log(f"{version.label}: requests still running after "
-                             f"{UNLOAD_DRAIN_SECONDS:.0f} s of draining; closing anyway")
+                        wait, abandon_queued=exiting):
+                    stuck = True
+                    self.log(f"{version.label}: a run was still going after {wait:.0f} s; "
+                             f"leaving its session open")
                 if self.hooks is not None:
                     self.hooks.version_gone(version)
-            self._release(version)
+            self._release(version, close_sessions=not stuck)
             version.state, version.reason = UNAVAILABLE, why
 
-    def _release(self, version: ModelVersion) -> None:
-        for session in version.sessions:
+    def _release(self, version: ModelVersion, close_sessions: bool = True) -> None:
+        """Give back `version`'s threads and (unless a run is stuck in one) its sessions."""
+        for session in version.sessions if close_sessions else ():
             session.close()
         version.sessions = []
         version.scheduler = None

@@ -183,11 +183,16 @@ class Scheduler:
                 self._cond.notify_all()
             job.loop.call_soon_threadsafe(_resolve, job.future, result, error)
 
-    def close(self, timeout: float | None = None) -> bool:
-        """Refuse new requests, let the workers finish every queued one, and join them;
-        returns False if they were still busy after `timeout` seconds."""
+    def close(self, timeout: float | None = None, abandon_queued: bool = False) -> bool:
+        """Refuse new requests, let the workers finish every queued one (or, with
+        `abandon_queued`, only those running: at server exit, when no one waits for the
+        rest), and join them; False if they were still busy after `timeout` seconds."""
         with self._cond:
             self._closing = True
+            if abandon_queued:
+                for job in self._queue:
+                    job.state = _EXPIRED
+                self._queue.clear()
             self._cond.notify_all()
         end = None if timeout is None else time.monotonic() + timeout
         for worker in self._workers:

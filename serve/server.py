@@ -96,6 +96,7 @@ class ModelServer:
         self._loop = asyncio.get_running_loop()
         sock = self._bind()
         self.port = sock.getsockname()[1]
+        self.repository.discover()
         default = self.repository.plan_threads()
         self.log(f"kiln serve: runtime thread budget {self.budget.total} (--threads); "
                  f"{default} per instance unless config.json sets threads_per_instance")

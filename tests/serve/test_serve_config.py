@@ -146,3 +146,17 @@ def test_a_single_onnx_file_is_compiled_into_the_cache_once(artifacts, tmp_path)
             repository.close()
     assert len(list(cache.glob("*/model.so"))) == 1
     assert not [p for p in cache.iterdir() if p.name.startswith(".")]   # no staging left
+
+
+def test_strict_readiness_needs_every_model(artifacts, tmp_path):
+    from kiln.serve.server import BackgroundServer, ServeOptions
+    from serve_helpers import request
+
+    add_model(tmp_path, "good", artifacts["conv"])
+    add_model(tmp_path, "bad", artifacts["conv"], config={"instances": 0})
+    for strict, expected in ((False, 200), (True, 400)):
+        options = ServeOptions(http_port=0, threads=1, strict_readiness=strict)
+        with BackgroundServer(tmp_path, options) as background:
+            status, _, body = request(background.url, "GET", "/v2/health/ready")
+            assert status == expected, body
+            assert "bad/config.json: field 'instances'" in json.loads(body)["not_ready"]["bad"]

@@ -122,3 +122,49 @@ def test_serve_without_its_extra_names_the_pip_command(tmp_path, capsys, monkeyp
     assert main(["serve", str(tmp_path)]) == 2
     error = capsys.readouterr().err
     assert "kiln serve needs uvicorn" in error and "pip install 'kiln-aot[serve]'" in error
+
+
+def test_live_at_once_ready_only_once_loaded(artifacts, tmp_path):
+    """The model.onnx compiles for a second or more after the server listens: meanwhile it
+    is live, not ready, and the model says it is loading; then both are ready."""
+    add_model(tmp_path, "conv", artifacts["conv.onnx"])
+    server = ServerProcess(str(tmp_path), "--threads", "1")
+    try:
+        assert request(server.url, "GET", "/v2/health/live")[0] == 200
+        status, _, reply = request(server.url, "GET", "/v2/health/ready")
+        assert status == 400 and "still loading" in json.loads(reply)["error"]
+        status, _, reply = request(server.url, "GET", "/v2/models/conv/ready")
+        assert status == 400 and "loading" in json.loads(reply)["error"]
+        server.wait_for("1 of 1 model(s) ready")
+        assert request(server.url, "GET", "/v2/health/ready")[0] == 200
+        assert request(server.url, "GET", "/v2/models/conv/ready")[0] == 200
+        server.process.send_signal(signal.SIGINT)
+        assert server.process.wait(30) == 0
+    finally:
+        server.close()
+
+
+def test_the_grace_period_bounds_the_drain(drain_repo):
+    """With far more queued work than 50 ms of grace, the process still exits promptly
+    after SIGTERM (the queued rest dropped), and says how many it left unanswered."""
+    server = ServerProcess(str(drain_repo), "--threads", "1", "--grace-period", "0.05")
+    try:
+        server.wait_for("1 of 1 model(s) ready")
+        body, headers = slow_body()
+        count = 60
+        senders = [threading.Thread(target=request, daemon=True,
+                                    args=(server.url, "POST", "/v2/models/slow/infer", body,
+                                          headers)) for _ in range(count)]
+        for sender in senders:
+            sender.start()
+        end = time.monotonic() + 30
+        while metric(server.url, "kiln_queue_depth", model="slow", version="1") < 40:
+            assert time.monotonic() < end, "the requests never queued up"
+        began = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(30) == 0
+        assert time.monotonic() - began < 5
+        server.wait_for("the grace period passed with")
+        server.wait_for("kiln serve: stopped")
+    finally:
+        server.close()
