@@ -36,7 +36,7 @@ from .errors import BadRequest, NotFound, QueueTimeout, RequestError, Unavailabl
 from .metrics import Metrics
 from .protocol import HEADER_LENGTH, encode_infer_response, parse_infer_request, \
     tensor_metadata
-from .repository import Repository
+from .repository import ModelVersion, Repository
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict]]
@@ -49,12 +49,16 @@ _JSON = "application/json"
 
 
 class MethodNotAllowed(RequestError):
+    """405: the endpoint exists but takes another method (sent back in Allow)."""
+
     def __init__(self, method: str, path: str, allowed: str):
         super().__init__(405, f"{method} is not allowed on {path}; use {allowed}")
         self.allowed = allowed
 
 
 class PayloadTooLarge(RequestError):
+    """413: the body is over --max-body-mb (refused before reading it when declared)."""
+
     def __init__(self, limit: int):
         super().__init__(413, f"the request body is over the server's limit of {limit} bytes "
                               f"(kiln serve --max-body-mb)")
@@ -305,7 +309,7 @@ class InferenceApp:
             self.active -= 1
 
     @staticmethod
-    def _timeout(served, timeout_us: float | None) -> float | None:
+    def _timeout(served: ModelVersion, timeout_us: float | None) -> float | None:
         """Seconds the request may wait in the queue: its own timeout if given and allowed,
         else its model's default."""
         if timeout_us is not None and served.config.allow_request_timeout:

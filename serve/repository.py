@@ -156,6 +156,7 @@ class Repository:
                       if p.is_dir() and not p.name.startswith((".", "_")))
 
     def models(self) -> list[Model]:
+        """The models known (listed, loaded or failed), by name."""
         with self._lock:
             return [self._models[n] for n in sorted(self._models)]
 
@@ -219,9 +220,9 @@ class Repository:
         for name in self.model_names():
             try:
                 config = self._config(name)
-            except ConfigError:
-                config = ModelConfig()
-            found, _ = ([1], []) if self.single else _version_folders(self._folder(name))
+                found, _ = ([1], []) if self.single else _version_folders(self._folder(name))
+            except (ConfigError, OSError):   # its load will say what is wrong
+                config, found = ModelConfig(), [1]
             instances = config.instances * max(1, len(config.version_policy.select(found)))
             if config.threads_per_instance is not None:
                 fixed += instances * config.threads_per_instance
