@@ -129,6 +129,7 @@ class Repository:
         self.log = log
         self._models: dict[str, Model] = {}
         self._lock = threading.Lock()
+        self._closing = False
         if self.source.is_file():
             if self.source.suffix not in (".so", ".onnx"):
                 raise ConfigError(f"{self.source}: serve a model.so, a model.onnx or a "
@@ -242,6 +243,8 @@ class Repository:
         """Load every model on disk, each independently of the others' success."""
         self.discover()
         for name in self.model_names():
+            if self._closing:
+                return
             try:
                 self.load(name)
             except Exception as exc:   # one model's surprise must not stop the others
@@ -272,6 +275,8 @@ class Repository:
                 folder = self.source if self.single else model.folder / str(number)
                 model.versions[number] = ModelVersion(name, number, folder, model.config)
             for number in numbers:
+                if self._closing:
+                    break
                 self._load_version(model.versions[number])
             model.state = READY if model.ready_versions else UNAVAILABLE
             return model
@@ -287,10 +292,17 @@ class Repository:
 
     def close(self) -> None:
         """Unload everything at server exit: the HTTP side is gone, so requests still queued
-        are dropped, and runs in progress get EXIT_WAIT_SECONDS to end."""
+        are dropped, runs in progress get EXIT_WAIT_SECONDS to end, and a model still
+        loading (compiling, say) is not waited for beyond that."""
+        self._closing = True
         for model in self.models():
-            with model.lock:
+            if not model.lock.acquire(timeout=EXIT_WAIT_SECONDS):
+                self.log(f"model '{model.name}': still loading; not waiting for it")
+                continue
+            try:
                 self._stop_versions(model, "server stopped", exiting=True)
+            finally:
+                model.lock.release()
 
     def _folder(self, name: str) -> Path:
         return self.source if self.single else self.source / name

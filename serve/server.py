@@ -132,6 +132,10 @@ class ModelServer:
                      f"{exc}")
         self.app.loaded = True
         self.loaded.set()
+        if not self.repository.models():
+            self.log(f"kiln serve: {self.repository.source} holds no model folders (expected "
+                     f"MODEL/VERSION/model.so or model.onnx); load them with the repository "
+                     f"API once they are there")
         ready = sum(1 for m in self.repository.models() if m.ready_versions)
         self.log(f"kiln serve: {ready} of {len(self.repository.models())} model(s) ready; "
                  f"{self.budget.used} of {self.budget.total} runtime threads in use")
