@@ -8,7 +8,6 @@ import http.client
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -83,4 +82,4 @@ def add_model(repo: Path, name: str, artifact: Path, versions=(1,), config: dict
 def kiln_pythonpath() -> str:
     """PYTHONPATH for a subprocess that must import the kiln this process imported."""
     parent = os.path.dirname(os.path.dirname(kiln.__file__))
-    return os.pathsep.join([parent] + [p for p in sys.path if p])
+    return os.pathsep.join(p for p in [parent, os.environ.get("PYTHONPATH", "")] if p)
