@@ -168,3 +168,37 @@ def test_the_grace_period_bounds_the_drain(drain_repo):
         server.wait_for("kiln serve: stopped")
     finally:
         server.close()
+
+
+def test_unload_answers_the_queued_requests_first(drain_repo):
+    """An unload through the repository API while requests wait: each of them is answered
+    (computed), later ones are refused as not ready, and the threads are given back."""
+    import tritonclient.http as httpclient
+
+    from kiln.serve.server import BackgroundServer, ServeOptions
+
+    with BackgroundServer(drain_repo, ServeOptions(http_port=0, threads=1)) as background:
+        body, headers = slow_body()
+        results: list = []
+        senders = [threading.Thread(target=lambda: results.append(request(
+            background.url, "POST", "/v2/models/slow/infer", body, headers)[0]))
+            for _ in range(8)]
+        for sender in senders:
+            sender.start()
+        end = time.monotonic() + 30
+        while metric(background.url, "kiln_requests_in_flight") + metric(
+                background.url, "kiln_inference_requests_total", model="slow", version="1",
+                outcome="success") < 8:
+            assert time.monotonic() < end, "the requests never arrived"
+        client = httpclient.InferenceServerClient(background.url, network_timeout=60)
+        try:
+            client.unload_model("slow")
+            for sender in senders:
+                sender.join(60)
+            assert results == [200] * 8, results
+            assert not client.is_model_ready("slow")
+            assert request(background.url, "POST", "/v2/models/slow/infer", body,
+                           headers)[0] == 503
+            assert metric(background.url, "kiln_runtime_threads") == 0
+        finally:
+            client.close()
