@@ -100,9 +100,11 @@ class ModelServer:
         default = self.repository.plan_threads()
         self.log(f"kiln serve: runtime thread budget {self.budget.total} (--threads); "
                  f"{default} per instance unless config.json sets threads_per_instance")
+        # uvicorn's own graceful wait comes after _drain has used the grace period: it only
+        # lets the last answers go out, so that the whole exit stays within the grace period
+        # and a second or so
         config = uvicorn.Config(self.app, lifespan="off", log_level="warning",
-                                access_log=False, timeout_graceful_shutdown=max(
-                                    1.0, self.options.grace_period), backlog=2048)
+                                access_log=False, timeout_graceful_shutdown=1.0, backlog=2048)
         self._uvicorn = _Uvicorn(config)
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
