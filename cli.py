@@ -142,8 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "any free port, printed at start)")
     s.add_argument("--threads", type=int, help="runtime threads for all models together "
                    "(default: the usable cores)")
-    s.add_argument("--grace-period", type=float, default=30.0, metavar="SECONDS",
-                   help="how long SIGTERM waits for in-flight requests (default 30)")
+    s.add_argument("--grace-period", type=float, default=25.0, metavar="SECONDS",
+                   help="how long SIGTERM waits for in-flight requests (default 25: the "
+                   "exit fits in Kubernetes' 30 s)")
     s.add_argument("--max-body-mb", type=float, default=64.0,
                    help="largest request body accepted (default 64 MiB)")
     s.add_argument("--strict-readiness", action="store_true",

@@ -36,7 +36,7 @@ def require_extras() -> None:
 
 
 def main(source: str, host: str = "127.0.0.1", http_port: int = 8000,
-         threads: int | None = None, grace_period: float = 30.0,
+         threads: int | None = None, grace_period: float = 25.0,
          max_body_mb: float = 64.0, strict_readiness: bool = False,
          cache_dir: str | None = None) -> int:
     """Serve `source` (a repository folder, a model.so or a model.onnx) until SIGTERM or

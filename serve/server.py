@@ -36,7 +36,7 @@ class ServeOptions:
     host: str = "127.0.0.1"
     http_port: int = 8000
     threads: int | None = None            # runtime thread budget; None: the usable cores
-    grace_period: float = 30.0            # seconds to drain after SIGTERM
+    grace_period: float = 25.0            # seconds to drain after SIGTERM
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     strict_readiness: bool = False        # ready only when every model is
     cache_dir: str | None = None          # compiled ONNX models (see Repository)
