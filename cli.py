@@ -1,4 +1,4 @@
-"""The `kiln` command line: compile, run, inspect, check, targets, kernels.
+"""The `kiln` command line: compile, run, inspect, check, targets, kernels, serve.
 
 A user's mistake exits with status 2 and one message on stderr (`--debug` adds the
 traceback); success exits 0.
@@ -131,6 +131,26 @@ def build_parser() -> argparse.ArgumentParser:
                                        "its schedule fields")
     k.add_argument("--markdown", action="store_true",
                    help="print it as the table in docs/architecture.md")
+
+    s = sub.add_parser("serve", help="serve a model repository (or one model.so / model.onnx) "
+                                     "over the Open Inference Protocol (docs/serving.md)")
+    s.add_argument("source", metavar="REPO", help="a folder of MODEL/VERSION/model.so (or "
+                   "model.onnx), or a single model.so / model.onnx")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default "
+                   "127.0.0.1; 0.0.0.0 for every interface)")
+    s.add_argument("--http-port", type=int, default=8000, help="HTTP port (default 8000; 0: "
+                   "any free port, printed at start)")
+    s.add_argument("--threads", type=int, help="runtime threads for all models together "
+                   "(default: the usable cores)")
+    s.add_argument("--grace-period", type=float, default=25.0, metavar="SECONDS",
+                   help="how long SIGTERM waits for in-flight requests (default 25: the "
+                   "exit fits in Kubernetes' 30 s)")
+    s.add_argument("--max-body-mb", type=float, default=64.0,
+                   help="largest request body accepted (default 64 MiB)")
+    s.add_argument("--strict-readiness", action="store_true",
+                   help="/v2/health/ready only when every model is ready")
+    s.add_argument("--cache-dir", help="where compiled model.onnx files are cached (default "
+                   "REPO/.kiln-cache)")
     return parser
 
 
@@ -454,8 +474,17 @@ def _drop_stdout() -> None:
         pass
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import main as serve
+
+    return serve(args.source, host=args.host, http_port=args.http_port, threads=args.threads,
+                 grace_period=args.grace_period, max_body_mb=args.max_body_mb,
+                 strict_readiness=args.strict_readiness, cache_dir=args.cache_dir)
+
+
 COMMANDS = {"compile": cmd_compile, "run": cmd_run, "inspect": cmd_inspect,
-            "check": cmd_check, "targets": cmd_targets, "kernels": cmd_kernels}
+            "check": cmd_check, "targets": cmd_targets, "kernels": cmd_kernels,
+            "serve": cmd_serve}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

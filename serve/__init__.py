@@ -1,0 +1,52 @@
+"""`kiln serve`: a model server for compiled artifacts, speaking the Open Inference Protocol
+(KServe v2) over REST, so existing clients (tritonclient, KServe's SDK, curl) work as they
+are. See docs/serving.md.
+
+- repository.py: the model repository (MODEL/VERSION/model.so or model.onnx) and loading
+- config.py: a model's config.json, validated field by field
+- protocol.py: the protocol's datatypes, requests and responses (JSON and binary tensors)
+- http.py: the ASGI application (the endpoints); server.py: uvicorn, start-up and draining
+- scheduler.py: each version's bounded queue and worker threads; budget.py: the thread budget
+- metrics.py: Prometheus metrics; stats.py: the statistics extension
+
+The HTTP stack (uvicorn, prometheus-client) is the optional extra `kiln-aot[serve]`; this
+module imports it only when serving starts.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+from .errors import ConfigError, MissingExtraError, RequestError, ServeError
+
+__all__ = ["ConfigError", "MissingExtraError", "RequestError", "ServeError", "main",
+           "require_extras"]
+
+#: import name -> the distribution that provides it
+EXTRAS = {"uvicorn": "uvicorn", "prometheus_client": "prometheus-client"}
+
+
+def require_extras() -> None:
+    """Raise MissingExtraError, with the pip command, if the serving packages are absent."""
+    missing = [dist for module, dist in EXTRAS.items()
+               if importlib.util.find_spec(module) is None]
+    if missing:
+        raise MissingExtraError(f"kiln serve needs {' and '.join(missing)}, which are not "
+                                f"installed; install them with: pip install 'kiln-aot[serve]'")
+
+
+def main(source: str, host: str = "127.0.0.1", http_port: int = 8000,
+         threads: int | None = None, grace_period: float = 25.0,
+         max_body_mb: float = 64.0, strict_readiness: bool = False,
+         cache_dir: str | None = None) -> int:
+    """Serve `source` (a repository folder, a model.so or a model.onnx) until SIGTERM or
+    SIGINT; returns the exit status. Raises ConfigError for a bad source or option."""
+    require_extras()
+    from .server import ServeOptions, run
+
+    if max_body_mb <= 0:
+        raise ConfigError(f"--max-body-mb: expected a positive size, got {max_body_mb}")
+    return run(source, ServeOptions(host=host, http_port=http_port, threads=threads,
+                                    grace_period=grace_period,
+                                    max_body_bytes=int(max_body_mb * (1 << 20)),
+                                    strict_readiness=strict_readiness, cache_dir=cache_dir))

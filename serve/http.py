@@ -1,0 +1,373 @@
+"""The HTTP side of `kiln serve`: a plain ASGI application (served by uvicorn, server.py)
+speaking the Open Inference Protocol's REST API.
+
+    GET  /v2                                    server metadata
+    GET  /v2/health/live, /v2/health/ready      Kubernetes probes
+    GET  /v2/models/{m}[/versions/{v}]          model metadata
+    GET  /v2/models/{m}[/versions/{v}]/ready    model readiness (the reason when not)
+    POST /v2/models/{m}[/versions/{v}]/infer    inference: JSON and binary tensor data
+    GET  /v2/models[/{m}[/versions/{v}]]/stats  statistics extension
+    POST /v2/repository/index                   repository extension: index, load, unload
+    POST /v2/repository/models/{m}/load|unload
+    GET  /metrics                               Prometheus metrics
+
+Errors are JSON objects {"error": "..."}: 400 for a bad request (naming the input and what
+was expected), 404 for an unknown model, version or endpoint, 413 for a body over the
+limit, 503 with Retry-After when the model is not ready, its queue is full or the server is
+shutting down, 504 when a request's timeout passed in the queue, 500 when a model's run
+failed. No request can take the server down: everything it raises becomes an answer.
+
+Parsing and encoding happen on the event loop; the models run on their schedulers' worker
+threads (the runtime releases the GIL), so probes are answered while models compute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+import traceback
+import zlib
+from typing import Any, Awaitable, Callable
+
+from .. import __version__
+from .errors import BadRequest, NotFound, QueueTimeout, RequestError, Unavailable
+from .metrics import Metrics
+from .protocol import HEADER_LENGTH, encode_infer_response, parse_infer_request, \
+    tensor_metadata
+from .repository import ModelVersion, Repository
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict]]
+Send = Callable[[dict], Awaitable[None]]
+Answer = tuple[int, bytes, dict[str, str]]
+
+EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics"]
+DEFAULT_MAX_BODY_BYTES = 64 << 20
+_JSON = "application/json"
+
+
+class MethodNotAllowed(RequestError):
+    """405: the endpoint exists but takes another method (sent back in Allow)."""
+
+    def __init__(self, method: str, path: str, allowed: str):
+        super().__init__(405, f"{method} is not allowed on {path}; use {allowed}")
+        self.allowed = allowed
+
+
+class PayloadTooLarge(RequestError):
+    """413: the body is over --max-body-mb (refused before reading it when declared)."""
+
+    def __init__(self, limit: int):
+        super().__init__(413, f"the request body is over the server's limit of {limit} bytes "
+                              f"(kiln serve --max-body-mb)")
+
+
+def _json(status: int, obj: Any, headers: dict[str, str] | None = None) -> Answer:
+    return status, json.dumps(obj, separators=(",", ":")).encode(), \
+        {"content-type": _JSON, **(headers or {})}
+
+
+class InferenceApp:
+    """The ASGI application over a loaded `repository`. The server sets `loaded` once the
+    first load of the repository is done and `draining` when it starts shutting down;
+    `active` counts inference requests between arrival and answer."""
+
+    def __init__(self, repository: Repository, metrics: Metrics,
+                 max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, strict_readiness: bool = False,
+                 log: Callable[[str], None] = print):
+        self.repository = repository
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+        self.strict_readiness = strict_readiness
+        self.log = log
+        self.loaded = False
+        self.draining = False
+        self.active = 0
+        metrics.in_flight.set_function(lambda: self.active)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        try:
+            status, body, headers = await self._dispatch(scope, receive)
+        except RequestError as exc:
+            extra = {}
+            if exc.retry_after is not None:
+                extra["retry-after"] = str(int(exc.retry_after))
+            if isinstance(exc, MethodNotAllowed):
+                extra["allow"] = exc.allowed
+            status, body, headers = _json(exc.status, {"error": exc.message}, extra)
+        except Exception as exc:   # a bug: answer it, log it, keep serving
+            traceback.print_exc(file=sys.stderr)
+            status, body, headers = _json(500, {"error": f"internal error in kiln serve: "
+                                                         f"{type(exc).__name__}: {exc}"})
+        raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        raw_headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- routing ----------------------------------------------------------------------------
+
+    async def _dispatch(self, scope: Scope, receive: Receive) -> Answer:
+        method, path = scope["method"], scope["path"]
+        parts = [p for p in path.split("/") if p]
+
+        def only(allowed: str) -> None:
+            if method != allowed and not (allowed == "GET" and method == "HEAD"):
+                raise MethodNotAllowed(method, path, allowed)
+
+        if parts == ["metrics"]:
+            only("GET")
+            body, content_type = self.metrics.render()
+            return 200, body, {"content-type": content_type}
+        if not parts or parts[0] != "v2":
+            raise NotFound(f"no endpoint {path}; the Open Inference Protocol's endpoints are "
+                           f"under /v2 (and metrics at /metrics)")
+        rest = parts[1:]
+        if not rest:
+            only("GET")
+            return _json(200, {"name": "kiln", "version": __version__,
+                               "extensions": EXTENSIONS})
+        if rest == ["health", "live"]:
+            only("GET")
+            return _json(200, {"live": True})
+        if rest == ["health", "ready"]:
+            only("GET")
+            return self._server_ready()
+        if rest[0] == "repository":
+            return await self._repository(method, path, rest[1:], scope, receive)
+        if rest == ["models", "stats"]:
+            only("GET")
+            return _json(200, {"model_stats": [v.stats.as_dict(m.name, v.version)
+                                               for m in self.repository.models()
+                                               for _, v in sorted(m.versions.items())]})
+        if rest[0] == "models" and len(rest) >= 2:
+            name, tail, version = rest[1], rest[2:], None
+            if tail[:1] == ["versions"]:
+                if len(tail) < 2:
+                    raise NotFound(f"no endpoint {path}: a version number follows /versions/")
+                version, tail = tail[1], tail[2:]
+            if not tail:
+                only("GET")
+                return self._model_metadata(name, version)
+            if tail == ["ready"]:
+                only("GET")
+                return self._model_ready(name, version)
+            if tail == ["infer"]:
+                only("POST")
+                return await self._infer(name, version, scope, receive)
+            if tail == ["stats"]:
+                only("GET")
+                return self._stats(name, version)
+        raise NotFound(f"no endpoint {path}")
+
+    # -- health and metadata ----------------------------------------------------------------
+
+    def _server_ready(self) -> Answer:
+        if self.draining:
+            return _json(400, {"ready": False, "error": "the server is shutting down"})
+        if not self.loaded:
+            return _json(400, {"ready": False, "error": "the models are still loading"})
+        models = self.repository.models()
+        not_ready = {m.name: m.why_not_ready() for m in models if not m.ready_versions}
+        ready = not not_ready if self.strict_readiness else len(not_ready) < len(models)
+        if ready:
+            return _json(200, {"ready": True, "not_ready": not_ready})
+        why = "no model is ready" if not self.strict_readiness else \
+            "not every model is ready (--strict-readiness)"
+        return _json(400, {"ready": False, "error": why, "not_ready": not_ready})
+
+    def _model_metadata(self, name: str, version: str | None) -> Answer:
+        served = self.repository.version(name, version)
+        model = self.repository.model(name)
+        return _json(200, {"name": name, "versions": [str(v) for v in sorted(model.versions)],
+                           "platform": "kiln",
+                           "inputs": [tensor_metadata(t) for t in served.inputs],
+                           "outputs": [tensor_metadata(t) for t in served.outputs]})
+
+    def _model_ready(self, name: str, version: str | None) -> Answer:
+        model = self.repository.model(name)
+        if version is None:
+            ready, reason = bool(model.ready_versions), model.why_not_ready()
+        else:
+            number = int(version) if version.isdigit() else None
+            found = model.versions.get(number) if number is not None else None
+            if found is None:
+                raise NotFound(f"model {name!r} has no version {version!r}; its versions "
+                               f"are: {', '.join(map(str, sorted(model.versions))) or 'none'}")
+            ready = found.ready
+            reason = f"{found.state.lower()}: {found.reason}" if found.reason else \
+                found.state.lower()
+        if ready:
+            return _json(200, {"name": name, "ready": True})
+        return _json(400, {"name": name, "ready": False, "error": f"model {name!r} is not "
+                                                                  f"ready: {reason}"})
+
+    def _stats(self, name: str, version: str | None) -> Answer:
+        model = self.repository.model(name)
+        versions = sorted(model.versions.items())
+        if version is not None:
+            versions = [(n, v) for n, v in versions if str(n) == version]
+            if not versions:
+                raise NotFound(f"model {name!r} has no version {version!r}")
+        return _json(200, {"model_stats": [v.stats.as_dict(name, n) for n, v in versions]})
+
+    # -- the repository extension -----------------------------------------------------------
+
+    async def _repository(self, method: str, path: str, rest: list[str], scope: Scope,
+                          receive: Receive) -> Answer:
+        if rest == ["index"]:
+            if method != "POST":
+                raise MethodNotAllowed(method, path, "POST")
+            body = _decode_object(await self._body(scope, receive), "the index request")
+            ready = body.get("ready", False)
+            if not isinstance(ready, bool):
+                raise BadRequest("the index request's 'ready' must be true or false")
+            return _json(200, self.repository.index(ready_only=ready))
+        if len(rest) == 3 and rest[0] == "models" and rest[2] in ("load", "unload"):
+            if method != "POST":
+                raise MethodNotAllowed(method, path, "POST")
+            _decode_object(await self._body(scope, receive), f"the {rest[2]} request")
+            name = rest[1]
+            loop = asyncio.get_running_loop()
+            if rest[2] == "unload":
+                await loop.run_in_executor(None, self.repository.unload, name)
+                self.log(f"model '{name}': unloaded")
+                return _json(200, {})
+            if self.draining:
+                raise Unavailable("the server is shutting down")
+            model = await loop.run_in_executor(None, self.repository.load, name)
+            if not model.ready_versions:
+                raise BadRequest(f"failed to load model {name!r}: {model.why_not_ready()}")
+            return _json(200, {})
+        raise NotFound(f"no endpoint {path}")
+
+    # -- inference --------------------------------------------------------------------------
+
+    async def _infer(self, name: str, version: str | None, scope: Scope,
+                     receive: Receive) -> Answer:
+        start = time.perf_counter()
+        try:
+            served = self.repository.version(name, version)
+        except Unavailable:
+            self.metrics.outcome(name, version or "", "rejected")
+            raise
+        label = str(served.version)
+        if self.draining:
+            self.metrics.outcome(name, label, "rejected")
+            raise Unavailable("the server is shutting down; send the request to another "
+                              "replica")
+        self.active += 1
+        try:
+            try:
+                body = await self._body(scope, receive)
+                request = parse_infer_request(body, _header(scope, HEADER_LENGTH),
+                                              served.inputs, served.outputs)
+            except RequestError:
+                self.metrics.outcome(name, label, "invalid")
+                raise
+            scheduler = served.scheduler
+            if scheduler is None:
+                self.metrics.outcome(name, label, "rejected")
+                raise Unavailable(f"{served.label} was unloaded; retry")
+            timeout = self._timeout(served, request.timeout_us)
+            try:
+                outputs, timings = await scheduler.infer(request.inputs, timeout)
+            except Unavailable:
+                self.metrics.outcome(name, label, "rejected")
+                raise
+            except QueueTimeout:
+                self.metrics.outcome(name, label, "timed_out")
+                served.stats.finished(False, time.perf_counter() - start, None)
+                raise
+            except Exception as exc:   # the model's run failed: this request's answer only
+                self.metrics.outcome(name, label, "failed")
+                served.stats.finished(False, time.perf_counter() - start, None)
+                raise RequestError(500, f"{served.label} failed to run: {exc}") from None
+            body, headers = encode_infer_response(name, label, request.id, outputs,
+                                                  request.outputs, request.binary_output)
+            total = time.perf_counter() - start
+            self.metrics.outcome(name, label, "success")
+            self.metrics.timings(name, label, timings.queue, timings.compute, total)
+            served.stats.finished(True, total, timings.queue)
+            return 200, body, headers
+        finally:
+            self.active -= 1
+
+    @staticmethod
+    def _timeout(served: ModelVersion, timeout_us: float | None) -> float | None:
+        """Seconds the request may wait in the queue: its own timeout if given and allowed,
+        else its model's default."""
+        if timeout_us is not None and served.config.allow_request_timeout:
+            return timeout_us / 1e6
+        default = served.config.default_timeout_ms
+        return None if default is None else default / 1e3
+
+    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+        """The request body, refused with 413 past the limit (before reading it when the
+        Content-Length says so), decompressed if its Content-Encoding is gzip or deflate."""
+        limit = self.max_body_bytes
+        declared = _header(scope, "content-length")
+        if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+            raise PayloadTooLarge(limit)
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise BadRequest("the client went away before sending the whole body")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(limit)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        encoding = (_header(scope, "content-encoding") or "identity").strip().lower()
+        if encoding == "identity":
+            return body
+        if encoding not in ("gzip", "deflate"):
+            raise BadRequest(f"Content-Encoding {encoding!r} is not supported (gzip, deflate "
+                             f"or none)")
+        inflater = zlib.decompressobj(zlib.MAX_WBITS | (16 if encoding == "gzip" else 0))
+        try:
+            plain = inflater.decompress(body, limit + 1)
+        except zlib.error as exc:
+            raise BadRequest(f"the body is not valid {encoding} data: {exc}") from None
+        if len(plain) > limit:
+            raise PayloadTooLarge(limit)
+        return plain
+
+
+def _header(scope: Scope, name: str) -> str | None:
+    wanted = name.encode("latin-1")
+    for key, value in scope["headers"]:
+        if key.lower() == wanted:
+            return value.decode("latin-1")
+    return None
+
+
+def _decode_object(body: bytes, what: str) -> dict:
+    if not body.strip():
+        return {}
+    try:
+        value = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest(f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise BadRequest(f"{what} must be a JSON object")
+    return value

@@ -1,0 +1,200 @@
+"""Per model version: a bounded queue of inference requests and one worker thread per
+instance (a runtime Session each), so that inference runs off the event loop and health
+checks stay responsive however busy the model is.
+
+A request that finds the queue full is refused at once (Unavailable: 503 with Retry-After)
+instead of waiting behind work the server cannot finish in time; one whose timeout passes
+while it waits is taken out of the queue and refused (QueueTimeout: 504) without being
+computed. A request an instance has started is always finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..runtime import Session
+from .errors import QueueTimeout, Unavailable
+
+_QUEUED, _RUNNING, _DONE, _EXPIRED = "queued", "running", "done", "expired"
+
+
+@dataclass
+class Timings:
+    """Where one request's time went, in seconds."""
+
+    queue: float
+    compute: float
+
+
+class _Job:
+    """One request between the event loop and a worker thread. `state` changes only under
+    the scheduler's lock, so a job is either expired (never computed) or run, never both."""
+
+    __slots__ = ("feed", "deadline", "enqueued", "started", "state", "future", "loop")
+
+    def __init__(self, feed: dict[str, np.ndarray], deadline: float | None,
+                 loop: asyncio.AbstractEventLoop):
+        self.feed = feed
+        self.deadline = deadline
+        self.enqueued = time.perf_counter()
+        self.started = 0.0
+        self.state = _QUEUED
+        self.loop = loop
+        self.future: asyncio.Future = loop.create_future()
+
+
+def _resolve(future: asyncio.Future, result, error: BaseException | None) -> None:
+    if future.done():   # the awaiting request was cancelled (the server is stopping)
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+class Scheduler:
+    """The queue and workers of one model version. `label` names it in errors and thread
+    names (e.g. "resnet version 1")."""
+
+    def __init__(self, sessions: Sequence[Session], max_queue_size: int, label: str,
+                 on_compute: Callable[[float, bool], None] | None = None):
+        self.label = label
+        self.max_queue_size = max_queue_size
+        self._on_compute = on_compute
+        self._queue: collections.deque[_Job] = collections.deque()
+        self._cond = threading.Condition()
+        self._running = 0
+        self._closing = False
+        self._compute_ewma = 0.0   # seconds per request, for Retry-After
+        self._workers = [threading.Thread(target=self._work, args=(session,), daemon=True,
+                                          name=f"kiln-serve {label} #{i}")
+                         for i, session in enumerate(sessions)]
+        for worker in self._workers:
+            worker.start()
+
+    @property
+    def depth(self) -> int:
+        """Requests waiting for an instance."""
+        return len(self._queue)
+
+    @property
+    def busy(self) -> int:
+        """Requests waiting or being computed."""
+        with self._cond:
+            return len(self._queue) + self._running
+
+    async def infer(self, feed: dict[str, np.ndarray], timeout: float | None
+                    ) -> tuple[dict[str, np.ndarray], Timings]:
+        """Queue `feed`, wait for an instance to run it, and return its outputs and timings.
+        `timeout` (seconds, or None) bounds the wait in the queue, not the computation."""
+        loop = asyncio.get_running_loop()
+        job = _Job(feed, None if timeout is None else time.perf_counter() + timeout, loop)
+        with self._cond:
+            if self._closing:
+                raise Unavailable(f"{self.label} is being unloaded; retry on another version "
+                                  f"or after it is loaded again")
+            if len(self._queue) >= self.max_queue_size:
+                raise Unavailable(f"{self.label}: the queue is full ({self.max_queue_size} "
+                                  f"requests waiting); retry later",
+                                  retry_after=self._retry_after())
+            self._queue.append(job)
+            self._cond.notify()
+        try:
+            if timeout is None:
+                return await job.future
+            try:
+                return await asyncio.wait_for(asyncio.shield(job.future), timeout)
+            except asyncio.TimeoutError:
+                if self._expire(job):
+                    raise self._timeout_error(job, timeout) from None
+                return await job.future   # an instance took it just in time: let it finish
+        except asyncio.CancelledError:
+            self._expire(job)
+            raise
+
+    def _expire(self, job: _Job) -> bool:
+        """Take a still-queued `job` out of the queue; False when a worker already has it."""
+        with self._cond:
+            if job.state != _QUEUED:
+                return False
+            job.state = _EXPIRED
+            try:
+                self._queue.remove(job)
+            except ValueError:
+                pass
+            return True
+
+    def _timeout_error(self, job: _Job, timeout: float) -> QueueTimeout:
+        waited = time.perf_counter() - job.enqueued
+        return QueueTimeout(f"{self.label}: the request waited {waited * 1e3:.1f} ms in the "
+                            f"queue, past its timeout of {timeout * 1e3:.1f} ms; it was not "
+                            f"computed")
+
+    def _retry_after(self) -> float:
+        """Seconds after which the queue has likely room again: one queue's worth of work
+        spread over the instances, at least one second (the header's unit)."""
+        seconds = self._compute_ewma * self.max_queue_size / max(len(self._workers), 1)
+        return max(1.0, float(int(seconds + 0.999)))
+
+    def _work(self, session: Session) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing:
+                    self._cond.wait()
+                if not self._queue:
+                    return   # closing, and nothing left to do
+                job = self._queue.popleft()
+                now = time.perf_counter()
+                if job.deadline is not None and now > job.deadline:
+                    job.state = _EXPIRED
+                    expired = True
+                else:
+                    job.state, job.started = _RUNNING, now
+                    self._running += 1
+                    expired = False
+            if expired:
+                job.loop.call_soon_threadsafe(
+                    _resolve, job.future, None,
+                    self._timeout_error(job, job.deadline - job.enqueued))
+                continue
+            result, error = None, None
+            try:
+                outputs = session.run(job.feed)
+                finished = time.perf_counter()
+                result = (outputs, Timings(job.started - job.enqueued, finished - job.started))
+            except Exception as exc:   # the model's failure goes back to its request
+                finished = time.perf_counter()
+                error = exc
+            compute = finished - job.started
+            self._compute_ewma = 0.9 * self._compute_ewma + 0.1 * compute if \
+                self._compute_ewma else compute
+            if self._on_compute is not None:
+                self._on_compute(compute, error is None)
+            with self._cond:
+                job.state = _DONE
+                self._running -= 1
+                self._cond.notify_all()
+            job.loop.call_soon_threadsafe(_resolve, job.future, result, error)
+
+    def close(self, timeout: float | None = None, abandon_queued: bool = False) -> bool:
+        """Refuse new requests, let the workers finish every queued one (or, with
+        `abandon_queued`, only those running: at server exit, when no one waits for the
+        rest), and join them; False if they were still busy after `timeout` seconds."""
+        with self._cond:
+            self._closing = True
+            if abandon_queued:
+                for job in self._queue:
+                    job.state = _EXPIRED
+                self._queue.clear()
+            self._cond.notify_all()
+        end = None if timeout is None else time.monotonic() + timeout
+        for worker in self._workers:
+            worker.join(None if end is None else max(0.0, end - time.monotonic()))
+        return not any(worker.is_alive() for worker in self._workers)

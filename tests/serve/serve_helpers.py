@@ -1,0 +1,85 @@
+"""Helpers of the server tests: plain HTTP requests (http.client: nothing between the test
+and the bytes on the wire), a reader of the Prometheus metrics, the slow model's request,
+and the building of model repositories."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+import kiln
+
+
+def request(url: str, method: str, path: str, body: bytes | None = None,
+            headers: dict[str, str] | None = None, timeout: float = 30.0
+            ) -> tuple[int, dict[str, str], bytes]:
+    """One request on a fresh connection; (status, lower-cased headers, body)."""
+    host, port = url.rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=timeout)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return (response.status, {k.lower(): v for k, v in response.getheaders()},
+                response.read())
+    finally:
+        connection.close()
+
+
+def post_json(url: str, path: str, obj) -> tuple[int, dict[str, str], dict]:
+    status, headers, body = request(url, "POST", path, json.dumps(obj).encode(),
+                                    {"Content-Type": "application/json"})
+    return status, headers, json.loads(body)
+
+
+def metric(url: str, name: str, **labels: str) -> float:
+    """The value of one sample of the server's /metrics (0 if absent)."""
+    status, _, body = request(url, "GET", "/metrics")
+    assert status == 200
+    for line in body.decode().splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        sample, _, value = line.rpartition(" ")
+        metric_name, _, label_text = sample.partition("{")
+        if metric_name != name:
+            continue
+        found = dict(part.split("=", 1) for part in label_text.rstrip("}").split(",") if part)
+        if all(found.get(k) == json.dumps(v) for k, v in labels.items()):
+            return float(value)
+    return 0.0
+
+
+SLOW_SHAPE = (256, 256)
+
+
+def slow_body() -> tuple[bytes, dict[str, str]]:
+    x = np.random.default_rng(0).standard_normal(SLOW_SHAPE).astype(np.float32)
+    head = json.dumps({"inputs": [{"name": "x", "shape": list(SLOW_SHAPE), "datatype": "FP32",
+                                   "parameters": {"binary_data_size": x.nbytes}}],
+                       "parameters": {"binary_data_output": True}}).encode()
+    return head + x.tobytes(), {"Inference-Header-Content-Length": str(len(head))}
+
+
+def add_model(repo: Path, name: str, artifact: Path, versions=(1,), config: dict | None = None,
+              raw_config: str | None = None) -> Path:
+    """Put `artifact` into repo/name/<version>/ (as model.so or model.onnx) for each
+    version, with a config.json (an object, or raw text) when given."""
+    for version in versions:
+        folder = repo / name / str(version)
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(artifact, folder / f"model{artifact.suffix}")
+    if config is not None:
+        (repo / name / "config.json").write_text(json.dumps(config))
+    if raw_config is not None:
+        (repo / name / "config.json").write_text(raw_config)
+    return repo / name
+
+
+def kiln_pythonpath() -> str:
+    """PYTHONPATH for a subprocess that must import the kiln this process imported."""
+    parent = os.path.dirname(os.path.dirname(kiln.__file__))
+    return os.pathsep.join(p for p in [parent, os.environ.get("PYTHONPATH", "")] if p)

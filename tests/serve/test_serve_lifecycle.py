@@ -1,0 +1,204 @@
+"""`kiln serve` as a process: it prints its thread budget and address, serves, and on
+SIGTERM turns not ready at once, refuses new requests, answers every request in flight,
+and exits 0. And the command's own errors: a missing repository, a missing extra."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from serve_helpers import add_model, kiln_pythonpath, metric, request, slow_body
+
+
+#: requests in flight when SIGTERM comes: enough that the drain takes a while (the slow
+#: model runs for milliseconds each, one at a time)
+REQUESTS = 32
+
+
+class ServerProcess:
+    """`python -m kiln serve REPO --http-port 0 ...` with its output read line by line."""
+
+    def __init__(self, *args: str):
+        env = dict(os.environ, PYTHONPATH=kiln_pythonpath(), PYTHONUNBUFFERED="1")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "kiln", "serve", *args, "--http-port", "0"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.output: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        line = self.wait_for("listening on http://")
+        self.url = line.rsplit("http://", 1)[1].strip()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.output.append(line)
+            self.lines.put(line)
+
+    def wait_for(self, text: str, timeout: float = 60.0) -> str:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            try:
+                line = self.lines.get(timeout=0.1)
+            except queue.Empty:
+                if self.process.poll() is not None and self.lines.empty():
+                    break
+                continue
+            if text in line:
+                return line
+        raise AssertionError(f"no line with {text!r} from the server; it wrote:\n"
+                             + "".join(self.output))
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(10)
+
+
+@pytest.fixture
+def drain_repo(artifacts, tmp_path):
+    add_model(tmp_path, "slow", artifacts["slow"],
+              config={"max_queue_size": 64, "threads_per_instance": 1})
+    return tmp_path
+
+
+def test_sigterm_answers_every_request_in_flight_then_exits(drain_repo):
+    server = ServerProcess(str(drain_repo), "--threads", "2", "--grace-period", "30")
+    try:
+        assert "runtime thread budget 2" in "".join(server.output)
+        server.wait_for("1 of 1 model(s) ready")
+        assert request(server.url, "GET", "/v2/health/ready")[0] == 200
+        body, headers = slow_body()
+        results: list = []
+
+        def send() -> None:
+            results.append(request(server.url, "POST", "/v2/models/slow/infer", body,
+                                   headers)[0])
+
+        senders = [threading.Thread(target=send) for _ in range(REQUESTS)]
+        for sender in senders:
+            sender.start()
+        end = time.monotonic() + 30   # until every request is answered or in the server
+        while metric(server.url, "kiln_requests_in_flight") + metric(
+                server.url, "kiln_inference_requests_total", model="slow", version="1",
+                outcome="success") < REQUESTS:
+            assert time.monotonic() < end, "the requests never arrived"
+        assert metric(server.url, "kiln_requests_in_flight") > 0, "all done: nothing to drain"
+        server.process.send_signal(signal.SIGTERM)
+        server.wait_for("shutting down")
+        status, _, reply = request(server.url, "GET", "/v2/health/ready")
+        assert status == 400 and "shutting down" in json.loads(reply)["error"]
+        status, headers_503, reply = request(server.url, "POST", "/v2/models/slow/infer",
+                                             body, headers)
+        assert status == 503 and "retry-after" in headers_503
+        for sender in senders:
+            sender.join(60)
+        assert results == [200] * REQUESTS, results
+        assert server.process.wait(30) == 0
+        server.wait_for("kiln serve: stopped")
+    finally:
+        server.close()
+
+
+def test_serve_reports_a_missing_repository(tmp_path, capsys):
+    from kiln.cli import main
+
+    assert main(["serve", str(tmp_path / "nothing")]) == 2
+    error = capsys.readouterr().err
+    assert "nothing: no such file or folder" in error and "repository folder" in error
+
+
+def test_serve_without_its_extra_names_the_pip_command(tmp_path, capsys, monkeypatch):
+    from kiln.cli import main
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)   # as if it were not installed
+    assert main(["serve", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert "kiln serve needs uvicorn" in error and "pip install 'kiln-aot[serve]'" in error
+
+
+def test_live_at_once_ready_only_once_loaded(artifacts, tmp_path):
+    """The model.onnx compiles for a second or more after the server listens: meanwhile it
+    is live, not ready, and the model says it is loading; then both are ready."""
+    add_model(tmp_path, "conv", artifacts["conv.onnx"])
+    server = ServerProcess(str(tmp_path), "--threads", "1")
+    try:
+        assert request(server.url, "GET", "/v2/health/live")[0] == 200
+        status, _, reply = request(server.url, "GET", "/v2/health/ready")
+        assert status == 400 and "still loading" in json.loads(reply)["error"]
+        status, _, reply = request(server.url, "GET", "/v2/models/conv/ready")
+        assert status == 400 and "loading" in json.loads(reply)["error"]
+        server.wait_for("1 of 1 model(s) ready")
+        assert request(server.url, "GET", "/v2/health/ready")[0] == 200
+        assert request(server.url, "GET", "/v2/models/conv/ready")[0] == 200
+        server.process.send_signal(signal.SIGINT)
+        assert server.process.wait(30) == 0
+    finally:
+        server.close()
+
+
+def test_the_grace_period_bounds_the_drain(drain_repo):
+    """With far more queued work than 50 ms of grace, the process still exits promptly
+    after SIGTERM (the queued rest dropped), and says how many it left unanswered."""
+    server = ServerProcess(str(drain_repo), "--threads", "1", "--grace-period", "0.05")
+    try:
+        server.wait_for("1 of 1 model(s) ready")
+        body, headers = slow_body()
+        count = 60
+        senders = [threading.Thread(target=request, daemon=True,
+                                    args=(server.url, "POST", "/v2/models/slow/infer", body,
+                                          headers)) for _ in range(count)]
+        for sender in senders:
+            sender.start()
+        end = time.monotonic() + 30
+        while metric(server.url, "kiln_queue_depth", model="slow", version="1") < 40:
+            assert time.monotonic() < end, "the requests never queued up"
+        began = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(30) == 0
+        assert time.monotonic() - began < 5
+        server.wait_for("the grace period passed with")
+        server.wait_for("kiln serve: stopped")
+    finally:
+        server.close()
+
+
+def test_unload_answers_the_queued_requests_first(drain_repo):
+    """An unload through the repository API while requests wait: each of them is answered
+    (computed), later ones are refused as not ready, and the threads are given back."""
+    import tritonclient.http as httpclient
+
+    from kiln.serve.server import BackgroundServer, ServeOptions
+
+    with BackgroundServer(drain_repo, ServeOptions(http_port=0, threads=1)) as background:
+        body, headers = slow_body()
+        results: list = []
+        senders = [threading.Thread(target=lambda: results.append(request(
+            background.url, "POST", "/v2/models/slow/infer", body, headers)[0]))
+            for _ in range(8)]
+        for sender in senders:
+            sender.start()
+        end = time.monotonic() + 30
+        while metric(background.url, "kiln_requests_in_flight") + metric(
+                background.url, "kiln_inference_requests_total", model="slow", version="1",
+                outcome="success") < 8:
+            assert time.monotonic() < end, "the requests never arrived"
+        client = httpclient.InferenceServerClient(background.url, network_timeout=60)
+        try:
+            client.unload_model("slow")
+            for sender in senders:
+                sender.join(60)
+            assert results == [200] * 8, results
+            assert not client.is_model_ready("slow")
+            assert request(background.url, "POST", "/v2/models/slow/infer", body,
+                           headers)[0] == 503
+            assert metric(background.url, "kiln_runtime_threads") == 0
+        finally:
+            client.close()
