@@ -151,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="/v2/health/ready only when every model is ready")
     s.add_argument("--cache-dir", help="where compiled model.onnx files are cached (default "
                    "REPO/.kiln-cache)")
+    s.add_argument("--poll-repository", type=float, metavar="SECONDS",
+                   help="look at the repository every SECONDS and load what changed (new "
+                   "versions take over without a gap); default: off")
+    s.add_argument("--access-log", metavar="FILE", help="one JSON line per inference request "
+                   "to FILE ('-': stderr); default: off")
     return parser
 
 
@@ -479,7 +484,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     return serve(args.source, host=args.host, http_port=args.http_port, threads=args.threads,
                  grace_period=args.grace_period, max_body_mb=args.max_body_mb,
-                 strict_readiness=args.strict_readiness, cache_dir=args.cache_dir)
+                 strict_readiness=args.strict_readiness, cache_dir=args.cache_dir,
+                 poll_repository=args.poll_repository, access_log=args.access_log)
 
 
 COMMANDS = {"compile": cmd_compile, "run": cmd_run, "inspect": cmd_inspect,

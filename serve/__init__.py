@@ -7,7 +7,8 @@ are. See docs/serving.md.
 - protocol.py: the protocol's datatypes, requests and responses (JSON and binary tensors)
 - http.py: the ASGI application (the endpoints); server.py: uvicorn, start-up and draining
 - scheduler.py: each version's bounded queue and worker threads; budget.py: the thread budget
-- metrics.py: Prometheus metrics; stats.py: the statistics extension
+- batching.py: the dynamic batcher's arithmetic (joining, padding, splitting requests)
+- metrics.py: Prometheus metrics; stats.py: the statistics extension; accesslog.py: access logs
 
 The HTTP stack (uvicorn, prometheus-client) is the optional extra `kiln-aot[serve]`; this
 module imports it only when serving starts.
@@ -38,7 +39,8 @@ def require_extras() -> None:
 def main(source: str, host: str = "127.0.0.1", http_port: int = 8000,
          threads: int | None = None, grace_period: float = 25.0,
          max_body_mb: float = 64.0, strict_readiness: bool = False,
-         cache_dir: str | None = None) -> int:
+         cache_dir: str | None = None, poll_repository: float | None = None,
+         access_log: str | None = None) -> int:
     """Serve `source` (a repository folder, a model.so or a model.onnx) until SIGTERM or
     SIGINT; returns the exit status. Raises ConfigError for a bad source or option."""
     require_extras()
@@ -49,4 +51,5 @@ def main(source: str, host: str = "127.0.0.1", http_port: int = 8000,
     return run(source, ServeOptions(host=host, http_port=http_port, threads=threads,
                                     grace_period=grace_period,
                                     max_body_bytes=int(max_body_mb * (1 << 20)),
-                                    strict_readiness=strict_readiness, cache_dir=cache_dir))
+                                    strict_readiness=strict_readiness, cache_dir=cache_dir,
+                                    poll_repository=poll_repository, access_log=access_log))

@@ -39,10 +39,12 @@ class ThreadBudget:
     def used(self) -> int:
         return self._used
 
-    def reserve(self, count: int, who: str) -> None:
-        """Take `count` threads for `who`, or raise BudgetExceeded saying what is left."""
+    def reserve(self, count: int, who: str, borrow: int = 0) -> None:
+        """Take `count` threads for `who`, or raise BudgetExceeded saying what is left.
+        `borrow`: threads of a version that `who` replaces, which may be counted as free
+        (that version drains and gives them back once its last request is answered)."""
         with self._lock:
-            if self._used + count > self.total:
+            if self._used - borrow + count > self.total:
                 raise BudgetExceeded(
                     f"{who} needs {count} runtime thread(s) but the server's budget of "
                     f"{self.total} has {self.total - self._used} left; lower its instances or "

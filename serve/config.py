@@ -9,6 +9,8 @@ the field of every mistake.
       "allow_request_timeout": true, # a request's own "timeout" parameter (microseconds)
       "instances": 1,                # sessions of the model, each with its worker thread
       "threads_per_instance": null,  # runtime threads of each; null: a share of the budget
+      "max_batch_size": 0,           # rows the batcher may join along dim 0; 0: no batch dim
+      "dynamic_batching": {"max_queue_delay_us": 500, "preferred_batch_size": [4, 8]},
       "compile": {"dims": {"batch": 1}, "shapes": {"x": [1, 3, 224, 224]}}   # for model.onnx
     }
 
@@ -30,8 +32,10 @@ from .errors import ConfigError
 DEFAULT_MAX_QUEUE_SIZE = 64
 
 FIELDS = ("name", "version_policy", "max_queue_size", "default_timeout_ms",
-          "allow_request_timeout", "instances", "threads_per_instance", "compile")
+          "allow_request_timeout", "instances", "threads_per_instance", "max_batch_size",
+          "dynamic_batching", "compile")
 COMPILE_FIELDS = ("dims", "shapes")
+BATCHING_FIELDS = ("max_queue_delay_us", "preferred_batch_size")
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,24 @@ class VersionPolicy:
 
 
 @dataclass(frozen=True)
+class Batching:
+    """How a version's requests are joined along dim 0 (config fields max_batch_size and
+    dynamic_batching). `join` is False when dynamic_batching is absent: requests then carry
+    a batch dim of up to max_batch_size rows but each runs alone, as in Triton."""
+
+    max_batch_size: int
+    join: bool = False
+    max_queue_delay_s: float = 0.0
+    preferred: tuple[int, ...] = ()
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """The batch sizes a model.onnx is compiled for: the preferred ones, 1 and
+        max_batch_size (ascending)."""
+        return tuple(sorted({1, self.max_batch_size, *self.preferred}))
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """A model's serving settings (see the module docstring for the meaning of each)."""
 
@@ -70,6 +92,7 @@ class ModelConfig:
     allow_request_timeout: bool = True
     instances: int = 1
     threads_per_instance: int | None = None
+    batching: Batching | None = None   # None: max_batch_size 0, no batch dim
     dims: dict[str, int] = field(default_factory=dict)
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
@@ -121,6 +144,7 @@ def parse_config(data: Any, where: str, model_name: str) -> ModelConfig:
         instances=_positive_int(data, "instances", 1, where),
         threads_per_instance=None if threads is None else _positive_int(
             data, "threads_per_instance", 1, where),
+        batching=_batching(data, where),
         dims=_dims(compile_options.get("dims", {}), where),
         shapes=_shapes(compile_options.get("shapes", {}), where))
 
@@ -155,6 +179,37 @@ def _version_policy(value: Any, where: str) -> VersionPolicy:
                           f"non-empty list of version numbers (positive integers), got "
                           f"{json.dumps(versions)}")
     return VersionPolicy("specific", versions=tuple(sorted(set(versions))))
+
+
+def _batching(data: dict, where: str) -> Batching | None:
+    """The batching settings, or None with max_batch_size 0 or absent (no batch dim)."""
+    size = data.get("max_batch_size", 0)
+    if not _is_int(size) or size < 0:
+        raise ConfigError(f"{where}: field 'max_batch_size': expected a number of rows >= 0 "
+                          f"(0: the model has no batch dim), got {json.dumps(size)}")
+    dynamic = data.get("dynamic_batching")
+    if dynamic is None:
+        return Batching(size) if size else None
+    if not isinstance(dynamic, dict):
+        raise ConfigError(f"{where}: field 'dynamic_batching': expected an object with "
+                          f"{' / '.join(BATCHING_FIELDS)}, got {_json_type(dynamic)}")
+    _refuse_unknown(dynamic, BATCHING_FIELDS, where, "dynamic_batching.")
+    if size == 0:
+        raise ConfigError(f"{where}: field 'dynamic_batching' needs 'max_batch_size' of 1 or "
+                          f"more (the rows a batch may hold); it is "
+                          f"{json.dumps(data.get('max_batch_size', 0))}")
+    delay = dynamic.get("max_queue_delay_us", 0)
+    if isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay < 0:
+        raise ConfigError(f"{where}: field 'dynamic_batching.max_queue_delay_us': expected "
+                          f"microseconds >= 0, got {json.dumps(delay)}")
+    preferred = dynamic.get("preferred_batch_size", [])
+    if not isinstance(preferred, list) or not all(
+            _is_int(p) and 1 <= p <= size for p in preferred):
+        raise ConfigError(f"{where}: field 'dynamic_batching.preferred_batch_size': expected "
+                          f"a list of batch sizes from 1 to max_batch_size ({size}), got "
+                          f"{json.dumps(preferred)}")
+    return Batching(size, join=True, max_queue_delay_s=float(delay) / 1e6,
+                    preferred=tuple(sorted(set(preferred))))
 
 
 def _dims(value: Any, where: str) -> dict[str, int]:

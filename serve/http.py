@@ -32,6 +32,7 @@ import zlib
 from typing import Any, Awaitable, Callable
 
 from .. import __version__
+from .accesslog import AccessLog
 from .errors import BadRequest, NotFound, QueueTimeout, RequestError, Unavailable
 from .metrics import Metrics
 from .protocol import HEADER_LENGTH, encode_infer_response, parse_infer_request, \
@@ -72,12 +73,14 @@ def _json(status: int, obj: Any, headers: dict[str, str] | None = None) -> Answe
 class InferenceApp:
     """The ASGI application over a loaded `repository`. The server sets `loaded` once the
     first load of the repository is done and `draining` when it starts shutting down;
-    `active` counts inference requests between arrival and answer."""
+    `active` counts inference requests between arrival and answer. `access_log`, when
+    given, gets one record per inference request."""
 
     def __init__(self, repository: Repository, metrics: Metrics,
                  max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, strict_readiness: bool = False,
-                 log: Callable[[str], None] = print):
+                 log: Callable[[str], None] = print, access_log: AccessLog | None = None):
         self.repository = repository
+        self.access_log = access_log
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.strict_readiness = strict_readiness
@@ -106,6 +109,11 @@ class InferenceApp:
             traceback.print_exc(file=sys.stderr)
             status, body, headers = _json(500, {"error": f"internal error in kiln serve: "
                                                          f"{type(exc).__name__}: {exc}"})
+        if self.access_log is not None and "kiln.model" in scope:
+            timings = scope.get("kiln.timings")
+            self.access_log.write(scope["kiln.model"], scope.get("kiln.version"), status,
+                                  timings and timings.queue, timings and timings.compute,
+                                  timings and timings.batch)
         raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
         raw_headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": raw_headers})
@@ -213,7 +221,10 @@ class InferenceApp:
             reason = f"{found.state.lower()}: {found.reason}" if found.reason else \
                 found.state.lower()
         if ready:
-            return _json(200, {"name": name, "ready": True})
+            answer = {"name": name, "ready": True}
+            if model.load_error:   # what serves is what loaded before
+                answer["reason"] = f"the last load failed: {model.load_error}"
+            return _json(200, answer)
         return _json(400, {"name": name, "ready": False, "error": f"model {name!r} is not "
                                                                   f"ready: {reason}"})
 
@@ -253,6 +264,9 @@ class InferenceApp:
             model = await loop.run_in_executor(None, self.repository.load, name)
             if not model.ready_versions:
                 raise BadRequest(f"failed to load model {name!r}: {model.why_not_ready()}")
+            if model.load_error:
+                raise BadRequest(f"failed to load model {name!r}: {model.load_error}; what "
+                                 f"served before still serves")
             return _json(200, {})
         raise NotFound(f"no endpoint {path}")
 
@@ -261,13 +275,16 @@ class InferenceApp:
     async def _infer(self, name: str, version: str | None, scope: Scope,
                      receive: Receive) -> Answer:
         start = time.perf_counter()
+        scope["kiln.model"], scope["kiln.version"] = name, version
         try:
-            served = self.repository.version(name, version)
+            served = self.repository.acquire(name, version)
         except Unavailable:
             self.metrics.outcome(name, version or "", "rejected")
             raise
         label = str(served.version)
+        scope["kiln.version"] = label
         if self.draining:
+            served.release()
             self.metrics.outcome(name, label, "rejected")
             raise Unavailable("the server is shutting down; send the request to another "
                               "replica")
@@ -290,6 +307,9 @@ class InferenceApp:
             except Unavailable:
                 self.metrics.outcome(name, label, "rejected")
                 raise
+            except BadRequest:   # a batch outside 1..max_batch_size
+                self.metrics.outcome(name, label, "invalid")
+                raise
             except QueueTimeout:
                 self.metrics.outcome(name, label, "timed_out")
                 served.stats.finished(False, time.perf_counter() - start, None)
@@ -304,8 +324,10 @@ class InferenceApp:
             self.metrics.outcome(name, label, "success")
             self.metrics.timings(name, label, timings.queue, timings.compute, total)
             served.stats.finished(True, total, timings.queue)
+            scope["kiln.timings"] = timings
             return 200, body, headers
         finally:
+            served.release()
             self.active -= 1
 
     @staticmethod

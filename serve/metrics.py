@@ -9,6 +9,8 @@ Metrics, labelled by model and version:
 - kiln_queue_depth: requests waiting for an instance
 - kiln_requests_in_flight: inference requests between arrival and response (all models)
 - kiln_runtime_threads, kiln_thread_budget: runtime threads in use and the server's budget
+- kiln_batch_size: rows of each batch the batcher ran (histogram; versions with batching)
+- kiln_padded_rows_total: rows of zeros added to fill a batch up to a compiled batch size
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ OUTCOMES = ("success", "rejected", "timed_out", "failed", "invalid")
 #: Seconds: 50 us (a small model's run) to 10 s (a queue that backs up).
 BUCKETS = (5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5,
            1.0, 2.5, 5.0, 10.0)
+#: Rows of a batch: each power of two up to 1024.
+BATCH_BUCKETS = tuple(float(1 << i) for i in range(11))
 
 
 class Metrics:
@@ -56,29 +60,50 @@ class Metrics:
         self.budget = Gauge("kiln_thread_budget", "The server's runtime thread budget",
                             registry=self.registry)
         self.budget.set(thread_budget)
+        self.batch_size = Histogram("kiln_batch_size", "Rows of each batch the batcher ran",
+                                    labels, buckets=BATCH_BUCKETS, registry=self.registry)
+        self.padded_rows = Counter("kiln_padded_rows",
+                                   "Rows of zeros that filled batches up to a compiled size",
+                                   labels, registry=self.registry)
+        self._depth_of: dict[tuple[str, str], "ModelVersion"] = {}
         self._threads_in_use = 0
         self._lock = threading.Lock()
 
     def version_ready(self, version: "ModelVersion") -> None:
         """Start reporting `version` (its queue depth, its threads)."""
         scheduler = version.scheduler
-        self.queue_depth.labels(version.model, str(version.version)).set_function(
-            lambda: scheduler.depth)
+        labels = (version.model, str(version.version))
+        self.queue_depth.labels(*labels).set_function(lambda: scheduler.depth)
         for outcome in OUTCOMES:   # present at 0, so rates start from the first request
-            self.requests.labels(version.model, str(version.version), outcome)
+            self.requests.labels(*labels, outcome)
+        if version.batch_sizes:
+            self.batch_size.labels(*labels)
+            self.padded_rows.labels(*labels)
         with self._lock:
+            self._depth_of[labels] = version
             self._threads_in_use += version.threads
             self.threads.set(self._threads_in_use)
 
     def version_gone(self, version: "ModelVersion") -> None:
-        """Stop reporting `version`'s queue depth (its counters keep their totals)."""
-        try:
-            self.queue_depth.remove(version.model, str(version.version))
-        except KeyError:
-            pass
+        """Stop reporting `version`'s queue depth (its counters keep their totals), unless a
+        new load of the same version already reports its own."""
+        labels = (version.model, str(version.version))
         with self._lock:
+            if self._depth_of.get(labels) is version:
+                del self._depth_of[labels]
+                try:
+                    self.queue_depth.remove(*labels)
+                except KeyError:
+                    pass
             self._threads_in_use -= version.threads
             self.threads.set(self._threads_in_use)
+
+    def batch_run(self, version: "ModelVersion", rows: int, padded: int) -> None:
+        """The batcher ran a batch of `rows` rows, `padded` more of zeros."""
+        labels = (version.model, str(version.version))
+        self.batch_size.labels(*labels).observe(rows)
+        if padded:
+            self.padded_rows.labels(*labels).inc(padded)
 
     def outcome(self, model: str, version: str, outcome: str) -> None:
         self.requests.labels(model, version, outcome).inc()

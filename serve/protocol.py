@@ -15,6 +15,7 @@ is usually a program whose author reads the message once.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -159,8 +160,13 @@ def _decode_inputs(items: Any, binary: memoryview,
                 isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
             raise BadRequest(f"{where}: 'shape' must be a list of non-negative integers, got "
                              f"{json.dumps(shape)}")
-        if tuple(shape) != tensor.shape:
-            raise BadRequest(f"{where}: expected shape {list(tensor.shape)}, got {shape}")
+        if -1 in tensor.shape and len(shape) == len(tensor.shape) and all(
+                want in (-1, got) for want, got in zip(tensor.shape, shape)):
+            tensor = dataclasses.replace(tensor, shape=tuple(shape))   # -1: any size
+        elif tuple(shape) != tensor.shape:
+            raise BadRequest(f"{where}: expected shape {list(tensor.shape)}"
+                             + (" (-1: any size)" if -1 in tensor.shape else "")
+                             + f", got {shape}")
         parameters = _parameters(item, where)
         size = parameters.get("binary_data_size")
         if size is not None:

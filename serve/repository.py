@@ -3,8 +3,10 @@
     REPO/
       MODEL/
         config.json          optional (config.py)
-        1/model.so           a Kiln artifact, or
-        2/model.onnx         an ONNX model, compiled on load into the cache
+        1/model.so           a Kiln artifact (with max_batch_size: plus model.b{N}.so, the
+                             same model compiled for batch N), or
+        2/model.onnx         an ONNX model, compiled on load into the cache (with
+                             max_batch_size: once per batch size the batcher runs)
 
 or a single model.so / model.onnx, served as model <stem>, version 1, with the defaults.
 
@@ -12,16 +14,24 @@ Models load one by one and each on its own: a broken config or artifact makes th
 UNAVAILABLE with the reason (shown by the model ready endpoint and the repository index),
 and the others serve. Compiled ONNX models are cached by the hash of the file's content, the
 compile options and the Kiln version, so a restart does not compile them again.
+
+Loading a model that serves (the load API, or a poll that sees its folder change) has no
+gap: a new or changed version is loaded and warmed beside the one serving, then takes the
+traffic, and the one it replaces drains in the background (every request that holds it is
+answered) before it is freed. A load that fails leaves what served serving, and says why.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
@@ -32,7 +42,7 @@ from .. import __version__
 from ..compiler.errors import KilnError
 from ..runtime import Session, TensorInfo, load
 from .budget import ThreadBudget
-from .config import ModelConfig, load_config
+from .config import ModelConfig, VersionPolicy, load_config
 from .errors import ConfigError, NotFound, ServeError, Unavailable
 from .stats import VersionStats
 from .protocol import datatype_name
@@ -40,11 +50,18 @@ from .scheduler import Scheduler
 
 READY, LOADING, UNLOADING, UNAVAILABLE = "READY", "LOADING", "UNLOADING", "UNAVAILABLE"
 ARTIFACTS = ("model.so", "model.onnx")
+#: model.b8.so: a prebuilt artifact of the same model for batch 8 (beside model.so)
+BATCH_ARTIFACT = re.compile(r"model\.b([1-9][0-9]*)\.so")
 CONFIG_FILE = "config.json"
 #: How long an unload waits for the version's queued and running requests.
 UNLOAD_DRAIN_SECONDS = 60.0
 #: How long the server's exit waits for the runs in progress (the queued ones are dropped).
 EXIT_WAIT_SECONDS = 10.0
+#: How often a draining version looks whether the server is exiting.
+DRAIN_CHECK_SECONDS = 0.05
+#: How many times a request looks up its version again when the one it found was just
+#: replaced (the replacement is in place before the old one stops taking requests).
+ACQUIRE_TRIES = 3
 
 
 class LoadError(ServeError):
@@ -52,16 +69,23 @@ class LoadError(ServeError):
 
 
 class VersionHooks(Protocol):
-    """What the server does when a version starts or stops serving (metrics.py)."""
+    """What the server does when a version starts or stops serving, and when it runs a
+    batch (metrics.py)."""
 
     def version_ready(self, version: "ModelVersion") -> None: ...
 
     def version_gone(self, version: "ModelVersion") -> None: ...
 
+    def batch_run(self, version: "ModelVersion", rows: int, padded: int) -> None: ...
+
 
 @dataclass(eq=False)
 class ModelVersion:
-    """One served version of a model: its sessions, its scheduler, its state."""
+    """One served version of a model: its sessions, its scheduler, its state. With
+    batching, `inputs` and `outputs` have -1 for the batch dim (as the metadata says) and
+    `batch_sizes` lists the sizes its artifacts are compiled for. `users` counts the
+    requests holding it (acquire/release): a version that is replaced drains until none
+    does."""
 
     model: str
     version: int
@@ -76,6 +100,10 @@ class ModelVersion:
     scheduler: Scheduler | None = None
     threads: int = 0          # runtime threads reserved from the budget, all instances
     stats: VersionStats = field(default_factory=VersionStats)
+    batch_sizes: tuple[int, ...] = ()
+    signature: tuple = ()     # the version folder's artifact files (names, sizes, times)
+    users: int = 0
+    _cond: threading.Condition = field(default_factory=threading.Condition, repr=False)
 
     @property
     def label(self) -> str:
@@ -85,10 +113,45 @@ class ModelVersion:
     def ready(self) -> bool:
         return self.state == READY
 
+    def set_state(self, state: str, reason: str | None = None) -> None:
+        """Change the state (and the reason, when given) atomically with acquire()."""
+        with self._cond:
+            self.state = state
+            if reason is not None:
+                self.reason = reason
+
+    def acquire(self) -> bool:
+        """Hold this version for one request, if it is ready; release() when answered."""
+        with self._cond:
+            if self.state != READY:
+                return False
+            self.users += 1
+            return True
+
+    def release(self) -> None:
+        """A request that held this version is answered."""
+        with self._cond:
+            self.users -= 1
+            if self.users <= 0:
+                self._cond.notify_all()
+
+    def wait_unused(self, timeout: float, stop: Callable[[], bool]) -> bool:
+        """Wait until no request holds this version (True), `timeout` seconds pass or
+        `stop()` turns true (False)."""
+        end = time.monotonic() + timeout
+        with self._cond:
+            while self.users > 0:
+                left = end - time.monotonic()
+                if left <= 0 or stop():
+                    return False
+                self._cond.wait(min(left, DRAIN_CHECK_SECONDS))
+            return True
+
 
 @dataclass(eq=False)
 class Model:
-    """A model of the repository and its versions."""
+    """A model of the repository and its versions. `load_error` says why its last load
+    (or reload) failed, "" when it succeeded; `signature` is what its folder held then."""
 
     name: str
     folder: Path
@@ -97,6 +160,8 @@ class Model:
     reason: str = ""
     versions: dict[int, ModelVersion] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    load_error: str = ""
+    signature: tuple = ()
 
     @property
     def ready_versions(self) -> list[ModelVersion]:
@@ -130,6 +195,7 @@ class Repository:
         self._models: dict[str, Model] = {}
         self._lock = threading.Lock()
         self._closing = False
+        self._retiring: list[threading.Thread] = []   # versions draining after a change
         if self.source.is_file():
             if self.source.suffix not in (".so", ".onnx"):
                 raise ConfigError(f"{self.source}: serve a model.so, a model.onnx or a "
@@ -190,6 +256,16 @@ class Repository:
             raise Unavailable(f"{found.label} is not ready ({found.state.lower()}): "
                               f"{found.reason or 'loading'}")
         return found
+
+    def acquire(self, name: str, version: str | None) -> ModelVersion:
+        """version(), held for one request until its release(): a version that is replaced
+        meanwhile drains only once every request holding it is answered. A version found
+        just as it is replaced is looked up again (its successor is already in place)."""
+        for _ in range(ACQUIRE_TRIES):
+            found = self.version(name, version)
+            if found.acquire():
+                return found
+        raise Unavailable(f"{found.label} is being replaced or unloaded; retry")
 
     def index(self, ready_only: bool = False) -> list[dict]:
         """The repository index: one entry per model version (or per model without a
@@ -254,40 +330,82 @@ class Repository:
                 self.log(f"model '{name}': not loaded: {model.reason}")
 
     def load(self, name: str) -> Model:
-        """Load (or reload: unload, then load) model `name` from disk. Failures are recorded
-        in the model's state and reason, not raised; NotFound if there is no such model."""
+        """Load model `name` from disk, or bring a loaded one up to date with it, without a
+        gap: each selected version that is new, or whose artifact files or config changed,
+        is loaded and warmed beside the one serving; once ready it takes the traffic and
+        the one it replaces drains in the background. Versions the policy no longer selects
+        drain too, once a selected one is ready; unchanged ones serve on untouched. What
+        fails leaves its predecessor serving: the reason goes to the model's load_error,
+        the version's reason and the log, not raised. NotFound if there is no such model."""
         if name not in self.model_names():
             raise NotFound(f"no model {name!r} in {self.source}; the models there are: "
                            + (", ".join(self.model_names()) or "none"))
         with self._lock:
             model = self._models.setdefault(name, Model(name, self._folder(name)))
         with model.lock:
-            self._stop_versions(model, "reloading")
-            model.versions, model.state, model.reason = {}, LOADING, ""
+            model.signature = _model_signature(model.folder)
             try:
-                model.config = self._config(name)
-                numbers = self._select_versions(model)
+                config = self._config(name)
+                numbers = self._select_versions(model, config.version_policy)
             except (ConfigError, LoadError) as exc:
-                model.state, model.reason = UNAVAILABLE, str(exc)
-                self.log(f"model '{name}': not loaded: {exc}")
+                self._load_failed(model, str(exc))
                 return model
-            for number in numbers:
-                folder = self.source if self.single else model.folder / str(number)
-                model.versions[number] = ModelVersion(name, number, folder, model.config)
+            model.config, model.reason = config, ""
+            if not model.ready_versions:
+                model.state = LOADING
+            failures = []
             for number in numbers:
                 if self._closing:
                     break
-                self._load_version(model.versions[number])
+                failure = self._update_version(model, number, config)
+                if failure:
+                    failures.append(failure)
+            if any(model.versions[n].ready for n in numbers if n in model.versions):
+                for number, old in list(model.versions.items()):
+                    if number in numbers:
+                        continue
+                    if old.ready:
+                        self._retire(model, old, f"no longer selected by "
+                                                 f"{config.version_policy.describe()}")
+                    elif old.state != UNLOADING:
+                        del model.versions[number]
+            else:
+                kept = [str(v.version) for v in model.ready_versions if v.version not in numbers]
+                if kept:
+                    failures.append(f"version(s) {', '.join(kept)} still serve, since none of "
+                                    f"those selected ({', '.join(map(str, numbers))}) loaded")
+            model.load_error = "; ".join(failures)
             model.state = READY if model.ready_versions else UNAVAILABLE
             return model
 
-    def unload(self, name: str) -> Model:
+    def poll(self) -> list[str]:
+        """Bring the models up to date with the repository folder (kiln serve
+        --poll-repository): load() each model whose folder appeared or changed (a version
+        folder, an artifact or config.json added, removed or rewritten), unload each whose
+        folder is gone. Returns the names of the models it loaded or unloaded."""
+        if self.single or self._closing:
+            return []
+        on_disk = set(self.model_names())
+        changed = []
+        for name in sorted(on_disk):
+            with self._lock:
+                model = self._models.get(name)
+            if model is None or model.signature != _model_signature(self._folder(name)):
+                self.load(name)
+                changed.append(name)
+        for model in self.models():
+            if model.name not in on_disk and model.ready_versions:
+                self.unload(model.name, why="unloaded: its folder was removed")
+                changed.append(model.name)
+        return changed
+
+    def unload(self, name: str, why: str = "unloaded through the repository API") -> Model:
         """Stop serving model `name`: refuse new requests, finish queued ones, free its
         sessions and threads. It stays in the index as UNAVAILABLE until loaded again."""
         model = self.model(name)
         with model.lock:
             self._stop_versions(model, "unloaded")
-            model.state, model.reason = UNAVAILABLE, "unloaded through the repository API"
+            model.state, model.reason, model.load_error = UNAVAILABLE, why, ""
         return model
 
     def close(self) -> None:
@@ -295,6 +413,8 @@ class Repository:
         are dropped, runs in progress get EXIT_WAIT_SECONDS to end, and a model still
         loading (compiling, say) is not waited for beyond that."""
         self._closing = True
+        for thread in list(self._retiring):
+            thread.join(EXIT_WAIT_SECONDS)
         for model in self.models():
             if not model.lock.acquire(timeout=EXIT_WAIT_SECONDS):
                 self.log(f"model '{model.name}': still loading; not waiting for it")
@@ -304,6 +424,79 @@ class Repository:
             finally:
                 model.lock.release()
 
+    def _update_version(self, model: Model, number: int, config: ModelConfig) -> str:
+        """Load version `number` of `model` unless the one serving is up to date; swap it in
+        once ready and retire the one it replaces. Returns why it failed, or ""."""
+        folder = self.source if self.single else model.folder / str(number)
+        signature = _version_signature(folder)
+        old = model.versions.get(number)
+        if old is not None and old.ready and old.config == config and \
+                old.signature == signature:
+            old.reason = ""
+            return ""
+        new = ModelVersion(model.name, number, folder, config, signature=signature)
+        serving = old if old is not None and old.ready else None
+        if serving is None:
+            model.versions[number] = new   # listed as loading from now on
+        self._load_version(new, borrow=serving.threads if serving is not None else 0)
+        if new.ready:
+            model.versions[number] = new
+            if serving is not None:
+                self._retire(model, serving, "replaced by a new load of the same version")
+            return ""
+        if serving is not None:
+            serving.reason = (f"loading it again failed ({new.reason}); the copy loaded "
+                              f"before still serves")
+            self.log(f"{serving.label}: {serving.reason}")
+        return f"version {number}: {new.reason}"
+
+    def _load_failed(self, model: Model, why: str) -> None:
+        """The model's config or folder is wrong: what serves keeps serving, saying why."""
+        model.load_error = why
+        serving = model.ready_versions
+        if serving:
+            for version in serving:
+                version.reason = (f"the model's last load failed ({why}); this version, "
+                                  f"loaded before, still serves")
+            self.log(f"model '{model.name}': load failed, still serving version(s) "
+                     f"{', '.join(str(v.version) for v in serving)}: {why}")
+            return
+        model.versions = {n: v for n, v in model.versions.items() if v.state == UNLOADING}
+        model.state, model.reason = UNAVAILABLE, why
+        self.log(f"model '{model.name}': not loaded: {why}")
+
+    def _retire(self, model: Model, old: ModelVersion, why: str) -> None:
+        """Stop routing requests to `old` (at once, atomically with acquire()) and drain it
+        on a thread of its own: the requests holding it are answered, then it is freed."""
+        old.set_state(UNLOADING, f"{why}; draining")
+        self.log(f"{old.label}: {why}; draining, then unloading")
+        self._retiring = [t for t in self._retiring if t.is_alive()]
+        thread = threading.Thread(target=self._drain, args=(model, old), daemon=True,
+                                  name=f"kiln-serve drain {old.label}")
+        self._retiring.append(thread)
+        thread.start()
+
+    def _drain(self, model: Model, old: ModelVersion) -> None:
+        """Wait for `old`'s last request (at most UNLOAD_DRAIN_SECONDS, less once the server
+        exits), then free it and take it out of the model's versions."""
+        if not old.wait_unused(UNLOAD_DRAIN_SECONDS, lambda: self._closing):
+            self.log(f"{old.label}: requests still held it after draining; unloading it")
+        stuck = False
+        if old.scheduler is not None:
+            wait = EXIT_WAIT_SECONDS if self._closing else UNLOAD_DRAIN_SECONDS
+            if not old.scheduler.close(wait, abandon_queued=self._closing):
+                stuck = True
+                self.log(f"{old.label}: a run was still going after {wait:.0f} s; leaving "
+                         f"its session open")
+        if self.hooks is not None:
+            self.hooks.version_gone(old)
+        self._release(old, close_sessions=not stuck)
+        old.set_state(UNAVAILABLE, old.reason.replace("; draining", "; unloaded"))
+        with model.lock:
+            if model.versions.get(old.version) is old:
+                del model.versions[old.version]
+        self.log(f"{old.label}: drained and unloaded")
+
     def _folder(self, name: str) -> Path:
         return self.source if self.single else self.source / name
 
@@ -312,7 +505,7 @@ class Repository:
             return ModelConfig()
         return load_config(self.source / name / CONFIG_FILE, name)
 
-    def _select_versions(self, model: Model) -> list[int]:
+    def _select_versions(self, model: Model, policy: VersionPolicy) -> list[int]:
         if self.single:
             return [1]
         found, ignored = _version_folders(model.folder)
@@ -322,7 +515,6 @@ class Repository:
         if not found:
             raise LoadError(f"{model.folder} has no version folder (1/, 2/, ... holding "
                             f"model.so or model.onnx)")
-        policy = model.config.version_policy
         chosen = policy.select(found)
         if not chosen:
             raise LoadError(f"{model.folder / CONFIG_FILE}: field 'version_policy' selects "
@@ -330,22 +522,42 @@ class Repository:
                             f"{', '.join(map(str, found))}")
         return chosen
 
-    def _load_version(self, version: ModelVersion) -> None:
+    def _load_version(self, version: ModelVersion, borrow: int = 0) -> None:
+        """Load, check and warm `version` (READY with a scheduler, or UNAVAILABLE with the
+        reason). `borrow`: threads of the version it replaces, which it may use on top of
+        the budget while that one drains (they are given back when it is freed)."""
         config = version.config
         threads = config.threads_per_instance or self.default_threads
+        instances: list[dict[int, Session]] = []
         try:
-            version.artifact = self._artifact(version, threads)
-            self.budget.reserve(config.instances * threads, version.label)
+            paths = self._artifacts(version, threads)
+            version.artifact = paths[0][1]
+            self.budget.reserve(config.instances * threads, version.label, borrow)
             version.threads = config.instances * threads
             for _ in range(config.instances):
-                version.sessions.append(load(version.artifact, threads=threads))
-            first = version.sessions[0]
+                by_size: dict[int, Session] = {}
+                for declared, path in paths:
+                    session = load(path, threads=threads)
+                    version.sessions.append(session)
+                    size = 0 if config.batching is None else _session_batch(
+                        session, declared, config.batching.max_batch_size)
+                    if size in by_size:
+                        raise LoadError(f"{path} and {by_size[size].path} are both compiled "
+                                        f"for batch {size}; keep one of them")
+                    by_size[size] = session
+                instances.append(by_size)
+            first = instances[0][min(instances[0])]
             version.inputs, version.outputs = list(first.inputs), list(first.outputs)
             for tensor in version.inputs + version.outputs:
                 try:
                     datatype_name(tensor.dtype)
                 except ServeError as exc:
                     raise LoadError(f"tensor {tensor.name!r}: {exc}") from None
+            if config.batching is not None:
+                _check_same_model(instances[0])
+                version.batch_sizes = tuple(sorted(instances[0]))
+                version.inputs = [_batch_dim(t) for t in version.inputs]
+                version.outputs = [_batch_dim(t) for t in version.outputs]
             self._warm_up(version)
         except Exception as exc:   # whatever it is, this version alone is not served
             self._release(version)
@@ -354,29 +566,51 @@ class Repository:
                 f"{type(exc).__name__}: {exc}"
             self.log(f"{version.label}: not ready: {exc}")
             return
-        version.scheduler = Scheduler(version.sessions, config.max_queue_size, version.label,
-                                      on_compute=version.stats.computed)
-        version.state, version.reason = READY, ""
+        if config.batching is None:
+            version.scheduler = Scheduler([i[0] for i in instances], config.max_queue_size,
+                                          version.label, on_compute=version.stats.computed)
+        else:
+            version.scheduler = Scheduler(
+                instances, config.max_queue_size, version.label,
+                on_compute=version.stats.computed, batching=config.batching,
+                on_batch=lambda rows, padded, seconds, ok: self._batch_ran(
+                    version, rows, padded, seconds, ok))
+        version.set_state(READY, "")
         if self.hooks is not None:
             self.hooks.version_ready(version)
+        batching = "" if config.batching is None else (
+            f", batch sizes {', '.join(map(str, version.batch_sizes))} of at most "
+            f"{config.batching.max_batch_size}")
         self.log(f"{version.label}: ready ({config.instances} instance(s) x {threads} "
-                 f"thread(s), queue {config.max_queue_size}, from {version.artifact})")
+                 f"thread(s), queue {config.max_queue_size}{batching}, from "
+                 f"{version.artifact})")
+
+    def _batch_ran(self, version: ModelVersion, rows: int, padded: int, seconds: float,
+                   ok: bool) -> None:
+        """The scheduler ran a batch of `rows` rows (and `padded` rows of zeros)."""
+        if ok:
+            version.stats.batched(rows, seconds)
+        if self.hooks is not None:
+            self.hooks.batch_run(version, rows, padded)
 
     def _warm_up(self, version: ModelVersion) -> None:
-        """One run on zeros per instance, before the version takes traffic: the first run's
-        page faults and allocations happen here, and an artifact that fails to run is
-        found now rather than by a user."""
-        feed = {t.name: np.zeros(t.shape, t.dtype) for t in version.inputs}
+        """One run on zeros per session (each instance, each batch size), before the
+        version takes traffic: the first run's page faults and allocations happen here, and
+        an artifact that fails to run is found now rather than by a user."""
         for session in version.sessions:
             try:
-                session.run(feed)
+                session.run({t.name: np.zeros(t.shape, t.dtype) for t in session.inputs})
             except KilnError as exc:
-                raise LoadError(f"the warm-up run failed: {exc}") from None
+                raise LoadError(f"the warm-up run of {session.path} failed: {exc}") from None
 
-    def _artifact(self, version: ModelVersion, threads: int) -> Path:
+    def _artifacts(self, version: ModelVersion, threads: int) -> list[tuple[int | None, Path]]:
+        """The artifacts of `version`, each with the batch size its name declares (None for
+        model.so, whose batch its inputs tell): one without batching; with it, model.so and
+        the model.b{N}.so beside it up to max_batch_size, or model.onnx compiled per size."""
+        batching = version.config.batching
         if self.single:
-            return self.source if self.source.suffix == ".so" else \
-                self._compiled(self.source, version.config, threads)
+            return [(None, self.source)] if self.source.suffix == ".so" else \
+                self._compiled_sizes(self.source, version, threads)
         present = [version.folder / name for name in ARTIFACTS
                    if (version.folder / name).is_file()]
         if not present:
@@ -384,19 +618,59 @@ class Repository:
         if len(present) > 1:
             raise LoadError(f"{version.folder} holds both {' and '.join(ARTIFACTS)}; keep "
                             f"one, so that it is clear which one is served")
-        if present[0].suffix == ".so":
-            if version.config.dims or version.config.shapes:
-                self.log(f"{version.label}: config field 'compile' is ignored for model.so "
-                         f"(it is already compiled)")
-            return present[0]
-        return self._compiled(present[0], version.config, threads)
+        sized = sorted((int(match.group(1)), path) for path in version.folder.iterdir()
+                       if (match := BATCH_ARTIFACT.fullmatch(path.name)))
+        if present[0].suffix == ".onnx":
+            if sized:
+                raise LoadError(f"{version.folder} holds model.onnx and "
+                                f"{', '.join(p.name for _, p in sized)}; model.b{{N}}.so "
+                                f"files go beside a prebuilt model.so (a model.onnx is "
+                                f"compiled for each batch size by itself)")
+            return self._compiled_sizes(present[0], version, threads)
+        if version.config.dims or version.config.shapes:
+            self.log(f"{version.label}: config field 'compile' is ignored for model.so "
+                     f"(it is already compiled)")
+        if batching is None:
+            if sized:
+                self.log(f"{version.label}: ignoring {', '.join(p.name for _, p in sized)}: "
+                         f"config.json sets no max_batch_size")
+            return [(None, present[0])]
+        over = [p.name for n, p in sized if n > batching.max_batch_size]
+        if over:
+            self.log(f"{version.label}: ignoring {', '.join(over)}: over max_batch_size "
+                     f"{batching.max_batch_size}")
+        return [(None, present[0])] + [(n, p) for n, p in sized
+                                       if n <= batching.max_batch_size]
 
-    def _compiled(self, onnx_path: Path, config: ModelConfig, threads: int) -> Path:
+    def _compiled_sizes(self, onnx_path: Path, version: ModelVersion, threads: int
+                        ) -> list[tuple[int | None, Path]]:
+        """`onnx_path` compiled with the config's options: once, or with batching once per
+        batch size the batcher runs (the model's symbolic leading dim set to each)."""
+        config = version.config
+        if config.batching is None:
+            return [(None, self._compiled(onnx_path, config.dims, config.shapes, threads))]
+        symbol = _batch_symbol(onnx_path)
+        if symbol in config.dims:
+            raise LoadError(f"{version.folder.parent / CONFIG_FILE}: field 'compile.dims' sets "
+                            f"{symbol!r}, the batch dim, which max_batch_size sets per batch "
+                            f"size; leave it out")
+        compiled: list[tuple[int | None, Path]] = []
+        for size in config.batching.sizes:
+            if self._closing:
+                raise LoadError("the server is stopping")
+            shapes = {name: (size,) + shape[1:] if shape else shape
+                      for name, shape in config.shapes.items()}
+            compiled.append((size, self._compiled(onnx_path, {**config.dims, symbol: size},
+                                                  shapes, threads)))
+        return compiled
+
+    def _compiled(self, onnx_path: Path, dims: dict[str, int],
+                  shapes: dict[str, tuple[int, ...]], threads: int) -> Path:
         """`onnx_path` compiled for this machine, from the cache when it is there."""
         from ..driver import compile_model
 
         digest = hashlib.sha256(onnx_path.read_bytes())
-        digest.update(json.dumps({"dims": config.dims, "shapes": config.shapes,
+        digest.update(json.dumps({"dims": dims, "shapes": shapes,
                                   "threads_max": threads, "kiln": __version__,
                                   "machine": platform.machine()}, sort_keys=True).encode())
         key = digest.hexdigest()[:32]
@@ -411,8 +685,8 @@ class Repository:
         self.log(f"compiling {onnx_path} into the cache {final}")
         try:
             compile_model(str(onnx_path), output=str(staging / "model.so"),
-                          dims=config.dims or None,
-                          shapes={k: list(v) for k, v in config.shapes.items()} or None,
+                          dims=dims or None,
+                          shapes={k: list(v) for k, v in shapes.items()} or None,
                           threads_max=threads)
             try:
                 staging.rename(final)
@@ -424,10 +698,14 @@ class Repository:
         return library
 
     def _stop_versions(self, model: Model, why: str, exiting: bool = False) -> None:
+        """Unload every version of `model` but those draining after a change (their own
+        threads free them)."""
         for version in model.versions.values():
+            if version.state == UNLOADING:
+                continue
             stuck = False
             if version.state == READY:
-                version.state = UNLOADING
+                version.set_state(UNLOADING)
                 wait = EXIT_WAIT_SECONDS if exiting else UNLOAD_DRAIN_SECONDS
                 if version.scheduler is not None and not version.scheduler.close(
                         wait, abandon_queued=exiting):
@@ -437,16 +715,16 @@ class Repository:
                 if self.hooks is not None:
                     self.hooks.version_gone(version)
             self._release(version, close_sessions=not stuck)
-            version.state, version.reason = UNAVAILABLE, why
+            version.set_state(UNAVAILABLE, why)
 
     def _release(self, version: ModelVersion, close_sessions: bool = True) -> None:
         """Give back `version`'s threads and (unless a run is stuck in one) its sessions."""
-        for session in version.sessions if close_sessions else ():
+        sessions, version.sessions = version.sessions, []
+        threads, version.threads = version.threads, 0
+        for session in sessions if close_sessions else ():
             session.close()
-        version.sessions = []
         version.scheduler = None
-        self.budget.release(version.threads)
-        version.threads = 0
+        self.budget.release(threads)
 
 
 def _version_folders(folder: Path) -> tuple[list[int], list[str]]:
@@ -461,3 +739,111 @@ def _version_folders(folder: Path) -> tuple[list[int], list[str]]:
         elif not entry.name.startswith("."):
             ignored.append(entry.name)
     return found, ignored
+
+
+def _stat(path: Path) -> tuple[int, int] | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_size, info.st_mtime_ns
+
+
+def _version_signature(folder: Path) -> tuple:
+    """The artifact files of a version folder, with their sizes and modification times: a
+    poll reloads the version when they change."""
+    try:
+        entries = sorted(folder.iterdir()) if folder.is_dir() else []
+    except OSError:
+        return ()
+    return tuple((entry.name, _stat(entry)) for entry in entries
+                 if entry.name in ARTIFACTS or BATCH_ARTIFACT.fullmatch(entry.name))
+
+
+def _model_signature(folder: Path) -> tuple:
+    """What a model's folder holds, as far as loading it goes: config.json and each version
+    folder's artifacts."""
+    try:
+        versions = tuple((entry.name, _version_signature(entry))
+                         for entry in sorted(folder.iterdir())
+                         if entry.is_dir() and entry.name.isdigit())
+    except OSError:
+        return ()
+    return _stat(folder / CONFIG_FILE), versions
+
+
+def _batch_symbol(onnx_path: Path) -> str:
+    """The symbolic leading dim that every input of the ONNX model shares (its batch), or
+    LoadError saying which input has none."""
+    import onnx
+
+    try:
+        graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    except Exception as exc:   # onnx raises DecodeError and others for a broken file
+        raise LoadError(f"{onnx_path}: not a readable ONNX model: {exc}") from None
+    weights = {tensor.name for tensor in graph.initializer}
+    symbols = {}
+    for value in graph.input:
+        if value.name in weights:
+            continue
+        dims = value.type.tensor_type.shape.dim
+        if not dims or not dims[0].dim_param:
+            leading = "no dims" if not dims else f"the fixed leading dim {dims[0].dim_value}"
+            raise LoadError(f"{onnx_path}: input {value.name!r} has {leading}, but "
+                            f"config.json's max_batch_size needs every input to have a "
+                            f"symbolic leading (batch) dim, such as 'batch'; export the model "
+                            f"so, or set max_batch_size to 0")
+        symbols[value.name] = dims[0].dim_param
+    if len(set(symbols.values())) != 1:
+        raise LoadError(f"{onnx_path}: the inputs' leading dims are "
+                        + ", ".join(f"{n}: {s!r}" for n, s in symbols.items())
+                        + "; with max_batch_size every input has the same batch dim first")
+    return next(iter(symbols.values()))
+
+
+def _session_batch(session: Session, declared: int | None, max_batch_size: int) -> int:
+    """The batch an artifact is compiled for: the leading dim of every input and output
+    (the size its file name declares, if any, and at most max_batch_size)."""
+    tensors = list(session.inputs) + list(session.outputs)
+    if not session.inputs or any(not t.shape for t in tensors):
+        raise LoadError(f"{session.path}: with max_batch_size every input and output has a "
+                        f"batch dim first, but it has "
+                        + ("no inputs" if not session.inputs else
+                           f"the scalar {next(t.name for t in tensors if not t.shape)!r}"))
+    size = session.inputs[0].shape[0]
+    for tensor in tensors:
+        if tensor.shape[0] != size:
+            raise LoadError(f"{session.path}: {tensor.name!r} has leading dim "
+                            f"{tensor.shape[0]} but input {session.inputs[0].name!r} has "
+                            f"{size}; with max_batch_size every input and output has the "
+                            f"batch first")
+    if declared is not None and size != declared:
+        raise LoadError(f"{session.path} is named for batch {declared} but is compiled for "
+                        f"batch {size}")
+    if not 1 <= size <= max_batch_size:
+        raise LoadError(f"{session.path} is compiled for batch {size}, but config.json's "
+                        f"max_batch_size is {max_batch_size}")
+    return size
+
+
+def _check_same_model(by_size: dict[int, Session]) -> None:
+    """The artifacts of the batch sizes have the same tensors but for the batch dim."""
+    def signature(session: Session) -> list[tuple]:
+        return [(t.name, t.dtype, t.shape[1:])
+                for t in list(session.inputs) + list(session.outputs)]
+
+    sizes = sorted(by_size)
+    first = by_size[sizes[0]]
+    for size in sizes[1:]:
+        if signature(by_size[size]) != signature(first):
+            raise LoadError(f"{by_size[size].path} (batch {size}) and {first.path} (batch "
+                            f"{sizes[0]}) differ in more than the batch dim: "
+                            f"{[str(t) for t in by_size[size].inputs]} vs "
+                            f"{[str(t) for t in first.inputs]}")
+
+
+def _batch_dim(tensor: TensorInfo) -> TensorInfo:
+    """`tensor` as the metadata shows it with batching: -1 for the batch dim (nbytes: one
+    row's)."""
+    return dataclasses.replace(tensor, shape=(-1,) + tuple(tensor.shape[1:]),
+                               nbytes=tensor.nbytes // max(tensor.shape[0], 1))

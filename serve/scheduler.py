@@ -6,6 +6,14 @@ A request that finds the queue full is refused at once (Unavailable: 503 with Re
 instead of waiting behind work the server cannot finish in time; one whose timeout passes
 while it waits is taken out of the queue and refused (QueueTimeout: 504) without being
 computed. A request an instance has started is always finished.
+
+With batching (config max_batch_size and dynamic_batching), each instance holds one
+session per compiled batch size, and its worker takes requests from the head of the queue
+while their rows fit in max_batch_size: it runs them at once when they fill
+max_batch_size (or the next one would not fit) or make a preferred batch size, else when
+the oldest has waited max_queue_delay_us for company. The same queue bound, 503 and 504
+apply: a request taken from the queue past its timeout is answered 504 and left out of the
+batch.
 """
 
 from __future__ import annotations
@@ -15,11 +23,13 @@ import collections
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from ..runtime import Session
+from .batching import request_rows, run_joined
+from .config import Batching
 from .errors import QueueTimeout, Unavailable
 
 _QUEUED, _RUNNING, _DONE, _EXPIRED = "queued", "running", "done", "expired"
@@ -31,17 +41,19 @@ class Timings:
 
     queue: float
     compute: float
+    batch: int = 1   # rows of the batch the request ran in (before padding)
 
 
 class _Job:
     """One request between the event loop and a worker thread. `state` changes only under
     the scheduler's lock, so a job is either expired (never computed) or run, never both."""
 
-    __slots__ = ("feed", "deadline", "enqueued", "started", "state", "future", "loop")
+    __slots__ = ("feed", "rows", "deadline", "enqueued", "started", "state", "future", "loop")
 
     def __init__(self, feed: dict[str, np.ndarray], deadline: float | None,
-                 loop: asyncio.AbstractEventLoop):
+                 loop: asyncio.AbstractEventLoop, rows: int = 1):
         self.feed = feed
+        self.rows = rows
         self.deadline = deadline
         self.enqueued = time.perf_counter()
         self.started = 0.0
@@ -59,21 +71,32 @@ def _resolve(future: asyncio.Future, result, error: BaseException | None) -> Non
         future.set_result(result)
 
 
+#: A batch's hook: (rows of the requests, padded rows, seconds, succeeded).
+BatchHook = Callable[[int, int, float, bool], None]
+
+
 class Scheduler:
     """The queue and workers of one model version. `label` names it in errors and thread
-    names (e.g. "resnet version 1")."""
+    names (e.g. "resnet version 1"). Without `batching`, `sessions` holds one Session per
+    instance and each request is one run; with it, one {batch size: Session} mapping per
+    instance, and `on_batch` hears of every batch run."""
 
-    def __init__(self, sessions: Sequence[Session], max_queue_size: int, label: str,
-                 on_compute: Callable[[float, bool], None] | None = None):
+    def __init__(self, sessions: Sequence[Session] | Sequence[Mapping[int, Session]],
+                 max_queue_size: int, label: str,
+                 on_compute: Callable[[float, bool], None] | None = None,
+                 batching: Batching | None = None, on_batch: BatchHook | None = None):
         self.label = label
         self.max_queue_size = max_queue_size
+        self.batching = batching
         self._on_compute = on_compute
+        self._on_batch = on_batch
         self._queue: collections.deque[_Job] = collections.deque()
         self._cond = threading.Condition()
         self._running = 0
         self._closing = False
         self._compute_ewma = 0.0   # seconds per request, for Retry-After
-        self._workers = [threading.Thread(target=self._work, args=(session,), daemon=True,
+        work = self._work if batching is None else self._work_batched
+        self._workers = [threading.Thread(target=work, args=(session,), daemon=True,
                                           name=f"kiln-serve {label} #{i}")
                          for i, session in enumerate(sessions)]
         for worker in self._workers:
@@ -93,9 +116,13 @@ class Scheduler:
     async def infer(self, feed: dict[str, np.ndarray], timeout: float | None
                     ) -> tuple[dict[str, np.ndarray], Timings]:
         """Queue `feed`, wait for an instance to run it, and return its outputs and timings.
-        `timeout` (seconds, or None) bounds the wait in the queue, not the computation."""
+        `timeout` (seconds, or None) bounds the wait in the queue, not the computation.
+        With batching, BadRequest for a batch (dim 0) outside 1..max_batch_size."""
         loop = asyncio.get_running_loop()
-        job = _Job(feed, None if timeout is None else time.perf_counter() + timeout, loop)
+        rows = 1 if self.batching is None else request_rows(
+            feed, self.batching.max_batch_size, self.label)
+        job = _Job(feed, None if timeout is None else time.perf_counter() + timeout, loop,
+                   rows)
         with self._cond:
             if self._closing:
                 raise Unavailable(f"{self.label} is being unloaded; retry on another version "
@@ -182,6 +209,88 @@ class Scheduler:
                 self._running -= 1
                 self._cond.notify_all()
             job.loop.call_soon_threadsafe(_resolve, job.future, result, error)
+
+    def _gather(self) -> list[_Job] | None:
+        """Under the lock: wait for the requests of the next batch and take them out of the
+        queue (None once closing with nothing left). See the module docstring."""
+        batching = self.batching
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return None
+                self._cond.wait()
+                continue
+            if not batching.join:
+                return [self._queue.popleft()]
+            count = total = preferred_at = 0
+            full = False
+            for job in self._queue:
+                if total + job.rows > batching.max_batch_size:
+                    full = True
+                    break
+                total += job.rows
+                count += 1
+                if total in batching.preferred:
+                    preferred_at = count
+            if full or total == batching.max_batch_size:
+                take = count
+            elif preferred_at:
+                take = preferred_at
+            else:
+                wait = (self._queue[0].enqueued + batching.max_queue_delay_s
+                        - time.perf_counter())
+                if wait > 0 and not self._closing:
+                    self._cond.wait(wait)
+                    continue
+                take = count
+            return [self._queue.popleft() for _ in range(take)]
+
+    def _work_batched(self, sessions: Mapping[int, Session]) -> None:
+        sizes = sorted(sessions)
+        while True:
+            with self._cond:
+                jobs = self._gather()
+                if jobs is None:
+                    return
+                now = time.perf_counter()
+                batch, expired = [], []
+                for job in jobs:
+                    if job.deadline is not None and now > job.deadline:
+                        job.state = _EXPIRED
+                        expired.append(job)
+                    else:
+                        job.state, job.started = _RUNNING, now
+                        batch.append(job)
+                self._running += len(batch)
+            for job in expired:
+                job.loop.call_soon_threadsafe(
+                    _resolve, job.future, None,
+                    self._timeout_error(job, job.deadline - job.enqueued))
+            if not batch:
+                continue
+            rows = sum(job.rows for job in batch)
+            answers, error, padded = None, None, 0
+            try:
+                answers, padded = run_joined([job.feed for job in batch],
+                                             [job.rows for job in batch], sessions, sizes)
+            except Exception as exc:   # the model's failure goes back to the batch's requests
+                error = exc
+            compute = time.perf_counter() - now
+            self._compute_ewma = 0.9 * self._compute_ewma + 0.1 * compute if \
+                self._compute_ewma else compute
+            if self._on_compute is not None:
+                self._on_compute(compute, error is None)
+            if self._on_batch is not None:
+                self._on_batch(rows, padded, compute, error is None)
+            with self._cond:
+                for job in batch:
+                    job.state = _DONE
+                self._running -= len(batch)
+                self._cond.notify_all()
+            for position, job in enumerate(batch):
+                result = None if error is not None else (
+                    answers[position], Timings(job.started - job.enqueued, compute, rows))
+                job.loop.call_soon_threadsafe(_resolve, job.future, result, error)
 
     def close(self, timeout: float | None = None, abandon_queued: bool = False) -> bool:
         """Refuse new requests, let the workers finish every queued one (or, with

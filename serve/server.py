@@ -22,6 +22,7 @@ from typing import Callable, Coroutine, Iterator
 
 import uvicorn
 
+from .accesslog import AccessLog
 from .budget import ThreadBudget
 from .errors import ConfigError
 from .http import DEFAULT_MAX_BODY_BYTES, InferenceApp
@@ -40,6 +41,8 @@ class ServeOptions:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     strict_readiness: bool = False        # ready only when every model is
     cache_dir: str | None = None          # compiled ONNX models (see Repository)
+    poll_repository: float | None = None  # seconds between looks at the repository folder
+    access_log: str | None = None         # a file, or "-" for stderr; None: no access log
 
 
 class _Uvicorn(uvicorn.Server):
@@ -62,12 +65,20 @@ class ModelServer:
         if self.options.grace_period < 0:
             raise ConfigError(f"--grace-period: expected seconds >= 0, got "
                               f"{self.options.grace_period}")
+        poll = self.options.poll_repository
+        if poll is not None and not poll > 0:
+            raise ConfigError(f"--poll-repository: expected a positive number of seconds, "
+                              f"got {poll}")
         self.budget = ThreadBudget(self.options.threads)
         self.metrics = Metrics(self.budget.total)
         self.repository = Repository(source, self.budget, self.options.cache_dir,
                                      hooks=self.metrics, log=self.log)
+        self.access_log = None if self.options.access_log is None else \
+            AccessLog(self.options.access_log)
         self.app = InferenceApp(self.repository, self.metrics, self.options.max_body_bytes,
-                                self.options.strict_readiness, log=self.log)
+                                self.options.strict_readiness, log=self.log,
+                                access_log=self.access_log)
+        self._stopping = threading.Event()
         self.port: int | None = None
         self.started = threading.Event()   # set once listening (self.port is known)
         self.loaded = threading.Event()    # set once the first load is done
@@ -123,7 +134,10 @@ class ModelServer:
             await serving
         finally:
             sock.close()
+            self._stopping.set()
             await asyncio.get_running_loop().run_in_executor(None, self.repository.close)
+            if self.access_log is not None:
+                self.access_log.close()
             self.log("kiln serve: stopped")
 
     def _load(self) -> None:
@@ -141,6 +155,24 @@ class ModelServer:
         ready = sum(1 for m in self.repository.models() if m.ready_versions)
         self.log(f"kiln serve: {ready} of {len(self.repository.models())} model(s) ready; "
                  f"{self.budget.used} of {self.budget.total} runtime threads in use")
+        if self.options.poll_repository is not None and not self.repository.single:
+            self._poll(self.options.poll_repository)
+
+    def _poll(self, seconds: float) -> None:
+        """Every `seconds`, bring the served models up to date with the repository folder
+        (Repository.poll: new versions loaded beside the serving ones, then swapped in)."""
+        self.log(f"kiln serve: polling {self.repository.source} every {seconds:g} s")
+        while not self._stopping.wait(seconds) and not self.app.draining:
+            try:
+                for name in self.repository.poll():
+                    model = self.repository.model(name)
+                    versions = ", ".join(str(v.version) for v in model.ready_versions)
+                    self.log(f"model '{name}': reloaded from the repository; serving "
+                             f"version(s) {versions or 'none'}"
+                             + (f"; failed: {model.load_error}" if model.load_error else ""))
+            except Exception as exc:   # a folder vanished mid-look, say: try again next time
+                self.log(f"kiln serve: polling the repository failed: "
+                         f"{type(exc).__name__}: {exc}")
 
     def shutdown(self) -> None:
         """Begin draining (from the event loop's thread; see request_shutdown otherwise).

@@ -18,12 +18,20 @@ class VersionStats:
         self.queue = [0, 0]
         self.compute = [0, 0]
         self.last_inference_ms = 0
+        self.batches: dict[int, list[int]] = {}   # rows -> [count, ns], with batching
 
     def computed(self, seconds: float, ok: bool) -> None:
         """An instance finished a run (the scheduler's hook)."""
         with self._lock:
             self.compute[0] += 1
             self.compute[1] += int(seconds * 1e9)
+
+    def batched(self, rows: int, seconds: float) -> None:
+        """A batch of `rows` rows ran (the batcher's hook), for batch_stats."""
+        with self._lock:
+            pair = self.batches.setdefault(rows, [0, 0])
+            pair[0] += 1
+            pair[1] += int(seconds * 1e9)
 
     def finished(self, ok: bool, total_s: float, queue_s: float | None) -> None:
         """A request got its answer (success or failure) after `total_s` seconds."""
@@ -48,4 +56,5 @@ class VersionStats:
                                         "fail": duration(self.fail),
                                         "queue": duration(self.queue),
                                         "compute_infer": duration(self.compute)},
-                    "batch_stats": []}
+                    "batch_stats": [{"batch_size": rows, "compute_infer": duration(pair)}
+                                    for rows, pair in sorted(self.batches.items())]}

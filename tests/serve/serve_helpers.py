@@ -83,3 +83,38 @@ def kiln_pythonpath() -> str:
     """PYTHONPATH for a subprocess that must import the kiln this process imported."""
     parent = os.path.dirname(os.path.dirname(kiln.__file__))
     return os.pathsep.join(p for p in [parent, os.environ.get("PYTHONPATH", "")] if p)
+
+
+def binary_body(name: str, x: np.ndarray) -> tuple[bytes, dict[str, str]]:
+    """An inference request of one FP32 input as binary tensor data, outputs binary too."""
+    head = json.dumps({"inputs": [{"name": name, "shape": list(x.shape), "datatype": "FP32",
+                                   "parameters": {"binary_data_size": x.nbytes}}],
+                       "parameters": {"binary_data_output": True}}).encode()
+    return head + x.tobytes(), {"Inference-Header-Content-Length": str(len(head)),
+                                "Content-Type": "application/octet-stream"}
+
+
+def binary_answer(headers: dict[str, str], body: bytes) -> tuple[dict, np.ndarray]:
+    """The response object and its first output (FP32) of a binary inference answer."""
+    length = int(headers["inference-header-content-length"])
+    response = json.loads(body[:length])
+    output = response["outputs"][0]
+    return response, np.frombuffer(body[length:], np.float32).reshape(output["shape"])
+
+
+class Connection:
+    """One keep-alive loopback connection (http.client) for a client thread."""
+
+    def __init__(self, url: str, timeout: float = 30.0):
+        host, port = url.rsplit(":", 1)
+        self._connection = http.client.HTTPConnection(host, int(port), timeout=timeout)
+
+    def post(self, path: str, body: bytes, headers: dict[str, str]
+             ) -> tuple[int, dict[str, str], bytes]:
+        self._connection.request("POST", path, body=body, headers=headers)
+        response = self._connection.getresponse()
+        return (response.status, {k.lower(): v for k, v in response.getheaders()},
+                response.read())
+
+    def close(self) -> None:
+        self._connection.close()

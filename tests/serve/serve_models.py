@@ -17,16 +17,17 @@ DTYPES = {"b": TensorProto.BOOL, "u8": TensorProto.UINT8, "i8": TensorProto.INT8
 DTYPE_SHAPE = (2, 3)
 
 
-def conv_model() -> onnx.ModelProto:
-    """A 3x3 convolution (8 channels) and a ReLU on a 1x3x16x16 image."""
+def conv_model(batch: int | str = 1) -> onnx.ModelProto:
+    """A 3x3 convolution (8 channels) and a ReLU on a `batch`x3x16x16 image (`batch` a size,
+    or the name of a symbolic dim)."""
     rng = np.random.default_rng(0)
     weight = (rng.standard_normal((8, 3, 3, 3)) / 5).astype(np.float32)
     bias = rng.standard_normal(8).astype(np.float32)
     graph = helper.make_graph(
         [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
          helper.make_node("Relu", ["c"], ["y"])], "conv",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 16, 16])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 8, 16, 16])],
         [numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")])
     return helper.make_model(graph, opset_imports=OPSET)
 

@@ -9,7 +9,8 @@ import json
 import pytest
 
 from kiln.serve.budget import BudgetExceeded, ThreadBudget
-from kiln.serve.config import ModelConfig, VersionPolicy, load_config
+from kiln.serve.batching import plan_runs
+from kiln.serve.config import Batching, ModelConfig, VersionPolicy, load_config
 from kiln.serve.errors import ConfigError, NotFound, Unavailable
 from kiln.serve.repository import READY, UNAVAILABLE, Repository
 from serve_helpers import add_model
@@ -40,6 +41,16 @@ def config_error(tmp_path, text: str) -> str:
     ('{"compile": {"dims": {"batch": "one"}}}', ["field 'compile.dims'"]),
     ('{"compile": {"shape": {}}}', ["unknown field 'compile.shape'", "compile.shapes"]),
     ('{"name": "other"}', ["field 'name' is 'other'", "folder is 'm'"]),
+    ('{"max_batch_size": -1}', ["field 'max_batch_size'", "rows >= 0", "got -1"]),
+    ('{"max_batch_size": 8, "dynamic_batching": {"max_queue_delay": 5}}',
+     ["unknown field 'dynamic_batching.max_queue_delay'", "max_queue_delay_us"]),
+    ('{"dynamic_batching": {}}', ["field 'dynamic_batching' needs 'max_batch_size'"]),
+    ('{"max_batch_size": 8, "dynamic_batching": {"max_queue_delay_us": -1}}',
+     ["field 'dynamic_batching.max_queue_delay_us'", "microseconds >= 0"]),
+    ('{"max_batch_size": 8, "dynamic_batching": {"preferred_batch_size": [4, 16]}}',
+     ["field 'dynamic_batching.preferred_batch_size'", "1 to max_batch_size (8)"]),
+    ('{"max_batch_size": 8, "dynamic_batching": []}',
+     ["field 'dynamic_batching'", "got a list"]),
     ('[1, 2]', ["expected a JSON object", "got a list"]),
     ('{"instances": 1,,}', ["not valid JSON", "line 1 column 17"]),
 ])
@@ -61,6 +72,26 @@ def test_config_fields_and_defaults(tmp_path):
     assert (config.max_queue_size, config.default_timeout_ms, config.instances,
             config.threads_per_instance) == (4, 250.0, 2, 3)
     assert config.dims == {"batch": 1} and config.shapes == {"x": (1, 4)}
+
+
+def test_batching_fields_and_the_sizes_compiled(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"max_batch_size": 8, "dynamic_batching": {
+        "max_queue_delay_us": 500, "preferred_batch_size": [4, 2, 4]}}))
+    batching = load_config(path, "m").batching
+    assert batching == Batching(8, join=True, max_queue_delay_s=5e-4, preferred=(2, 4))
+    assert batching.sizes == (1, 2, 4, 8)
+    path.write_text(json.dumps({"max_batch_size": 4}))   # a batch dim, no joining
+    assert load_config(path, "m").batching == Batching(4, join=False)
+    path.write_text(json.dumps({"max_batch_size": 0}))
+    assert load_config(path, "m").batching is None
+
+
+def test_batches_run_on_the_smallest_size_that_holds_them_or_are_split():
+    assert plan_runs(3, [1, 4, 8]) == [(4, 3)]
+    assert plan_runs(8, [1, 4, 8]) == [(8, 8)]
+    assert plan_runs(6, [1, 4]) == [(4, 4), (4, 2)]
+    assert plan_runs(9, [1, 4]) == [(4, 4), (4, 4), (1, 1)]
 
 
 def test_version_policies_select_folders():
