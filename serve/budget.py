@@ -33,6 +33,7 @@ class ThreadBudget:
                               f"{total!r}")
         self.total = total
         self._used = 0
+        self._draining = 0   # of _used: threads of versions replaced, draining to be freed
         self._lock = threading.Lock()
 
     @property
@@ -41,10 +42,12 @@ class ThreadBudget:
 
     def reserve(self, count: int, who: str, borrow: int = 0) -> None:
         """Take `count` threads for `who`, or raise BudgetExceeded saying what is left.
-        `borrow`: threads of a version that `who` replaces, which may be counted as free
-        (that version drains and gives them back once its last request is answered)."""
+        `borrow`: threads of the versions that `who` replaces, and the threads of versions
+        already draining, count as free: they are given back once their last request is
+        answered, so a new version can load beside the one it replaces on a full budget
+        (the two hold more than the budget only while the old one drains)."""
         with self._lock:
-            if self._used - borrow + count > self.total:
+            if self._used - self._draining - borrow + count > self.total:
                 raise BudgetExceeded(
                     f"{who} needs {count} runtime thread(s) but the server's budget of "
                     f"{self.total} has {self.total - self._used} left; lower its instances or "
@@ -52,6 +55,14 @@ class ThreadBudget:
                     f"--threads")
             self._used += count
 
-    def release(self, count: int) -> None:
+    def draining(self, count: int) -> None:
+        """`count` threads in use belong to a version that drains and will free them."""
+        with self._lock:
+            self._draining += count
+
+    def release(self, count: int, draining: bool = False) -> None:
+        """Give back `count` threads (`draining`: those of a version marked draining)."""
         with self._lock:
             self._used = max(0, self._used - count)
+            if draining:
+                self._draining = max(0, self._draining - count)

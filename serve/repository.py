@@ -354,10 +354,11 @@ class Repository:
             if not model.ready_versions:
                 model.state = LOADING
             failures = []
+            dropped = sum(v.threads for v in model.ready_versions if v.version not in numbers)
             for number in numbers:
                 if self._closing:
                     break
-                failure = self._update_version(model, number, config)
+                failure = self._update_version(model, number, config, dropped)
                 if failure:
                     failures.append(failure)
             if any(model.versions[n].ready for n in numbers if n in model.versions):
@@ -424,9 +425,12 @@ class Repository:
             finally:
                 model.lock.release()
 
-    def _update_version(self, model: Model, number: int, config: ModelConfig) -> str:
+    def _update_version(self, model: Model, number: int, config: ModelConfig,
+                        dropped: int) -> str:
         """Load version `number` of `model` unless the one serving is up to date; swap it in
-        once ready and retire the one it replaces. Returns why it failed, or ""."""
+        once ready and retire the one it replaces. `dropped`: threads of the versions the
+        policy no longer selects (retired once this load is done), which it may borrow.
+        Returns why it failed, or ""."""
         folder = self.source if self.single else model.folder / str(number)
         signature = _version_signature(folder)
         old = model.versions.get(number)
@@ -438,7 +442,7 @@ class Repository:
         serving = old if old is not None and old.ready else None
         if serving is None:
             model.versions[number] = new   # listed as loading from now on
-        self._load_version(new, borrow=serving.threads if serving is not None else 0)
+        self._load_version(new, borrow=dropped + (serving.threads if serving else 0))
         if new.ready:
             model.versions[number] = new
             if serving is not None:
@@ -469,6 +473,7 @@ class Repository:
         """Stop routing requests to `old` (at once, atomically with acquire()) and drain it
         on a thread of its own: the requests holding it are answered, then it is freed."""
         old.set_state(UNLOADING, f"{why}; draining")
+        self.budget.draining(old.threads)
         self.log(f"{old.label}: {why}; draining, then unloading")
         self._retiring = [t for t in self._retiring if t.is_alive()]
         thread = threading.Thread(target=self._drain, args=(model, old), daemon=True,
@@ -490,7 +495,7 @@ class Repository:
                          f"its session open")
         if self.hooks is not None:
             self.hooks.version_gone(old)
-        self._release(old, close_sessions=not stuck)
+        self._release(old, close_sessions=not stuck, draining=True)
         old.set_state(UNAVAILABLE, old.reason.replace("; draining", "; unloaded"))
         with model.lock:
             if model.versions.get(old.version) is old:
@@ -717,14 +722,16 @@ class Repository:
             self._release(version, close_sessions=not stuck)
             version.set_state(UNAVAILABLE, why)
 
-    def _release(self, version: ModelVersion, close_sessions: bool = True) -> None:
-        """Give back `version`'s threads and (unless a run is stuck in one) its sessions."""
+    def _release(self, version: ModelVersion, close_sessions: bool = True,
+                 draining: bool = False) -> None:
+        """Give back `version`'s threads (`draining`: it was retired) and (unless a run is
+        stuck in one) its sessions."""
         sessions, version.sessions = version.sessions, []
         threads, version.threads = version.threads, 0
         for session in sessions if close_sessions else ():
             session.close()
         version.scheduler = None
-        self.budget.release(threads)
+        self.budget.release(threads, draining)
 
 
 def _version_folders(folder: Path) -> tuple[list[int], list[str]]:
