@@ -75,6 +75,12 @@ def _resolve(future: asyncio.Future, result, error: BaseException | None) -> Non
 BatchHook = Callable[[int, int, float, bool], None]
 
 
+def _resolve_all(answered: list[tuple[asyncio.Future, object, BaseException | None]]
+                 ) -> None:
+    for future, result, error in answered:
+        _resolve(future, result, error)
+
+
 class Scheduler:
     """The queue and workers of one model version. `label` names it in errors and thread
     names (e.g. "resnet version 1"). Without `batching`, `sessions` holds one Session per
@@ -287,10 +293,13 @@ class Scheduler:
                     job.state = _DONE
                 self._running -= len(batch)
                 self._cond.notify_all()
+            by_loop: dict[asyncio.AbstractEventLoop, list] = {}
             for position, job in enumerate(batch):
                 result = None if error is not None else (
                     answers[position], Timings(job.started - job.enqueued, compute, rows))
-                job.loop.call_soon_threadsafe(_resolve, job.future, result, error)
+                by_loop.setdefault(job.loop, []).append((job.future, result, error))
+            for loop, answered in by_loop.items():   # one wake-up of each loop a batch
+                loop.call_soon_threadsafe(_resolve_all, answered)
 
     def close(self, timeout: float | None = None, abandon_queued: bool = False) -> bool:
         """Refuse new requests, let the workers finish every queued one (or, with

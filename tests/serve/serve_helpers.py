@@ -85,11 +85,12 @@ def kiln_pythonpath() -> str:
     return os.pathsep.join(p for p in [parent, os.environ.get("PYTHONPATH", "")] if p)
 
 
-def binary_body(name: str, x: np.ndarray) -> tuple[bytes, dict[str, str]]:
-    """An inference request of one FP32 input as binary tensor data, outputs binary too."""
+def binary_body(name: str, x: np.ndarray, **parameters) -> tuple[bytes, dict[str, str]]:
+    """An inference request of one FP32 input as binary tensor data, outputs binary too
+    (and the request `parameters` given, e.g. timeout=1000)."""
     head = json.dumps({"inputs": [{"name": name, "shape": list(x.shape), "datatype": "FP32",
                                    "parameters": {"binary_data_size": x.nbytes}}],
-                       "parameters": {"binary_data_output": True}}).encode()
+                       "parameters": {"binary_data_output": True, **parameters}}).encode()
     return head + x.tobytes(), {"Inference-Header-Content-Length": str(len(head)),
                                 "Content-Type": "application/octet-stream"}
 

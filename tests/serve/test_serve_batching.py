@@ -64,7 +64,9 @@ def counters(url: str, model: str) -> dict[str, float]:
             "batches": metric(url, "kiln_batch_size_count", **labels),
             "single": metric(url, "kiln_batch_size_bucket", le="1.0", **labels),
             "rows": metric(url, "kiln_batch_size_sum", **labels),
-            "padded": metric(url, "kiln_padded_rows_total", **labels)}
+            "padded": metric(url, "kiln_padded_rows_total", **labels),
+            "timed_out": metric(url, "kiln_inference_requests_total", outcome="timed_out",
+                                **labels)}
 
 
 def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(batch_server):
@@ -162,3 +164,16 @@ def test_prebuilt_batch_artifacts_split_a_larger_batch(batch_server):
     assert [(b["batch_size"], b["compute_infer"]["count"]) for b in stats["batch_stats"]] \
         == [(6, 1)]
     assert stats["inference_count"] == 1 and stats["execution_count"] == 1
+
+
+def test_a_request_whose_timeout_passes_waiting_for_company_is_never_computed(batch_server):
+    """bconv waits 5 ms for company; a lone request that may wait only 1 ms is a 504, and
+    no batch ran for it."""
+    url = batch_server.url
+    before = counters(url, "bconv")
+    status, _, body = request(url, "POST", "/v2/models/bconv/infer",
+                              *binary_body("x", rows_of(11, 1), timeout=1000))
+    assert status == 504 and "not computed" in json.loads(body)["error"], body
+    after = counters(url, "bconv")
+    assert after["timed_out"] - before["timed_out"] == 1
+    assert after["batches"] == before["batches"]
