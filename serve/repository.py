@@ -283,8 +283,8 @@ class Repository:
 
     def busy(self) -> int:
         """Requests queued or running, across every loaded version."""
-        return sum(v.scheduler.busy for m in self.models() for v in m.versions.values()
-                   if v.scheduler is not None)
+        schedulers = [v.scheduler for m in self.models() for v in list(m.versions.values())]
+        return sum(s.busy for s in schedulers if s is not None)
 
     # -- loading ----------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ the server's counters equal what the clients saw."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import threading
@@ -14,6 +15,8 @@ import time
 import numpy as np
 import pytest
 
+from kiln.serve.budget import ThreadBudget
+from kiln.serve.repository import UNLOADING, Repository
 from serve_helpers import Connection, add_model, binary_answer, binary_body, metric, \
     post_json, request
 
@@ -78,6 +81,8 @@ class Load:
 
 
 def test_a_new_version_takes_over_under_load_without_a_failed_request(artifacts, tmp_path):
+    """Version 2 appears, then version 1 is removed, then config.json changes (version 2 is
+    loaded again): all under load, not one request fails."""
     from kiln.serve.server import BackgroundServer, ServeOptions
 
     folder = add_model(tmp_path, "vconv", artifacts["conv"],
@@ -95,6 +100,13 @@ def test_a_new_version_takes_over_under_load_without_a_failed_request(artifacts,
             wait_until(lambda: "2" in load.versions(), "answers from version 2")
             shutil.rmtree(folder / "1")
             wait_until(lambda: "1" not in index(url, "vconv"), "version 1 to drain")
+            # a changed config: version 2 is loaded again beside itself and swapped
+            (folder / "config.json").write_text(json.dumps(
+                {"version_policy": {"all": {}}, "threads_per_instance": 1,
+                 "max_queue_size": 32}))
+            repository = background.server.repository
+            wait_until(lambda: repository.version("vconv", None).config.max_queue_size == 32,
+                       "version 2 loaded again")
             wait_until(lambda: load.count >= REQUESTS, f"{REQUESTS} requests", 120)
         finally:
             load.stop()
@@ -166,3 +178,25 @@ def test_loading_again_keeps_serving(artifacts, tmp_path, change):
         assert (now is first) == (change == "unchanged")
         assert now.config.max_queue_size == (16 if change == "config" else 8)
         wait_until(lambda: repository.budget.used == 1, "the old copy's thread back")
+
+
+def test_a_request_holding_a_replaced_version_is_still_answered(artifacts, tmp_path):
+    """A request that found version 1 just before version 2 replaced it (it holds version
+    1, not yet queued) is still computed by version 1, which is freed only after it."""
+    folder = add_model(tmp_path, "hconv", artifacts["conv"], config={"threads_per_instance": 1})
+    repository = Repository(tmp_path, ThreadBudget(1), log=lambda line: None)
+    repository.load_all()
+    try:
+        held = repository.acquire("hconv", None)
+        shutil.copytree(folder / "1", folder / "2")
+        repository.load("hconv")
+        assert repository.version("hconv", None).version == 2
+        assert held.version == 1 and held.state == UNLOADING
+        outputs, _ = asyncio.run(held.scheduler.infer(
+            {"x": np.ones((1, 3, 16, 16), np.float32)}, None))
+        assert outputs["y"].shape == (1, 8, 16, 16)
+        held.release()
+        wait_until(lambda: 1 not in repository.model("hconv").versions, "version 1 to drain")
+        assert repository.budget.used == 1
+    finally:
+        repository.close()
