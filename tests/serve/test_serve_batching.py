@@ -9,6 +9,7 @@ own counts."""
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 
 import kiln
@@ -31,7 +32,8 @@ def rows_of(seed: int, rows: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def batch_server(tmp_path_factory):
     """bconv: a model.onnx with a symbolic batch dim, compiled for 1, 4 and 8 rows, batching
-    with a 5 ms queue delay; pconv: prebuilt model.so (1 row) and model.b4.so (4 rows)."""
+    with a 5 ms queue delay; pconv: prebuilt model.so (1 row) and model.b4.so (4 rows);
+    nconv: the same files with max_batch_size but no dynamic_batching."""
     from kiln.serve.server import BackgroundServer, ServeOptions
 
     root = tmp_path_factory.mktemp("batchrepo")
@@ -47,8 +49,11 @@ def batch_server(tmp_path_factory):
     (root / "pconv" / "config.json").write_text(json.dumps({
         "max_batch_size": MAX_BATCH, "threads_per_instance": 1,
         "dynamic_batching": {"max_queue_delay_us": 0}}))
+    shutil.copytree(root / "pconv", root / "nconv")   # a batch dim, but no joining
+    (root / "nconv" / "config.json").write_text(json.dumps({
+        "max_batch_size": MAX_BATCH, "threads_per_instance": 1}))
     log = root / "access.log"
-    options = ServeOptions(http_port=0, threads=2, access_log=str(log),
+    options = ServeOptions(http_port=0, threads=3, access_log=str(log),
                            cache_dir=str(tmp_path_factory.mktemp("batchcache")))
     with BackgroundServer(root, options) as background:
         background.access_log = log
@@ -177,3 +182,31 @@ def test_a_request_whose_timeout_passes_waiting_for_company_is_never_computed(ba
     after = counters(url, "bconv")
     assert after["timed_out"] - before["timed_out"] == 1
     assert after["batches"] == before["batches"]
+
+
+def test_without_dynamic_batching_each_request_runs_alone(batch_server):
+    """nconv has max_batch_size but no dynamic_batching: concurrent requests of 2 rows each
+    run one by one (on the 4-row artifact, 2 rows padded each), never joined."""
+    url = batch_server.url
+    before = counters(url, "nconv")
+    inputs = [rows_of(200 + c, 2) for c in range(4)]
+    answers: list = [None] * len(inputs)
+
+    def client(c: int) -> None:
+        status, headers, body = request(url, "POST", "/v2/models/nconv/infer",
+                                        *binary_body("x", inputs[c]))
+        answers[c] = (status, binary_answer(headers, body)[1] if status == 200 else body)
+
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(len(inputs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    (expected,) = run_onnxruntime(conv_model("batch"), {"x": np.concatenate(inputs)})
+    for c, (status, y) in enumerate(answers):
+        assert status == 200, y
+        assert_matches(y, expected[2 * c:2 * c + 2])
+    after = counters(url, "nconv")
+    assert after["batches"] - before["batches"] == len(inputs)
+    assert after["rows"] - before["rows"] == 2 * len(inputs)
+    assert after["padded"] - before["padded"] == 2 * len(inputs)
