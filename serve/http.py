@@ -29,19 +29,22 @@ import sys
 import time
 import traceback
 import zlib
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, TypeVar
+
+import numpy as np
 
 from .. import __version__
 from .errors import BadRequest, NotFound, QueueTimeout, RequestError, Unavailable
 from .metrics import Metrics
-from .protocol import HEADER_LENGTH, encode_infer_response, parse_infer_request, \
-    tensor_metadata
+from .protocol import HEADER_LENGTH, InferRequest, encode_infer_response, \
+    parse_infer_request, tensor_metadata
 from .repository import ModelVersion, Repository
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict]]
 Send = Callable[[dict], Awaitable[None]]
 Answer = tuple[int, bytes, dict[str, str]]
+T = TypeVar("T")
 
 EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics"]
 DEFAULT_MAX_BODY_BYTES = 64 << 20
@@ -177,19 +180,29 @@ class InferenceApp:
 
     # -- health and metadata ----------------------------------------------------------------
 
-    def _server_ready(self) -> Answer:
+    def readiness(self) -> tuple[bool, str, dict[str, str] | None]:
+        """Whether the server is ready (REST's /v2/health/ready, gRPC's ServerReady), why not
+        when it is not, and the models not ready with their reasons (None while loading or
+        shutting down)."""
         if self.draining:
-            return _json(400, {"ready": False, "error": "the server is shutting down"})
+            return False, "the server is shutting down", None
         if not self.loaded:
-            return _json(400, {"ready": False, "error": "the models are still loading"})
+            return False, "the models are still loading", None
         models = self.repository.models()
         not_ready = {m.name: m.why_not_ready() for m in models if not m.ready_versions}
         ready = not not_ready if self.strict_readiness else len(not_ready) < len(models)
         if ready:
-            return _json(200, {"ready": True, "not_ready": not_ready})
+            return True, "", not_ready
         why = "no model is ready" if not self.strict_readiness else \
             "not every model is ready (--strict-readiness)"
-        return _json(400, {"ready": False, "error": why, "not_ready": not_ready})
+        return False, why, not_ready
+
+    def _server_ready(self) -> Answer:
+        ready, why, not_ready = self.readiness()
+        if ready:
+            return _json(200, {"ready": True, "not_ready": not_ready})
+        answer = {"ready": False, "error": why}
+        return _json(400, answer if not_ready is None else {**answer, "not_ready": not_ready})
 
     def _model_metadata(self, name: str, version: str | None) -> Answer:
         served = self.repository.version(name, version)
@@ -200,6 +213,15 @@ class InferenceApp:
                            "outputs": [tensor_metadata(t) for t in served.outputs]})
 
     def _model_ready(self, name: str, version: str | None) -> Answer:
+        ready, reason = self.model_readiness(name, version)
+        if ready:
+            return _json(200, {"name": name, "ready": True})
+        return _json(400, {"name": name, "ready": False, "error": f"model {name!r} is not "
+                                                                  f"ready: {reason}"})
+
+    def model_readiness(self, name: str, version: str | None) -> tuple[bool, str]:
+        """Whether model `name` (`version`, or any version if None) is ready, and why not;
+        NotFound for an unknown model or version."""
         model = self.repository.model(name)
         if version is None:
             ready, reason = bool(model.ready_versions), model.why_not_ready()
@@ -212,10 +234,7 @@ class InferenceApp:
             ready = found.ready
             reason = f"{found.state.lower()}: {found.reason}" if found.reason else \
                 found.state.lower()
-        if ready:
-            return _json(200, {"name": name, "ready": True})
-        return _json(400, {"name": name, "ready": False, "error": f"model {name!r} is not "
-                                                                  f"ready: {reason}"})
+        return ready, reason
 
     def _stats(self, name: str, version: str | None) -> Answer:
         model = self.repository.model(name)
@@ -260,6 +279,29 @@ class InferenceApp:
 
     async def _infer(self, name: str, version: str | None, scope: Scope,
                      receive: Receive) -> Answer:
+        async def decode(served: ModelVersion) -> InferRequest:
+            body = await self._body(scope, receive)
+            return parse_infer_request(body, _header(scope, HEADER_LENGTH), served.inputs,
+                                       served.outputs)
+
+        def encode(served: ModelVersion, request: InferRequest,
+                   outputs: dict[str, np.ndarray]) -> Answer:
+            body, headers = encode_infer_response(name, str(served.version), request.id,
+                                                  outputs, request.outputs,
+                                                  request.binary_output)
+            return 200, body, headers
+
+        return await self.infer(name, version, decode, encode)
+
+    async def infer(self, name: str, version: str | None,
+                    decode: Callable[[ModelVersion], Awaitable[InferRequest]],
+                    encode: Callable[[ModelVersion, InferRequest, dict[str, np.ndarray]], T]
+                    ) -> T:
+        """One inference request to model `name` (`version`, or None for its latest ready
+        one), from REST or gRPC alike, so that both get the same refusals, queue, metrics
+        and statistics: `decode` reads and checks the request against the version served
+        (raising RequestError), `encode` turns the outputs into the protocol's answer.
+        Raises RequestError for a refused or failed request (recorded as its outcome)."""
         start = time.perf_counter()
         try:
             served = self.repository.version(name, version)
@@ -274,9 +316,7 @@ class InferenceApp:
         self.active += 1
         try:
             try:
-                body = await self._body(scope, receive)
-                request = parse_infer_request(body, _header(scope, HEADER_LENGTH),
-                                              served.inputs, served.outputs)
+                request = await decode(served)
             except RequestError:
                 self.metrics.outcome(name, label, "invalid")
                 raise
@@ -298,13 +338,12 @@ class InferenceApp:
                 self.metrics.outcome(name, label, "failed")
                 served.stats.finished(False, time.perf_counter() - start, None)
                 raise RequestError(500, f"{served.label} failed to run: {exc}") from None
-            body, headers = encode_infer_response(name, label, request.id, outputs,
-                                                  request.outputs, request.binary_output)
+            answer = encode(served, request, outputs)
             total = time.perf_counter() - start
             self.metrics.outcome(name, label, "success")
             self.metrics.timings(name, label, timings.queue, timings.compute, total)
             served.stats.finished(True, total, timings.queue)
-            return 200, body, headers
+            return answer
         finally:
             self.active -= 1
 
