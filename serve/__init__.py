@@ -50,9 +50,9 @@ def _installed(module: str) -> bool:
 
 
 def main(source: str, host: str = "127.0.0.1", http_port: int = 8000,
-         grpc_port: int | None = 8001, threads: int | None = None, grace_period: float = 25.0,
+         threads: int | None = None, grace_period: float = 25.0,
          max_body_mb: float = 64.0, strict_readiness: bool = False,
-         cache_dir: str | None = None) -> int:
+         cache_dir: str | None = None, grpc_port: int | None = 8001) -> int:
     """Serve `source` (a repository folder, a model.so or a model.onnx) until SIGTERM or
     SIGINT; returns the exit status. `grpc_port` None or negative: no gRPC endpoint. Raises
     ConfigError for a bad source or option."""

@@ -214,9 +214,9 @@ def _raw_size(datatype: str, shape: Any) -> int | None:
 def _typed_values(where: str, datatype: str, contents: Message, given: list[str]) -> list:
     """An input's values from its typed contents field, as a list (the shared checks then
     refuse what does not fit the input's type: a value out of an INT8's range, say)."""
+    if datatype not in DATATYPES:
+        return []   # an unknown datatype or BYTES: the shared checks say what is wrong
     field = CONTENTS_FIELDS.get(datatype)
-    if datatype not in DATATYPES or field is None and not given:
-        return []   # an unknown datatype, BYTES, or no values: the shared checks say so
     if field is None:
         raise BadRequest(f"{where}: {datatype} values have no typed contents field in the "
                          f"protocol; send the tensor's bytes in raw_input_contents")

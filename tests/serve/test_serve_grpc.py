@@ -190,6 +190,13 @@ def test_typed_contents_in_typed_contents_out(channel):
     assert_model_output(outputs_of(infer(message, timeout=30))["last_hidden_state"], expected,
                         what="bert, typed contents")
 
+    message = ModelInferRequest(model_name="dtypes")   # FP16 has no typed field: raw only
+    message.inputs.add(name="in_f16", datatype="FP16", shape=list(DTYPE_SHAPE)).contents \
+        .fp32_contents.extend([1.0] * 6)
+    code, details = status_of(infer, message)
+    assert code == Code.INVALID_ARGUMENT and "FP16 values have no typed contents field" in \
+        details and "raw_input_contents" in details, details
+
 
 def bert_feed() -> dict[str, np.ndarray]:
     rng = np.random.default_rng(7)
