@@ -250,6 +250,12 @@ class BackgroundServer:
     def url(self) -> str:
         return f"{self.server.options.host}:{self.server.port}"
 
+    @property
+    def grpc_url(self) -> str | None:
+        """host:port of the gRPC listener (None without one)."""
+        port = self.server.grpc_port
+        return None if port is None else f"{self.server.options.host}:{port}"
+
     def stop(self, timeout: float = 60.0) -> None:
         self.server.request_shutdown()
         self._thread.join(timeout)

@@ -34,8 +34,8 @@ CALLS = 16
 
 @pytest.fixture(scope="module")
 def grpc_url(server) -> str:
-    assert server.server.grpc_port, "the shared server has no gRPC listener"
-    return f"127.0.0.1:{server.server.grpc_port}"
+    assert server.grpc_url, "the shared server has no gRPC listener"
+    return server.grpc_url
 
 
 @pytest.fixture(scope="module")
@@ -397,7 +397,7 @@ def test_shutdown_drains_grpc_requests(artifacts, tmp_path):
     add_model(tmp_path, "slow", artifacts["slow"],
               config={"max_queue_size": 64, "threads_per_instance": 1})
     background = BackgroundServer(tmp_path, ServeOptions(http_port=0, grpc_port=0, threads=1))
-    url = f"127.0.0.1:{background.server.grpc_port}"
+    url = background.grpc_url
 
     async def scenario() -> tuple[list, grpc.StatusCode, str, bool]:
         x = np.random.default_rng(0).standard_normal(SLOW_SHAPE).astype(np.float32)
