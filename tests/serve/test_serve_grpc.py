@@ -3,11 +3,12 @@
 the client would not: typed contents, a wrong byte count): health, metadata, inference
 matching ONNX Runtime (a CNN and BERT, raw and typed contents, every datatype), bad
 requests each answered with its status code and the server unharmed, overload codes,
-metrics and statistics shared with REST, and the drain on shutdown."""
+metrics and statistics shared with REST, and the drain on SIGTERM."""
 
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 import time
 
@@ -389,53 +390,55 @@ def test_a_full_queue_is_unavailable_and_a_queue_timeout_is_deadline_exceeded(gr
     assert max(probes) < 0.5, probes
 
 
-def test_shutdown_drains_grpc_requests(artifacts, tmp_path):
-    """Calls in flight when the drain starts are all answered; a call after it is
-    UNAVAILABLE (retry on another replica) and ServerReady turns false."""
-    from kiln.serve.server import BackgroundServer, ServeOptions
+def test_sigterm_drains_grpc_requests(artifacts, tmp_path):
+    """`kiln serve` as a process: calls in flight when SIGTERM comes are all answered; a
+    call after it is UNAVAILABLE (retry on another replica), ServerReady turns false, and
+    the process exits 0."""
+    from test_serve_lifecycle import ServerProcess
 
     add_model(tmp_path, "slow", artifacts["slow"],
               config={"max_queue_size": 64, "threads_per_instance": 1})
-    background = BackgroundServer(tmp_path, ServeOptions(http_port=0, grpc_port=0, threads=1))
-    url = background.grpc_url
+    server = ServerProcess(str(tmp_path), "--threads", "1", "--grace-period", "30")
+    ready_request = METHODS["ServerReady"][0]()
 
-    async def scenario() -> tuple[list, grpc.StatusCode, str, bool]:
+    async def scenario() -> tuple[list, grpc.StatusCode, str]:
         x = np.random.default_rng(0).standard_normal(SLOW_SHAPE).astype(np.float32)
         async with grpc.aio.insecure_channel(url) as opened:
             infer = stub(opened, "ModelInfer")
+            ready = stub(opened, "ServerReady")
             calls = [infer(raw_request("slow", {"x": x}), timeout=60) for _ in range(CALLS)]
             end = time.monotonic() + 30   # until every call is answered or in the server
-            while metric(background.url, "kiln_requests_in_flight") + metric(
-                    background.url, "kiln_inference_requests_total", model="slow",
+            while metric(server.url, "kiln_requests_in_flight") + metric(
+                    server.url, "kiln_inference_requests_total", model="slow",
                     version="1", outcome="success") < CALLS:
                 assert time.monotonic() < end, "the requests never arrived"
                 await asyncio.sleep(0.002)
-            assert metric(background.url, "kiln_requests_in_flight") > 0, "nothing to drain"
-            background.server.request_shutdown()
-            while not background.server.app.draining:
+            assert metric(server.url, "kiln_requests_in_flight") > 0, "nothing to drain"
+            server.process.send_signal(signal.SIGTERM)
+            while (await ready(ready_request, timeout=10)).ready:
+                assert time.monotonic() < end, "still ready after SIGTERM"
                 await asyncio.sleep(0.001)
-            ready = await stub(opened, "ServerReady")(METHODS["ServerReady"][0](), timeout=10)
             late = infer(raw_request("slow", {"x": x}), timeout=10)
-            try:
-                await late
-            except grpc.aio.AioRpcError:
-                pass
             codes = []
-            for call in calls:
+            for call in [late] + calls:
                 try:
                     await call
                 except grpc.aio.AioRpcError:
                     pass
                 codes.append(await call.code())
-            return codes, await late.code(), await late.details(), ready.ready
+            return codes[1:], codes[0], await late.details()
 
     try:
-        codes, late_code, late_details, ready = asyncio.run(scenario())
+        server.wait_for("1 of 1 model(s) ready")
+        (line,) = [line for line in server.output if "listening on grpc://" in line]
+        url = line.split("grpc://", 1)[1].split()[0]
+        codes, late_code, late_details = asyncio.run(scenario())
+        assert codes == [Code.OK] * CALLS, codes
+        assert late_code == Code.UNAVAILABLE and "shutting down" in late_details
+        assert server.process.wait(30) == 0
+        server.wait_for("kiln serve: stopped")
     finally:
-        background.stop()
-    assert codes == [Code.OK] * CALLS, codes
-    assert late_code == Code.UNAVAILABLE and "shutting down" in late_details
-    assert not ready
+        server.close()
 
 
 def test_a_taken_grpc_port_is_a_clear_error(server):
