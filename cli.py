@@ -140,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "127.0.0.1; 0.0.0.0 for every interface)")
     s.add_argument("--http-port", type=int, default=8000, help="HTTP port (default 8000; 0: "
                    "any free port, printed at start)")
+    s.add_argument("--grpc-port", type=int, default=8001, help="gRPC port "
+                   "(inference.GRPCInferenceService; default 8001; 0: any free port, printed "
+                   "at start; -1: no gRPC)")
     s.add_argument("--threads", type=int, help="runtime threads for all models together "
                    "(default: the usable cores)")
     s.add_argument("--grace-period", type=float, default=25.0, metavar="SECONDS",
@@ -482,7 +485,8 @@ def _drop_stdout() -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .serve import main as serve
 
-    return serve(args.source, host=args.host, http_port=args.http_port, threads=args.threads,
+    return serve(args.source, host=args.host, http_port=args.http_port,
+                 grpc_port=args.grpc_port, threads=args.threads,
                  grace_period=args.grace_period, max_body_mb=args.max_body_mb,
                  strict_readiness=args.strict_readiness, cache_dir=args.cache_dir,
                  poll_repository=args.poll_repository, access_log=args.access_log)

@@ -5,8 +5,10 @@
 Compiles a small convolution (3 -> 8 channels, 3x3, on 1x3x16x16) into a temporary folder,
 starts `kiln serve` on it as a subprocess on a free loopback port, and sends requests one
 after another on one keep-alive connection (closed loop, concurrency 1): binary tensor data,
-then JSON. Prints p50/p90/p99 of each beside `session.run` in this process with the same
-thread count: the difference is what the server adds (HTTP, parsing, the queue hand-off).
+then JSON, then (where grpcio is installed) gRPC ModelInfer with raw_input_contents on one
+channel. Prints p50/p90/p99 of each beside `session.run` in this process with the same
+thread count: the difference is what the server adds (HTTP or gRPC, parsing, the queue
+hand-off).
 """
 
 from __future__ import annotations
@@ -65,7 +67,32 @@ def timed_requests(port: int, body: bytes, headers: dict[str, str], count: int) 
     return times
 
 
-def start_server(library: Path, threads: int) -> tuple[subprocess.Popen, int]:
+def timed_grpc_requests(port: int, x: np.ndarray, count: int) -> list[float]:
+    """ModelInfer calls one after another on one channel, with Kiln's own message classes
+    (nothing between the loop and the wire but grpcio)."""
+    import grpc
+
+    from kiln.serve.grpc_messages import METHODS, ModelInferRequest
+
+    request = ModelInferRequest(model_name="model")
+    request.inputs.add(name="x", datatype="FP32", shape=list(x.shape))
+    request.raw_input_contents.append(x.tobytes())
+    _, response_class = METHODS["ModelInfer"]
+    times = []
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        infer = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer",
+                                    request_serializer=ModelInferRequest.SerializeToString,
+                                    response_deserializer=response_class.FromString)
+        for i in range(count + count // 10):   # the first tenth warms up, uncounted
+            began = time.perf_counter()
+            infer(request, timeout=30)
+            if i >= count // 10:
+                times.append(time.perf_counter() - began)
+    return times
+
+
+def start_server(library: Path, threads: int, grpc: bool
+                 ) -> tuple[subprocess.Popen, int, int | None]:
     import kiln
 
     # the subprocess imports the kiln this process imported
@@ -73,19 +100,22 @@ def start_server(library: Path, threads: int) -> tuple[subprocess.Popen, int]:
                PYTHONPATH=os.pathsep.join(p for p in (os.path.dirname(os.path.dirname(
                    kiln.__file__)), os.environ.get("PYTHONPATH", "")) if p))
     process = subprocess.Popen([sys.executable, "-m", "kiln", "serve", str(library),
-                                "--http-port", "0", "--threads", str(threads)],
+                                "--http-port", "0", "--threads", str(threads),
+                                "--grpc-port", "0" if grpc else "-1"],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env=env)
-    port = None
+    port = grpc_port = None
     for line in process.stdout:
         if "listening on http://" in line:
             port = int(line.rsplit(":", 1)[1])
+        if "listening on grpc://" in line:
+            grpc_port = int(line.split()[-2].rsplit(":", 1)[1])
         if "model(s) ready" in line:
             break
     if port is None:
         process.kill()
         raise RuntimeError("the server did not start")
-    return process, port
+    return process, port, grpc_port
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,10 +147,15 @@ def main(argv: list[str] | None = None) -> int:
                                          "datatype": "FP32",
                                          "data": x.reshape(-1).tolist()}]}).encode(),
                  {"Content-Type": "application/json"})
-        process, port = start_server(library, args.threads)
+        import importlib.util
+
+        with_grpc = importlib.util.find_spec("grpc") is not None
+        process, port, grpc_port = start_server(library, args.threads, with_grpc)
         try:
             served_binary = timed_requests(port, *binary, args.requests)
             served_json = timed_requests(port, *plain, args.requests)
+            served_grpc = timed_grpc_requests(grpc_port, x, args.requests) if with_grpc \
+                else None
         finally:
             process.terminate()
             process.wait(30)
@@ -129,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"in process session.run:    {percentiles(local)}")
     print(f"kiln serve, binary tensors: {percentiles(served_binary)}")
     print(f"kiln serve, JSON tensors:   {percentiles(served_json)}")
+    if served_grpc is not None:
+        print(f"kiln serve, gRPC raw:       {percentiles(served_grpc)}")
     return 0
 
 

@@ -29,20 +29,23 @@ import sys
 import time
 import traceback
 import zlib
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, TypeVar
+
+import numpy as np
 
 from .. import __version__
 from .accesslog import AccessLog
 from .errors import BadRequest, NotFound, QueueTimeout, RequestError, Unavailable
 from .metrics import Metrics
-from .protocol import HEADER_LENGTH, encode_infer_response, parse_infer_request, \
-    tensor_metadata
+from .protocol import HEADER_LENGTH, InferRequest, encode_infer_response, \
+    parse_infer_request, tensor_metadata
 from .repository import ModelVersion, Repository
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict]]
 Send = Callable[[dict], Awaitable[None]]
 Answer = tuple[int, bytes, dict[str, str]]
+T = TypeVar("T")
 
 EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics"]
 DEFAULT_MAX_BODY_BYTES = 64 << 20
@@ -109,15 +112,21 @@ class InferenceApp:
             traceback.print_exc(file=sys.stderr)
             status, body, headers = _json(500, {"error": f"internal error in kiln serve: "
                                                          f"{type(exc).__name__}: {exc}"})
-        if self.access_log is not None and "kiln.model" in scope:
-            timings = scope.get("kiln.timings")
-            self.access_log.write(scope["kiln.model"], scope.get("kiln.version"), status,
-                                  timings and timings.queue, timings and timings.compute,
-                                  timings and timings.batch)
+        self.log_access(scope, status)
         raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
         raw_headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": raw_headers})
         await send({"type": "http.response.body", "body": body})
+
+    def log_access(self, record: dict[str, Any], status: int) -> None:
+        """One access-log line for an inference request whose `record` `infer` filled in
+        (nothing for other endpoints, or without --access-log). `status` is the HTTP status
+        of the answer (for gRPC, the one its error would have had over REST)."""
+        if self.access_log is not None and "kiln.model" in record:
+            timings = record.get("kiln.timings")
+            self.access_log.write(record["kiln.model"], record.get("kiln.version"), status,
+                                  timings and timings.queue, timings and timings.compute,
+                                  timings and timings.batch)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -185,19 +194,29 @@ class InferenceApp:
 
     # -- health and metadata ----------------------------------------------------------------
 
-    def _server_ready(self) -> Answer:
+    def readiness(self) -> tuple[bool, str, dict[str, str] | None]:
+        """Whether the server is ready (REST's /v2/health/ready, gRPC's ServerReady), why not
+        when it is not, and the models not ready with their reasons (None while loading or
+        shutting down)."""
         if self.draining:
-            return _json(400, {"ready": False, "error": "the server is shutting down"})
+            return False, "the server is shutting down", None
         if not self.loaded:
-            return _json(400, {"ready": False, "error": "the models are still loading"})
+            return False, "the models are still loading", None
         models = self.repository.models()
         not_ready = {m.name: m.why_not_ready() for m in models if not m.ready_versions}
         ready = not not_ready if self.strict_readiness else len(not_ready) < len(models)
         if ready:
-            return _json(200, {"ready": True, "not_ready": not_ready})
+            return True, "", not_ready
         why = "no model is ready" if not self.strict_readiness else \
             "not every model is ready (--strict-readiness)"
-        return _json(400, {"ready": False, "error": why, "not_ready": not_ready})
+        return False, why, not_ready
+
+    def _server_ready(self) -> Answer:
+        ready, why, not_ready = self.readiness()
+        if ready:
+            return _json(200, {"ready": True, "not_ready": not_ready})
+        answer = {"ready": False, "error": why}
+        return _json(400, answer if not_ready is None else {**answer, "not_ready": not_ready})
 
     def _model_metadata(self, name: str, version: str | None) -> Answer:
         served = self.repository.version(name, version)
@@ -208,6 +227,19 @@ class InferenceApp:
                            "outputs": [tensor_metadata(t) for t in served.outputs]})
 
     def _model_ready(self, name: str, version: str | None) -> Answer:
+        ready, reason = self.model_readiness(name, version)
+        if ready:
+            answer = {"name": name, "ready": True}
+            load_error = self.repository.model(name).load_error
+            if load_error:   # what serves is what loaded before
+                answer["reason"] = f"the last load failed: {load_error}"
+            return _json(200, answer)
+        return _json(400, {"name": name, "ready": False, "error": f"model {name!r} is not "
+                                                                  f"ready: {reason}"})
+
+    def model_readiness(self, name: str, version: str | None) -> tuple[bool, str]:
+        """Whether model `name` (`version`, or any version if None) is ready, and why not;
+        NotFound for an unknown model or version."""
         model = self.repository.model(name)
         if version is None:
             ready, reason = bool(model.ready_versions), model.why_not_ready()
@@ -220,13 +252,7 @@ class InferenceApp:
             ready = found.ready
             reason = f"{found.state.lower()}: {found.reason}" if found.reason else \
                 found.state.lower()
-        if ready:
-            answer = {"name": name, "ready": True}
-            if model.load_error:   # what serves is what loaded before
-                answer["reason"] = f"the last load failed: {model.load_error}"
-            return _json(200, answer)
-        return _json(400, {"name": name, "ready": False, "error": f"model {name!r} is not "
-                                                                  f"ready: {reason}"})
+        return ready, reason
 
     def _stats(self, name: str, version: str | None) -> Answer:
         model = self.repository.model(name)
@@ -274,15 +300,41 @@ class InferenceApp:
 
     async def _infer(self, name: str, version: str | None, scope: Scope,
                      receive: Receive) -> Answer:
+        async def decode(served: ModelVersion) -> InferRequest:
+            body = await self._body(scope, receive)
+            return parse_infer_request(body, _header(scope, HEADER_LENGTH), served.inputs,
+                                       served.outputs)
+
+        def encode(served: ModelVersion, request: InferRequest,
+                   outputs: dict[str, np.ndarray]) -> Answer:
+            body, headers = encode_infer_response(name, str(served.version), request.id,
+                                                  outputs, request.outputs,
+                                                  request.binary_output)
+            return 200, body, headers
+
+        return await self.infer(name, version, decode, encode, record=scope)
+
+    async def infer(self, name: str, version: str | None,
+                    decode: Callable[[ModelVersion], Awaitable[InferRequest]],
+                    encode: Callable[[ModelVersion, InferRequest, dict[str, np.ndarray]], T],
+                    record: dict[str, Any] | None = None) -> T:
+        """One inference request to model `name` (`version`, or None for its latest ready
+        one), from REST or gRPC alike, so that both get the same refusals, queue, metrics
+        and statistics: `decode` reads and checks the request against the version served
+        (raising RequestError), `encode` turns the outputs into the protocol's answer.
+        Raises RequestError for a refused or failed request (recorded as its outcome).
+        `record` receives what the access log writes: "kiln.model", "kiln.version" and,
+        once computed, "kiln.timings"."""
         start = time.perf_counter()
-        scope["kiln.model"], scope["kiln.version"] = name, version
+        record = {} if record is None else record
+        record["kiln.model"], record["kiln.version"] = name, version
         try:
             served = self.repository.acquire(name, version)
         except Unavailable:
             self.metrics.outcome(name, version or "", "rejected")
             raise
         label = str(served.version)
-        scope["kiln.version"] = label
+        record["kiln.version"] = label
         if self.draining:
             served.release()
             self.metrics.outcome(name, label, "rejected")
@@ -291,9 +343,7 @@ class InferenceApp:
         self.active += 1
         try:
             try:
-                body = await self._body(scope, receive)
-                request = parse_infer_request(body, _header(scope, HEADER_LENGTH),
-                                              served.inputs, served.outputs)
+                request = await decode(served)
             except RequestError:
                 self.metrics.outcome(name, label, "invalid")
                 raise
@@ -318,14 +368,13 @@ class InferenceApp:
                 self.metrics.outcome(name, label, "failed")
                 served.stats.finished(False, time.perf_counter() - start, None)
                 raise RequestError(500, f"{served.label} failed to run: {exc}") from None
-            body, headers = encode_infer_response(name, label, request.id, outputs,
-                                                  request.outputs, request.binary_output)
+            answer = encode(served, request, outputs)
             total = time.perf_counter() - start
             self.metrics.outcome(name, label, "success")
             self.metrics.timings(name, label, timings.queue, timings.compute, total)
             served.stats.finished(True, total, timings.queue)
-            scope["kiln.timings"] = timings
-            return 200, body, headers
+            record["kiln.timings"] = timings
+            return answer
         finally:
             served.release()
             self.active -= 1

@@ -100,6 +100,15 @@ def parse_infer_request(body: bytes, header_length: str | None,
                          f"{exc.lineno} column {exc.colno}") from None
     if not isinstance(request, dict):
         raise BadRequest("the request body must be a JSON object with an 'inputs' list")
+    return check_infer_request(request, binary, inputs, outputs)
+
+
+def check_infer_request(request: dict, binary: memoryview, inputs: Sequence[TensorInfo],
+                        outputs: Sequence[TensorInfo]) -> InferRequest:
+    """Check a decoded inference request, the JSON object's form (REST's body, or the gRPC
+    message turned into it, so that both protocols get the same checks and messages),
+    against the model's `inputs` and `outputs`; `binary` holds the bytes of the inputs with
+    a binary_data_size parameter, in their order. Raises BadRequest naming what is wrong."""
     parameters = _parameters(request, "the request")
     request_id = request.get("id")
     if request_id is not None and not isinstance(request_id, str):

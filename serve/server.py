@@ -1,11 +1,13 @@
-"""The life cycle of `kiln serve`: listen at once, load the repository in the background
-(live at once, ready when loaded), serve, and on SIGTERM or SIGINT drain before exiting.
+"""The life cycle of `kiln serve`: listen at once (REST, and gRPC when a port is given, both
+on one event loop), load the repository in the background (live at once, ready when
+loaded), serve, and on SIGTERM or SIGINT drain before exiting.
 
 Draining: readiness turns false at once (a load balancer stops sending new requests), new
 inference requests are refused with 503 (a client retries another replica), the queued and
 running ones finish and are answered, then the listener closes and the process exits: all
 within the grace period (--grace-period), after which whatever is left is abandoned. A
-second signal exits at once.
+second signal exits at once. gRPC requests are counted and refused by the same
+application, so the drain covers them; the gRPC listener closes after the HTTP one.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class ServeOptions:
 
     host: str = "127.0.0.1"
     http_port: int = 8000
+    grpc_port: int | None = None          # None: no gRPC (the command line's default is 8001)
     threads: int | None = None            # runtime thread budget; None: the usable cores
     grace_period: float = 25.0            # seconds to drain after SIGTERM
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
@@ -62,6 +65,10 @@ class ModelServer:
         self.log = log or _print
         if not 0 <= self.options.http_port <= 65535:
             raise ConfigError(f"--http-port: expected 0..65535, got {self.options.http_port}")
+        grpc_port = self.options.grpc_port
+        if grpc_port is not None and not 0 <= grpc_port <= 65535:
+            raise ConfigError(f"--grpc-port: expected 0..65535 (or -1: no gRPC), got "
+                              f"{grpc_port}")
         if self.options.grace_period < 0:
             raise ConfigError(f"--grace-period: expected seconds >= 0, got "
                               f"{self.options.grace_period}")
@@ -80,11 +87,13 @@ class ModelServer:
                                 access_log=self.access_log)
         self._stopping = threading.Event()
         self.port: int | None = None
+        self.grpc_port: int | None = None  # the gRPC listener's port, once listening
         self.started = threading.Event()   # set once listening (self.port is known)
         self.loaded = threading.Event()    # set once the first load is done
         self._loop: asyncio.AbstractEventLoop | None = None
         self._uvicorn: _Uvicorn | None = None
         self._draining: asyncio.Task | None = None
+        self._grpc = None                  # the grpc.aio server, when serving gRPC
 
     def _bind(self) -> socket.socket:
         host, port = self.options.host, self.options.http_port
@@ -107,6 +116,16 @@ class ModelServer:
         self._loop = asyncio.get_running_loop()
         sock = self._bind()
         self.port = sock.getsockname()[1]
+        if self.options.grpc_port is not None:
+            from .grpc_service import create_server
+
+            try:
+                self._grpc, self.grpc_port = create_server(
+                    self.app, self.options.host, self.options.grpc_port,
+                    self.options.max_body_bytes)
+            except ConfigError:
+                sock.close()
+                raise
         self.repository.discover()
         default = self.repository.plan_threads()
         self.log(f"kiln serve: runtime thread budget {self.budget.total} (--threads); "
@@ -128,6 +147,10 @@ class ModelServer:
             host = self.options.host if ":" not in self.options.host \
                 else f"[{self.options.host}]"
             self.log(f"kiln serve: listening on http://{host}:{self.port}")
+            if self._grpc is not None:
+                await self._grpc.start()
+                self.log(f"kiln serve: listening on grpc://{host}:{self.grpc_port} "
+                         f"(inference.GRPCInferenceService)")
             self.started.set()
             loader.start()
         try:
@@ -135,6 +158,8 @@ class ModelServer:
         finally:
             sock.close()
             self._stopping.set()
+            if self._grpc is not None:   # the drain is done: only the last answers go out
+                await self._grpc.stop(1.0)
             await asyncio.get_running_loop().run_in_executor(None, self.repository.close)
             if self.access_log is not None:
                 self.access_log.close()
@@ -256,6 +281,12 @@ class BackgroundServer:
     @property
     def url(self) -> str:
         return f"{self.server.options.host}:{self.server.port}"
+
+    @property
+    def grpc_url(self) -> str | None:
+        """host:port of the gRPC listener (None without one)."""
+        port = self.server.grpc_port
+        return None if port is None else f"{self.server.options.host}:{port}"
 
     def stop(self, timeout: float = 60.0) -> None:
         self.server.request_shutdown()

@@ -20,11 +20,12 @@ from onnx import TensorProto, helper
 ROOT = Path(__file__).resolve().parents[1]
 
 #: What the wheel must carry beside the Python modules: every artifact's C runtime, the
-#: code and header templates, and the example models.
+#: code and header templates, the example models, and the server's gRPC descriptors.
 REQUIRED = ["kiln/runtime/kiln_runtime.c", "kiln/runtime/kiln_pool.c", "kiln/runtime/kiln_abi.h",
             "kiln/runtime/kiln_model.h", "kiln/runtime/templates/header.h.j2",
             "kiln/codegen/templates/model.c.j2", "kiln/zoo/data/squeezenet1_1.onnx",
-            "kiln/quickstart.py", "kiln/cli.py"]
+            "kiln/quickstart.py", "kiln/cli.py",
+            "kiln/serve/inference.proto", "kiln/serve/inference.binpb"]   # the gRPC API
 
 
 def _run(cmd, **kwargs) -> str:

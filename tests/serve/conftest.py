@@ -64,10 +64,14 @@ def repo(artifacts, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def server(repo):
-    """The shared server: in this process, on a free loopback port, 8 runtime threads."""
+    """The shared server: in this process, on free loopback ports (REST, and gRPC where
+    grpcio is installed), 8 runtime threads."""
+    import importlib.util
+
     from kiln.serve.server import BackgroundServer, ServeOptions
 
-    options = ServeOptions(host="127.0.0.1", http_port=0, threads=8,
+    grpc_port = 0 if importlib.util.find_spec("grpc") is not None else None
+    options = ServeOptions(host="127.0.0.1", http_port=0, grpc_port=grpc_port, threads=8,
                            max_body_bytes=MAX_BODY_BYTES)
     with BackgroundServer(repo, options) as background:
         yield background

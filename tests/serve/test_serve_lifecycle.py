@@ -29,7 +29,8 @@ class ServerProcess:
     def __init__(self, *args: str):
         env = dict(os.environ, PYTHONPATH=kiln_pythonpath(), PYTHONUNBUFFERED="1")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "kiln", "serve", *args, "--http-port", "0"],
+            [sys.executable, "-m", "kiln", "serve", *args, "--http-port", "0",
+             "--grpc-port", "0"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         self.lines: queue.Queue[str] = queue.Queue()
         self.output: list[str] = []
