@@ -203,6 +203,23 @@ def busy_neighbour(active: bool) -> Iterator[None]:
             process.kill()
 
 
+def time_after_neighbour(runners: dict[str, Callable], feed: dict, neighbour: Callable,
+                         runs: int) -> dict[str, Timing]:
+    """Each timed run right after one run of `neighbour` (another ONNX Runtime session,
+    whose workers go on spinning for tens of milliseconds after each run), in turn for
+    every runner: the same busy neighbour for Kiln and for ONNX Runtime."""
+    samples: dict[str, list[float]] = {name: [] for name in runners}
+    for run in (*runners.values(), neighbour):
+        run(feed)
+    for _ in range(runs):
+        for name, run in runners.items():
+            neighbour(feed)
+            start = time.perf_counter()
+            run(feed)
+            samples[name].append((time.perf_counter() - start) * 1e3)
+    return {name: Timing(s) for name, s in samples.items()}
+
+
 def bench_model(name: str, batch: int, threads_list: list[int], workdir: Path, args
                 ) -> list[dict]:
     """Rows of the table for one model at one batch size: one per thread count and
@@ -224,9 +241,13 @@ def bench_model(name: str, batch: int, threads_list: list[int], workdir: Path, a
             if tvm is not None:
                 runners["tvm"] = tvm
         for busy in ([False, True] if args.busy and batch == 1 else [False]):
-            with busy_neighbour(busy):
-                timings = time_alternately(runners, feed, args.warmup, args.runs,
-                                           args.budget, args.pause, args.burst)
+            if busy and args.neighbour == "ort":
+                timings = time_after_neighbour(runners, feed, ort_runner(model, threads),
+                                               args.runs)
+            else:
+                with busy_neighbour(busy):
+                    timings = time_alternately(runners, feed, args.warmup, args.runs,
+                                               args.budget, args.pause, args.burst)
             row = {"model": name, "batch": batch, "threads": threads, "busy": busy,
                    "timings": timings, "error": error, "compile_s": result.compile_seconds,
                    "so_bytes": result.library_size, "weights": model_weight_bytes(model)}
@@ -287,7 +308,8 @@ def render(rows: list[dict], command: str) -> str:
              "inferences after a pause and an untimed run (so no runtime's spinning threads "
              "hold a core while another is timed); ratio = Kiln median / peer median "
              "(< 1: Kiln is faster); items/s = batch / median. Neighbour 'busy': a process "
-             "spins on one core throughout. Before timing, Kiln's outputs are checked "
+             "spins on one core throughout (`--neighbour spin`), or each timed run follows "
+             "a run of another ONNX Runtime session (`--neighbour ort`). Before timing, Kiln's outputs are checked "
              f"against ONNX Runtime's (within {TOLERANCE} of each output's scale).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -329,6 +351,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", nargs="*", type=int, default=[1, 2])
     parser.add_argument("--batch", nargs="*", type=int, default=[1, 8],
                         help="batch sizes (each its own artifact)")
+    parser.add_argument("--neighbour", choices=["spin", "ort"], default="spin",
+                        help="the busy neighbour: a process spinning on one core (spin), or "
+                             "another ONNX Runtime session run right before each timed run, "
+                             "its workers still spinning (ort)")
     parser.add_argument("--no-busy", dest="busy", action="store_false",
                         help="skip the runs beside a busy neighbour (batch 1)")
     parser.add_argument("--warmup", type=int, default=3)
