@@ -4,8 +4,10 @@ oversubscribe its cores the way per-model thread defaults do."""
 
 from __future__ import annotations
 
+import math
 import os
 import threading
+from pathlib import Path
 
 from .errors import ConfigError, ServeError
 
@@ -14,12 +16,36 @@ class BudgetExceeded(ServeError, RuntimeError):
     """Loading a model would take more runtime threads than the server's budget has left."""
 
 
-def default_budget() -> int:
-    """The cores this process may run on (its CPU affinity), else os.cpu_count()."""
+def default_budget(cgroup_root: str = "/sys/fs/cgroup") -> int:
+    """The cores this process may run on (its CPU affinity, else os.cpu_count()), at most
+    its cgroup's CPU quota rounded up: a container's CPU limit (Kubernetes' `limits.cpu`)
+    is a quota, not an affinity, and threads beyond it only wait for their turn."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    quota = cgroup_cpu_quota(cgroup_root)
+    return cores if quota is None else max(1, min(cores, math.ceil(quota)))
+
+
+def cgroup_cpu_quota(root: str = "/sys/fs/cgroup") -> float | None:
+    """CPUs' worth of time per period the cgroup may use (cgroup v2 `cpu.max`, or v1
+    `cpu.cfs_quota_us` / `cpu.cfs_period_us`), or None where there is no limit or no
+    cgroup file to read."""
+    base = Path(root)
+    try:
+        quota, _, period = (base / "cpu.max").read_text().strip().partition(" ")
+        if quota == "max":
+            return None
+        return int(quota) / int(period or 100000)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int((base / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((base / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
 
 
 class ThreadBudget:
