@@ -3,6 +3,8 @@
 as they are. See docs/serving.md.
 
 - repository.py: the model repository (MODEL/VERSION/model.so or model.onnx) and loading
+- artifacts.py: a version's artifacts: found in its folder, or model.onnx compiled into the
+  cache (once per batch size with batching)
 - config.py: a model's config.json, validated field by field
 - protocol.py: the protocol's datatypes, requests and responses (JSON and binary tensors)
 - http.py: the ASGI application (the endpoints); server.py: uvicorn, start-up and draining

@@ -29,6 +29,8 @@ from typing import Any
 
 from .errors import ConfigError
 
+#: A model's config file, in its folder of the repository.
+CONFIG_FILE = "config.json"
 DEFAULT_MAX_QUEUE_SIZE = 64
 
 FIELDS = ("name", "version_policy", "max_queue_size", "default_timeout_ms",

@@ -15,6 +15,10 @@ class ConfigError(ServeError, ValueError):
     the file (or option) and the field, and what is expected there."""
 
 
+class LoadError(ServeError):
+    """A model version cannot be served; the message says why (shown as its reason)."""
+
+
 class MissingExtraError(ServeError, ImportError):
     """`kiln serve` needs packages the base install lacks (uvicorn, prometheus-client)."""
 

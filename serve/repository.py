@@ -12,8 +12,8 @@ or a single model.so / model.onnx, served as model <stem>, version 1, with the d
 
 Models load one by one and each on its own: a broken config or artifact makes that model
 UNAVAILABLE with the reason (shown by the model ready endpoint and the repository index),
-and the others serve. Compiled ONNX models are cached by the hash of the file's content, the
-compile options and the Kiln version, so a restart does not compile them again.
+and the others serve. Where a version's artifacts come from (its folder, or its model.onnx
+compiled into the cache) is artifacts.py.
 
 Loading a model that serves (the load API, or a poll that sees its folder change) has no
 gap: a new or changed version is loaded and warmed beside the one serving, then takes the
@@ -23,13 +23,7 @@ answered) before it is freed. A load that fails leaves what served serving, and 
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import os
-import platform
-import re
-import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -38,21 +32,18 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from .. import __version__
 from ..compiler.errors import KilnError
 from ..runtime import Session, TensorInfo, load
+from .artifacts import ARTIFACTS, BATCH_ARTIFACT, Artifacts, batch_dim, check_same_model, \
+    session_batch
 from .budget import ThreadBudget
-from .config import ModelConfig, VersionPolicy, load_config
-from .errors import ConfigError, NotFound, ServeError, Unavailable
+from .config import CONFIG_FILE, ModelConfig, VersionPolicy, load_config
+from .errors import ConfigError, LoadError, NotFound, ServeError, Unavailable
 from .stats import VersionStats
 from .protocol import datatype_name
 from .scheduler import Scheduler
 
 READY, LOADING, UNLOADING, UNAVAILABLE = "READY", "LOADING", "UNLOADING", "UNAVAILABLE"
-ARTIFACTS = ("model.so", "model.onnx")
-#: model.b8.so: a prebuilt artifact of the same model for batch 8 (beside model.so)
-BATCH_ARTIFACT = re.compile(r"model\.b([1-9][0-9]*)\.so")
-CONFIG_FILE = "config.json"
 #: How long an unload waits for the version's queued and running requests.
 UNLOAD_DRAIN_SECONDS = 60.0
 #: How long the server's exit waits for the runs in progress (the queued ones are dropped).
@@ -62,10 +53,6 @@ DRAIN_CHECK_SECONDS = 0.05
 #: How many times a request looks up its version again when the one it found was just
 #: replaced (the replacement is in place before the old one stops taking requests).
 ACQUIRE_TRIES = 3
-
-
-class LoadError(ServeError):
-    """A model version cannot be served; the message says why (shown as its reason)."""
 
 
 class VersionHooks(Protocol):
@@ -210,6 +197,7 @@ class Repository:
             raise ConfigError(f"{self.source}: no such file or folder (expected a repository "
                               f"folder, a model.so or a model.onnx)")
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache
+        self.artifacts = Artifacts(self.cache_dir, log, stopping=lambda: self._closing)
         self.default_threads = 1
 
     # -- what is there ----------------------------------------------------------------------
@@ -544,7 +532,7 @@ class Repository:
                 for declared, path in paths:
                     session = load(path, threads=threads)
                     version.sessions.append(session)
-                    size = 0 if config.batching is None else _session_batch(
+                    size = 0 if config.batching is None else session_batch(
                         session, declared, config.batching.max_batch_size)
                     if size in by_size:
                         raise LoadError(f"{path} and {by_size[size].path} are both compiled "
@@ -559,10 +547,10 @@ class Repository:
                 except ServeError as exc:
                     raise LoadError(f"tensor {tensor.name!r}: {exc}") from None
             if config.batching is not None:
-                _check_same_model(instances[0])
+                check_same_model(instances[0])
                 version.batch_sizes = tuple(sorted(instances[0]))
-                version.inputs = [_batch_dim(t) for t in version.inputs]
-                version.outputs = [_batch_dim(t) for t in version.outputs]
+                version.inputs = [batch_dim(t) for t in version.inputs]
+                version.outputs = [batch_dim(t) for t in version.outputs]
             self._warm_up(version)
         except Exception as exc:   # whatever it is, this version alone is not served
             self._release(version)
@@ -610,97 +598,14 @@ class Repository:
 
     def _artifacts(self, version: ModelVersion, threads: int) -> list[tuple[int | None, Path]]:
         """The artifacts of `version`, each with the batch size its name declares (None for
-        model.so, whose batch its inputs tell): one without batching; with it, model.so and
-        the model.b{N}.so beside it up to max_batch_size, or model.onnx compiled per size."""
-        batching = version.config.batching
-        if self.single:
-            return [(None, self.source)] if self.source.suffix == ".so" else \
-                self._compiled_sizes(self.source, version, threads)
-        present = [version.folder / name for name in ARTIFACTS
-                   if (version.folder / name).is_file()]
-        if not present:
-            raise LoadError(f"{version.folder} holds neither {' nor '.join(ARTIFACTS)}")
-        if len(present) > 1:
-            raise LoadError(f"{version.folder} holds both {' and '.join(ARTIFACTS)}; keep "
-                            f"one, so that it is clear which one is served")
-        sized = sorted((int(match.group(1)), path) for path in version.folder.iterdir()
-                       if (match := BATCH_ARTIFACT.fullmatch(path.name)))
-        if present[0].suffix == ".onnx":
-            if sized:
-                raise LoadError(f"{version.folder} holds model.onnx and "
-                                f"{', '.join(p.name for _, p in sized)}; model.b{{N}}.so "
-                                f"files go beside a prebuilt model.so (a model.onnx is "
-                                f"compiled for each batch size by itself)")
-            return self._compiled_sizes(present[0], version, threads)
-        if version.config.dims or version.config.shapes:
-            self.log(f"{version.label}: config field 'compile' is ignored for model.so "
-                     f"(it is already compiled)")
-        if batching is None:
-            if sized:
-                self.log(f"{version.label}: ignoring {', '.join(p.name for _, p in sized)}: "
-                         f"config.json sets no max_batch_size")
-            return [(None, present[0])]
-        over = [p.name for n, p in sized if n > batching.max_batch_size]
-        if over:
-            self.log(f"{version.label}: ignoring {', '.join(over)}: over max_batch_size "
-                     f"{batching.max_batch_size}")
-        return [(None, present[0])] + [(n, p) for n, p in sized
-                                       if n <= batching.max_batch_size]
-
-    def _compiled_sizes(self, onnx_path: Path, version: ModelVersion, threads: int
-                        ) -> list[tuple[int | None, Path]]:
-        """`onnx_path` compiled with the config's options: once, or with batching once per
-        batch size the batcher runs (the model's symbolic leading dim set to each)."""
-        config = version.config
-        if config.batching is None:
-            return [(None, self._compiled(onnx_path, config.dims, config.shapes, threads))]
-        symbol = _batch_symbol(onnx_path)
-        if symbol in config.dims:
-            raise LoadError(f"{version.folder.parent / CONFIG_FILE}: field 'compile.dims' sets "
-                            f"{symbol!r}, the batch dim, which max_batch_size sets per batch "
-                            f"size; leave it out")
-        compiled: list[tuple[int | None, Path]] = []
-        for size in config.batching.sizes:
-            if self._closing:
-                raise LoadError("the server is stopping")
-            shapes = {name: (size,) + shape[1:] if shape else shape
-                      for name, shape in config.shapes.items()}
-            compiled.append((size, self._compiled(onnx_path, {**config.dims, symbol: size},
-                                                  shapes, threads)))
-        return compiled
-
-    def _compiled(self, onnx_path: Path, dims: dict[str, int],
-                  shapes: dict[str, tuple[int, ...]], threads: int) -> Path:
-        """`onnx_path` compiled for this machine, from the cache when it is there."""
-        from ..driver import compile_model
-
-        digest = hashlib.sha256(onnx_path.read_bytes())
-        digest.update(json.dumps({"dims": dims, "shapes": shapes,
-                                  "threads_max": threads, "kiln": __version__,
-                                  "machine": platform.machine()}, sort_keys=True).encode())
-        key = digest.hexdigest()[:32]
-        final = self.cache_dir / key
-        library = final / "model.so"
-        if library.is_file():
-            return library
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        staging = self.cache_dir / f".{key}.{os.getpid()}.{threading.get_ident()}"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir()
-        self.log(f"compiling {onnx_path} into the cache {final}")
-        try:
-            compile_model(str(onnx_path), output=str(staging / "model.so"),
-                          dims=dims or None,
-                          shapes={k: list(v) for k, v in shapes.items()} or None,
-                          threads_max=threads)
-            try:
-                staging.rename(final)
-            except OSError:   # another process cached it first: use theirs
-                if not library.is_file():
-                    raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        return library
+        model.so, whose batch its inputs tell); see artifacts.py."""
+        if not self.single:
+            return self.artifacts.in_folder(version.folder, version.config, version.label,
+                                            threads)
+        if self.source.suffix == ".so":
+            return [(None, self.source)]
+        return self.artifacts.compiled_sizes(self.source, version.config, version.folder,
+                                             threads)
 
     def _stop_versions(self, model: Model, why: str, exiting: bool = False) -> None:
         """Unload every version of `model` but those draining after a change (their own
@@ -777,80 +682,3 @@ def _model_signature(folder: Path) -> tuple:
     except OSError:
         return ()
     return _stat(folder / CONFIG_FILE), versions
-
-
-def _batch_symbol(onnx_path: Path) -> str:
-    """The symbolic leading dim that every input of the ONNX model shares (its batch), or
-    LoadError saying which input has none."""
-    import onnx
-
-    try:
-        graph = onnx.load(str(onnx_path), load_external_data=False).graph
-    except Exception as exc:   # onnx raises DecodeError and others for a broken file
-        raise LoadError(f"{onnx_path}: not a readable ONNX model: {exc}") from None
-    weights = {tensor.name for tensor in graph.initializer}
-    symbols = {}
-    for value in graph.input:
-        if value.name in weights:
-            continue
-        dims = value.type.tensor_type.shape.dim
-        if not dims or not dims[0].dim_param:
-            leading = "no dims" if not dims else f"the fixed leading dim {dims[0].dim_value}"
-            raise LoadError(f"{onnx_path}: input {value.name!r} has {leading}, but "
-                            f"config.json's max_batch_size needs every input to have a "
-                            f"symbolic leading (batch) dim, such as 'batch'; export the model "
-                            f"so, or set max_batch_size to 0")
-        symbols[value.name] = dims[0].dim_param
-    if len(set(symbols.values())) != 1:
-        raise LoadError(f"{onnx_path}: the inputs' leading dims are "
-                        + ", ".join(f"{n}: {s!r}" for n, s in symbols.items())
-                        + "; with max_batch_size every input has the same batch dim first")
-    return next(iter(symbols.values()))
-
-
-def _session_batch(session: Session, declared: int | None, max_batch_size: int) -> int:
-    """The batch an artifact is compiled for: the leading dim of every input and output
-    (the size its file name declares, if any, and at most max_batch_size)."""
-    tensors = list(session.inputs) + list(session.outputs)
-    if not session.inputs or any(not t.shape for t in tensors):
-        raise LoadError(f"{session.path}: with max_batch_size every input and output has a "
-                        f"batch dim first, but it has "
-                        + ("no inputs" if not session.inputs else
-                           f"the scalar {next(t.name for t in tensors if not t.shape)!r}"))
-    size = session.inputs[0].shape[0]
-    for tensor in tensors:
-        if tensor.shape[0] != size:
-            raise LoadError(f"{session.path}: {tensor.name!r} has leading dim "
-                            f"{tensor.shape[0]} but input {session.inputs[0].name!r} has "
-                            f"{size}; with max_batch_size every input and output has the "
-                            f"batch first")
-    if declared is not None and size != declared:
-        raise LoadError(f"{session.path} is named for batch {declared} but is compiled for "
-                        f"batch {size}")
-    if not 1 <= size <= max_batch_size:
-        raise LoadError(f"{session.path} is compiled for batch {size}, but config.json's "
-                        f"max_batch_size is {max_batch_size}")
-    return size
-
-
-def _check_same_model(by_size: dict[int, Session]) -> None:
-    """The artifacts of the batch sizes have the same tensors but for the batch dim."""
-    def signature(session: Session) -> list[tuple]:
-        return [(t.name, t.dtype, t.shape[1:])
-                for t in list(session.inputs) + list(session.outputs)]
-
-    sizes = sorted(by_size)
-    first = by_size[sizes[0]]
-    for size in sizes[1:]:
-        if signature(by_size[size]) != signature(first):
-            raise LoadError(f"{by_size[size].path} (batch {size}) and {first.path} (batch "
-                            f"{sizes[0]}) differ in more than the batch dim: "
-                            f"{[str(t) for t in by_size[size].inputs]} vs "
-                            f"{[str(t) for t in first.inputs]}")
-
-
-def _batch_dim(tensor: TensorInfo) -> TensorInfo:
-    """`tensor` as the metadata shows it with batching: -1 for the batch dim (nbytes: one
-    row's)."""
-    return dataclasses.replace(tensor, shape=(-1,) + tuple(tensor.shape[1:]),
-                               nbytes=tensor.nbytes // max(tensor.shape[0], 1))
