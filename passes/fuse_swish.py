@@ -35,12 +35,12 @@ def fuse_swish(graph: Graph) -> Graph:
 
 def _match(graph: Graph, gate: Node) -> tuple[Node, Value, str, dict] | None:
     """(the product's last node, x, the op, its attributes) for a gate of x, else None."""
-    if gate.op == "sigmoid":
-        x, alpha = _scaled(gate.inputs[0])
-        product = _product_with(graph, gate, x)
-        if product is None:
-            return None
-        return product, x, "swish", {"alpha": alpha}
+    if gate.op == "sigmoid":   # x * sigmoid(x) first: x may itself be a scaled value
+        for x, alpha in ((gate.inputs[0], 1.0), _scaled(gate.inputs[0])):
+            product = _product_with(graph, gate, x)
+            if product is not None:
+                return product, x, "swish", {"alpha": alpha}
+        return None
     if gate.op == "hard_sigmoid":
         x = gate.inputs[0]
         if not (abs(gate.attrs.get("alpha", 0.2) - 1 / 6) < 1e-6
