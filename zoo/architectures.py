@@ -41,7 +41,10 @@ class _Builder:
         self.nodes.append(helper.make_node(op, inputs, [out], name=out, **attrs))
         return out
 
-    def tensor(self, base: str, dims: list[int], scale: float = 1.0) -> str:
+    def tensor(self, base: str, dims: list[int], scale: float = 1.0, offset: float = 0.0,
+               positive: bool = False) -> str:
+        """A weight: stripped when it is large, else the deterministic refill times
+        `scale` (`positive`: its magnitude), plus `offset`."""
         name = self._unique(base)
         if len(dims) >= 2 and math.prod(dims) >= 4096:
             tensor = TensorProto(name=name, data_type=TensorProto.FLOAT, dims=dims)
@@ -49,7 +52,10 @@ class _Builder:
             entry = tensor.external_data.add()
             entry.key, entry.value = "location", "STRIPPED"
         else:
-            tensor = numpy_helper.from_array(stripped_value(name, dims) * scale, name)
+            values = stripped_value(name, dims) * scale
+            if positive:
+                values = abs(values)
+            tensor = numpy_helper.from_array(values + offset if offset else values, name)
         self.inits.append(tensor)
         return name
 
@@ -79,13 +85,10 @@ class _Builder:
         return self.node("Mul", [x, scale], "scale")
 
     def batch_norm_relu(self, x: str, channels: int) -> str:
-        params = [self.tensor("bn_scale", [channels], 0.1), self.tensor("bn_bias", [channels], 0.1),
-                  self.tensor("bn_mean", [channels], 0.1), self.tensor("bn_var", [channels], 0.1)]
-        variance = next(t for t in self.inits if t.name == params[3])
-        values = numpy_helper.to_array(variance)
-        variance.CopyFrom(numpy_helper.from_array(abs(values) + 1, params[3]))
-        scale = next(t for t in self.inits if t.name == params[0])
-        scale.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(scale) + 1, params[0]))
+        """BatchNormalization (scale near 1, variance at least 1) then ReLU."""
+        params = [self.tensor("bn_scale", [channels], 0.1, offset=1.0),
+                  self.tensor("bn_bias", [channels], 0.1), self.tensor("bn_mean", [channels], 0.1),
+                  self.tensor("bn_var", [channels], 0.1, offset=1.0, positive=True)]
         y = self.node("BatchNormalization", [x, *params], "batchnorm", epsilon=1e-5)
         return self.node("Relu", [y], "relu")
 

@@ -102,16 +102,15 @@ def test_version_policies_select_folders():
     assert VersionPolicy("specific", versions=(2, 9)).select(found) == [2]
 
 
-@pytest.mark.parametrize("files, limit", [
-    ({"cpu.max": "150000 100000\n"}, 1.5),                         # cgroup v2, 1.5 CPUs
-    ({"cpu.max": "max 100000\n"}, None),                           # v2 without a limit
-    ({"cpu/cpu.cfs_quota_us": "50000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 0.5),
-    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
-    ({}, None)])
-def test_the_default_budget_keeps_to_the_containers_cpu_limit(tmp_path, files, limit):
+@pytest.mark.parametrize("files, limit, cap", [
+    ({"cpu.max": "150000 100000\n"}, 1.5, 2),                      # cgroup v2, 1.5 CPUs
+    ({"cpu.max": "max 100000\n"}, None, None),                     # v2 without a limit
+    ({"cpu/cpu.cfs_quota_us": "50000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 0.5, 1),
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None, None),
+    ({}, None, None)])
+def test_the_default_budget_keeps_to_the_containers_cpu_limit(tmp_path, files, limit, cap):
     """A CPU limit is a quota, not an affinity: a pod limited to 1.5 CPUs on a 64-core node
     gets a budget of 2 threads, not 64."""
-    import math
     import os
 
     from kiln.serve.budget import cgroup_cpu_quota, default_budget
@@ -121,8 +120,7 @@ def test_the_default_budget_keeps_to_the_containers_cpu_limit(tmp_path, files, l
         (tmp_path / name).write_text(text)
     assert cgroup_cpu_quota(str(tmp_path)) == limit
     cores = len(os.sched_getaffinity(0))
-    expected = cores if limit is None else max(1, min(cores, math.ceil(limit)))
-    assert default_budget(str(tmp_path)) == expected
+    assert default_budget(str(tmp_path)) == (cores if cap is None else min(cores, cap))
 
 
 def test_thread_budget_is_never_overdrawn():
