@@ -5,7 +5,6 @@ oversubscribe its cores the way per-model thread defaults do."""
 from __future__ import annotations
 
 import math
-import os
 import threading
 from pathlib import Path
 
@@ -20,10 +19,9 @@ def default_budget(cgroup_root: str = "/sys/fs/cgroup") -> int:
     """The cores this process may run on (its CPU affinity, else os.cpu_count()), at most
     its cgroup's CPU quota rounded up: a container's CPU limit (Kubernetes' `limits.cpu`)
     is a quota, not an affinity, and threads beyond it only wait for their turn."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
+    from ..driver import host_threads   # the driver (the compiler) loads only when asked
+
+    cores = host_threads()
     quota = cgroup_cpu_quota(cgroup_root)
     return cores if quota is None else max(1, min(cores, math.ceil(quota)))
 

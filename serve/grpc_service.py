@@ -168,6 +168,9 @@ class InferenceService:
         except RequestError as exc:
             status = exc.status
             raise
+        except Exception:   # answered INTERNAL by the gRPC layer
+            status = 500
+            raise
         finally:
             self.app.log_access(record, status)
 

@@ -617,6 +617,8 @@ class Repository:
             if version.state == READY:
                 version.set_state(UNLOADING)
                 wait = EXIT_WAIT_SECONDS if exiting else UNLOAD_DRAIN_SECONDS
+                if not exiting:   # a request that holds it (reading its body) is answered
+                    version.wait_unused(wait, lambda: self._closing)
                 if version.scheduler is not None and not version.scheduler.close(
                         wait, abandon_queued=exiting):
                     stuck = True
