@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
@@ -176,6 +178,17 @@ class Scheduler:
         seconds = self._compute_ewma * self.max_queue_size / max(len(self._workers), 1)
         return max(1.0, float(int(seconds + 0.999)))
 
+    @staticmethod
+    def _report(hook: Callable[..., None] | None, *args: object) -> None:
+        """Call a statistics hook; a hook that fails is printed, never allowed to end the
+        worker (its requests would then wait for ever)."""
+        if hook is None:
+            return
+        try:
+            hook(*args)
+        except Exception:   # noqa: BLE001  (a bug in the hook, not in the request)
+            traceback.print_exc(file=sys.stderr)
+
     def _work(self, session: Session) -> None:
         while True:
             with self._cond:
@@ -208,8 +221,7 @@ class Scheduler:
             compute = finished - job.started
             self._compute_ewma = 0.9 * self._compute_ewma + 0.1 * compute if \
                 self._compute_ewma else compute
-            if self._on_compute is not None:
-                self._on_compute(compute, error is None)
+            self._report(self._on_compute, compute, error is None)
             with self._cond:
                 job.state = _DONE
                 self._running -= 1
@@ -284,10 +296,8 @@ class Scheduler:
             compute = time.perf_counter() - now
             self._compute_ewma = 0.9 * self._compute_ewma + 0.1 * compute if \
                 self._compute_ewma else compute
-            if self._on_compute is not None:
-                self._on_compute(compute, error is None)
-            if self._on_batch is not None:
-                self._on_batch(rows, padded, compute, error is None)
+            self._report(self._on_compute, compute, error is None)
+            self._report(self._on_batch, rows, padded, compute, error is None)
             with self._cond:
                 for job in batch:
                     job.state = _DONE
