@@ -22,6 +22,8 @@ def compile(model, target: str = "host", output: str = "model.so", dims=None, sh
       IR to print; verify: run the IR and kernel verifiers; sanitize: build with ASan+UBSan
     - threads_max: the thread budget default schedules keep busy (default this host's cores)
     - schedule: a schedule file to replay; dump_schedule: where to write the ones chosen
+    - tuning: a records file of `kiln tune` (or a list of them, merged): each kernel takes
+      the best schedule measured on this machine at this thread count (`--tuning`)
     - log: a function that receives the IR dumps and one line per pass (time, node count)
     - progress: a function called with each stage's name as it starts (`kiln compile`
       shows them on one line when stderr is a terminal)

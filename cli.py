@@ -82,7 +82,31 @@ def build_parser() -> argparse.ArgumentParser:
                         "--dump-schedule writes them)")
     c.add_argument("--dump-schedule", metavar="FILE",
                    help="write the kernel and schedule chosen for every group to FILE")
+    c.add_argument("--tuning", action="append", default=[], metavar="RECORDS.jsonl",
+                   help="use the best schedule `kiln tune` measured for each kernel (repeat "
+                        "to merge several files); records of another CPU are ignored")
     c.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
+
+    t = sub.add_parser("tune", help="search the kernels' schedules of MODEL.onnx on this "
+                                    "machine and write tuning records for compile --tuning")
+    t.add_argument("model")
+    t.add_argument("-o", "--output", required=True, metavar="RECORDS.jsonl",
+                   help="the records file: appended to, and resumed from when it exists")
+    t.add_argument("--target", default="host", help="x86_64 (host); tuning measures on the "
+                   "real CPU, so foreign targets are refused")
+    t.add_argument("--dim", action="append", default=[], metavar="SYMBOL=N")
+    t.add_argument("--shape", action="append", default=[], metavar="INPUT=1x3x224x224")
+    t.add_argument("--const", action="append", default=[], metavar="INPUT=VALUE")
+    t.add_argument("--cpu", help="as for compile (default: native)")
+    t.add_argument("--threads", type=int, default=None,
+                   help="the deployment's thread count: built for and measured at it "
+                        "(default: this host's cores)")
+    t.add_argument("--budget", default="10m", metavar="TIME",
+                   help="how long to search: 90s, 10m, 1h or seconds (default 10m)")
+    t.add_argument("--trials", type=int, default=None, metavar="N",
+                   help="at most N candidates per kernel")
+    t.add_argument("--seed", type=int, default=0, help="seed of the search (default 0)")
+    t.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
 
     r = sub.add_parser("run", help="run a compiled OUT.so on .npy or random inputs")
     r.add_argument("library")
@@ -179,10 +203,13 @@ def cmd_compile(args: argparse.Namespace) -> int:
                                   dump_ir_after=args.dump_ir_after, verify=args.verify,
                                   cpu=args.cpu, emit=args.emit, sanitize=args.sanitize,
                                   threads_max=args.threads_max, schedule=args.schedule,
-                                  dump_schedule=args.dump_schedule, progress=progress)
+                                  dump_schedule=args.dump_schedule,
+                                  tuning=args.tuning or None, progress=progress)
     finally:
         if progress is not None:
             progress.clear()
+    for note in result.notes:
+        print(f"kiln: note: {note}", file=sys.stderr)
     print(f"wrote {result.library} ({result.library_size / 1e6:.2f} MB) and {result.header}")
     if result.package_files:
         cmake, pc = result.package_files
@@ -223,6 +250,66 @@ class _Progress:
     def clear(self) -> None:
         self.stream.write("\r\x1b[K")
         self.stream.flush()
+
+
+def parse_budget(text: str) -> float:
+    """Seconds of a budget written 90, 90s, 10m or 1h."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = (text[:-1], units[text[-1]]) if text[-1:] in units else (text, 1)
+    try:
+        seconds = float(number) * unit
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise UsageError(f"--budget {text}: give a time such as 90s, 10m or 1h")
+    return seconds
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .frontends.onnx.pinned import parse_const
+    from .tune import tune
+
+    budget = parse_budget(args.budget)
+    dims = dict(_dim(d) for d in args.dim)
+    shapes = dict(_shape(s) for s in args.shape)
+    consts = dict(parse_const(c) for c in args.const)
+    display = _TuneDisplay(sys.stderr)
+    result = tune(args.model, args.output, args.target, dims, shapes, consts, args.cpu,
+                  args.threads, budget, args.trials, args.seed, progress=display,
+                  log=display.log)
+    display.clear()
+    print(result.summary())
+    print(f"wrote {result.records}: compile with --tuning {result.records}")
+    return 0
+
+
+class _TuneDisplay:
+    """The tuning progress bar: time used of the budget, kernels still searching, the best
+    gain so far; one rewritten line on a terminal, a line per round elsewhere."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+
+    def __call__(self, p) -> None:
+        done = min(1.0, p.elapsed / p.budget)
+        bar = "#" * int(20 * done) + "." * (20 - int(20 * done))
+        left = max(0.0, p.budget - p.elapsed)
+        line = (f"kiln tune [{bar}] {left:4.0f} s left, round {p.round}: {p.searching} of "
+                f"{p.tasks} kernels searching, {p.measured} measured, {p.failed} failed; "
+                f"model {p.model_speedup:.3f}x; best: {p.best}")
+        self.stream.write(f"\r\x1b[K{line}" if self.tty else line + "\n")
+        self.stream.flush()
+
+    def log(self, message: str) -> None:
+        self.clear()
+        self.stream.write(f"kiln tune: {message}\n")
+        self.stream.flush()
+
+    def clear(self) -> None:
+        if self.tty:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -494,7 +581,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 COMMANDS = {"compile": cmd_compile, "run": cmd_run, "inspect": cmd_inspect,
             "check": cmd_check, "targets": cmd_targets, "kernels": cmd_kernels,
-            "serve": cmd_serve}
+            "serve": cmd_serve, "tune": cmd_tune}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,7 +19,9 @@ import numpy as np
 
 from . import __version__
 from .codegen.kernels import KernelSelector
-from .codegen.kernels.select import read_schedule_file, schedule_lines
+from .codegen.kernels.select import (line_key, read_schedule_file, schedule_lines,
+                                     select_kernels)
+from .codegen.kernels.tuning_records import best_lines, read_records
 from .codegen.lower.gemm import microkernel_bits
 from .codegen.module import generate
 from .codegen.renderers import renderer_for
@@ -36,6 +38,7 @@ from .runtime.cpu_check import Level, cpu_check_source
 from .runtime.manifest import MANIFEST_VERSION, link_symbol, manifest_source
 from .runtime.packaging import write_package_files
 from .targets import get_target
+from .targets.host_cpu import host_cpu
 from .targets.toolchain import (SANITIZE_CFLAGS, BuildUnit, RuntimeBuild, build_shared,
                                 build_static, checked_features, cpu_flags)
 
@@ -63,6 +66,7 @@ class CompileResult:
     cpu: str = "native"                 # the CPU the code is built for
     checked_features: tuple[str, ...] = ()   # what session creation checks the CPU has
     package_files: tuple[Path, ...] = ()     # <name>-config.cmake and <name>.pc beside it
+    notes: tuple[str, ...] = ()              # tuning records left out, and why
 
     @property
     def library_size(self) -> int:
@@ -112,6 +116,7 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
                      sanitize: bool = False, threads_max: int | None = None,
                      schedule: str | Path | None = None,
                      dump_schedule: str | Path | None = None,
+                     tuning: str | Path | Sequence[str | Path] | None = None,
                      progress: Callable[[str], None] | None = None) -> CompileResult:
     """compile_model, returning a CompileResult with sizes and timings.
 
@@ -119,6 +124,10 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
     threads_max: the thread budget default schedules keep busy (default: this host's cores).
     schedule: a schedule file (JSON lines) whose kernels and schedules replace the defaults
     for the groups with the same signature; dump_schedule: write the ones chosen there.
+    tuning: `kiln tune` records (a file or several, merged): each kernel measured faster
+    than its default on this machine, at this thread count, takes its best schedule; a
+    schedule file's line wins over a record; CompileResult.notes says which records were
+    ignored and why.
     progress: called with what starts as each stage starts ("running the passes"), for a
     terminal to show while a long compile runs.
     """
@@ -158,7 +167,11 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
     threads = host_threads() if threads_max is None else threads_max
     if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 4096:
         raise OptionError(f"threads_max={threads_max!r}: give a thread count from 1 to 4096")
-    lines = read_schedule_file(schedule) if schedule is not None else ()
+    lines = read_schedule_file(schedule) if schedule is not None else []
+    replayed = {line_key(line) for _, line in lines if isinstance(line, dict)
+                and all(k in line for k in ("signature", "target", "cpu", "vector_bits"))}
+    tuning_records = read_records(_paths(tuning)) if tuning else []
+    notes: list[str] = []
 
     levels = _cpu_levels(cpu, target_spec, emit)
     if progress is not None:
@@ -171,11 +184,17 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
         graph: Graph = import_model(proto, dims=dims, shapes=shapes, consts=consts)
         check_storage_uses(graph, renderer=emit)
         t = phase("import", t, f"running the passes over {len(graph.nodes)} nodes")
-        vector_bits = microkernel_bits(target_spec, level) \
-            if "vector" in renderer.capabilities else 0
-        selector = KernelSelector(
-            KernelTarget(vector_bits, target_spec.l1d_bytes, target_spec.l2_bytes, threads),
-            target_spec.name, level or "native", lines)
+        selector = kernel_selector(target_spec, emit, level, threads, lines)
+        level_lines = lines
+        if tuning_records:
+            tuned, level_notes = best_lines(
+                tuning_records, target_spec.name, selector.cpu, selector.vector_bits,
+                host_cpu() if target_spec.is_host else None, threads)
+            level_lines = [*lines, *((w, line) for w, line in tuned
+                                     if line_key(line) not in replayed)]
+            notes += [n for n in level_notes if n not in notes]
+            selector = kernel_selector(target_spec, emit, level, threads, level_lines)
+        vector_bits = selector.vector_bits
         graph.metadata["kernel_choice"] = selector   # layout, padding and fusion ask it
         graph = run_passes(graph, verify_each=verify, dump_after=set(dump_ir_after), log=log)
         t = phase("passes", t, f"generating the kernels of {len(graph.groups)} groups")
@@ -257,7 +276,7 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
                          graph.plan.arena_size, graph.plan.lower_bound, len(sources.weights),
                          sources.kernels, phases,
                          ",".join(level["cpu"] for level in manifest["levels"]),
-                         tuple(f.name for f in best.checked), package_files)
+                         tuple(f.name for f in best.checked), package_files, tuple(notes))
 
 
 @dataclass
@@ -271,6 +290,41 @@ class _LevelBuild:
     sources: Any                # codegen's ModuleSources
     vector_bits: int
     checked: tuple              # the instruction sets session creation checks for it
+
+
+def plan_kernels(model: Any, target: str = "host",
+                 dims: Mapping[str, int] | None = None,
+                 shapes: Mapping[str, Sequence[int]] | None = None,
+                 consts: Mapping[str, Any] | None = None, cpu: str | None = None,
+                 threads_max: int | None = None, emit: str = "c",
+                 schedule_lines: Sequence[tuple[str, dict[str, Any]]] = ()
+                 ) -> tuple[Graph, KernelSelector]:
+    """The graph after the passes with every group's kernel and schedule recorded, and the
+    selector that chose them, as compile_detailed would build it for one CPU level: what
+    `kiln tune` searches over, without generating or building anything."""
+    target_spec = get_target(target)
+    threads = host_threads() if threads_max is None else threads_max
+    graph = import_model(load_model(model), dims=dims, shapes=shapes, consts=consts)
+    check_storage_uses(graph, renderer=emit)
+    selector = kernel_selector(target_spec, emit, cpu, threads, schedule_lines)
+    graph.metadata["kernel_choice"] = selector
+    graph = run_passes(graph)
+    select_kernels(graph, selector)
+    return graph, selector
+
+
+def kernel_selector(target: Any, emit: str, level: str | None, threads: int,
+                    lines: Sequence[tuple[str, dict[str, Any]]] = ()) -> KernelSelector:
+    """The kernel selector of one CPU level: the vector width the renderer and the CPU
+    allow, the target's caches, the thread budget and the schedule lines to replay."""
+    vector_bits = microkernel_bits(target, level) \
+        if "vector" in renderer_for(emit).capabilities else 0
+    return KernelSelector(KernelTarget(vector_bits, target.l1d_bytes, target.l2_bytes, threads),
+                          target.name, level or "native", lines)
+
+
+def _paths(paths: str | Path | Sequence[str | Path]) -> list[str | Path]:
+    return [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
 
 
 def _cpu_levels(cpu: str | None, target: Any, emit: str) -> list[str | None]:

@@ -87,6 +87,9 @@ class KernelSelector:
             self._add_line(where, line)
         self._layout: dict[str, KernelDecision | None] = {}   # conv node name -> decision
         self._pairs: dict[str, KernelDecision] = {}           # 1x1 conv name -> its pair's
+        #: signature key -> every kernel that could run it with the same layout and padding
+        #: (the first is the one chosen): the kernel choices `kiln tune` may try
+        self.alternatives: dict[str, list[str]] = {}
 
     # -- the passes' questions -------------------------------------------------------------
     def conv_kernel(self, node: Node) -> KernelDecision | None:
@@ -141,11 +144,15 @@ class KernelSelector:
         line = self.replay.get(key)
         if line is not None:
             return self._replayed(group, stage, key, signature, line)
-        for kernel in kernels_for(group.anchor.op, stage):
-            if self._available(kernel) and kernel.rejects(group, self.target) is None:
-                return KernelDecision(kernel.name, kernel.layout, kernel.padded_input, key,
-                                      signature)
-        return None
+        applicable = [kernel for kernel in kernels_for(group.anchor.op, stage)
+                      if self._available(kernel) and kernel.rejects(group, self.target) is None]
+        if not applicable:
+            return None
+        first = applicable[0]
+        self.alternatives[key] = [k.name for k in applicable
+                                  if (k.layout, k.padded_input) == (first.layout,
+                                                                    first.padded_input)]
+        return KernelDecision(first.name, first.layout, first.padded_input, key, signature)
 
     def _replayed(self, group: FusedGroup, stage: str, key: str, signature: dict[str, Any],
                   line: _Line) -> KernelDecision:
@@ -178,12 +185,17 @@ class KernelSelector:
             raise ScheduleError(f"{where}: no kernel named {line['kernel']!r}; `kiln kernels` "
                                 f"lists them: {', '.join(KERNELS)}")
         schedule = from_dict(kernel.schedule, line["schedule"], where)
-        key = _key(line["signature"], line["target"], line["cpu"], line["vector_bits"])
+        key = line_key(line)
         earlier = self.replay.get(key)
         if earlier is not None and (earlier.kernel, earlier.schedule) != (kernel.name, schedule):
             raise ScheduleError(f"{where}: the same signature as {earlier.where} with another "
                                 f"kernel or schedule")
         self.replay.setdefault(key, _Line(where, kernel.name, schedule))
+
+
+def line_key(line: dict[str, Any]) -> str:
+    """The key a schedule line (or a tuning record) is matched by."""
+    return _key(line["signature"], line["target"], line["cpu"], line["vector_bits"])
 
 
 def _key(signature: Any, target: Any, cpu: Any, vector_bits: Any) -> str:

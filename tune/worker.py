@@ -1,0 +1,73 @@
+"""The measurement worker: `python -m kiln.tune.worker JOB.json RESULT.json`.
+
+It runs in a process of its own, so a candidate that crashes or hangs takes only the
+worker with it (measure.py reads that from its exit). It loads the default artifact and a
+candidate built from the same model, runs both on one feed, and compares the candidate's
+outputs with the default's; then it profiles the two in turn, a burst of runs each, until
+the candidate's time relative to the default is steady (or the repeats run out), and
+writes every group's time under both in each repeat, and the spread of the last repeats'
+ratios, as JSON.
+
+To tune for another machine, copy the artifacts, the job and the feed there with Kiln
+installed and run this same command (docs/tuning.md).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..runtime import load
+from ..runtime.profile import profile
+
+#: The relative spread of the last repeats' ratios that counts as steady.
+STEADY = 0.02
+
+
+def measure(job: dict) -> dict:
+    """The result of one job (see the module docstring)."""
+    feed = dict(np.load(job["feed"]))
+    threads = job["threads"]
+    with load(job["default"], threads=threads) as default, \
+            load(job["candidate"], threads=threads) as candidate:
+        expected, got = default.run(feed), candidate.run(feed)
+        for name, want in expected.items():
+            have = got[name]
+            scale = float(np.max(np.abs(want))) if want.size else 0.0
+            error = float(np.max(np.abs(have.astype(np.float64) - want))) if want.size else 0.0
+            if have.shape != want.shape or not np.isfinite(error) \
+                    or error > job["tolerance"] * max(scale, 1e-6):
+                return {"status": "wrong", "reason": f"output '{name}' differs from the "
+                        f"default schedule's by {error:.3g} (its scale: {scale:.3g})"}
+        runs, deadline = job["runs"], time.monotonic() + job["seconds"]
+        times: dict[str, list[list[float]]] = {"default": [], "candidate": []}
+        ratios: list[float] = []
+        for repeat in range(job["repeats"]):
+            for side, session in (("default", default), ("candidate", candidate)):
+                times[side].append([t for _, t in profile(session, feed, runs)])
+            ratios.append(sum(times["candidate"][-1]) / max(sum(times["default"][-1]), 1e-12))
+            last = ratios[-3:]
+            if (repeat >= 2 and (max(last) - min(last)) / np.median(last) < STEADY) \
+                    or time.monotonic() > deadline:
+                break
+        names = [name for name, _ in profile(default, feed, 1)]
+    spread = (max(ratios[-3:]) - min(ratios[-3:])) / float(np.median(ratios[-3:]))
+    return {"status": "ok", "groups": names, "default": times["default"],
+            "candidate": times["candidate"], "noise": spread, "repeats": len(ratios)}
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m kiln.tune.worker JOB.json RESULT.json", file=sys.stderr)
+        return 2
+    job = json.loads(Path(argv[0]).read_text())
+    Path(argv[1]).write_text(json.dumps(measure(job)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
