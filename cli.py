@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("-o", "--output", required=True, metavar="RECORDS.jsonl",
                    help="the records file: appended to, and resumed from when it exists")
     t.add_argument("--target", default="host", help="x86_64 (host); tuning measures on the "
-                   "real CPU, so foreign targets are refused")
+                   "real CPU: a foreign target needs --ssh to a machine of that target")
     t.add_argument("--dim", action="append", default=[], metavar="SYMBOL=N")
     t.add_argument("--shape", action="append", default=[], metavar="INPUT=1x3x224x224")
     t.add_argument("--const", action="append", default=[], metavar="INPUT=VALUE")
@@ -106,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--trials", type=int, default=None, metavar="N",
                    help="at most N candidates per kernel")
     t.add_argument("--seed", type=int, default=0, help="seed of the search (default 0)")
+    t.add_argument("--ssh", metavar="[USER@]HOST", help="measure on HOST over SSH (Kiln "
+                   "installed there; any target, arm64 too): the artifacts are copied there")
+    t.add_argument("--remote-python", default="python3", metavar="PYTHON",
+                   help="with --ssh: the Python with Kiln on HOST (default python3)")
     t.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
 
     r = sub.add_parser("run", help="run a compiled OUT.so on .npy or random inputs")
@@ -276,7 +280,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     display = _TuneDisplay(sys.stderr)
     result = tune(args.model, args.output, args.target, dims, shapes, consts, args.cpu,
                   args.threads, budget, args.trials, args.seed, progress=display,
-                  log=display.log)
+                  log=display.log, ssh=args.ssh, remote_python=args.remote_python)
     display.clear()
     print(result.summary())
     print(f"wrote {result.records}: compile with --tuning {result.records}")

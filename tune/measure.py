@@ -9,10 +9,12 @@ error, a crash, a hang, a wrong answer), the tuner gets an Outcome back and carr
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import subprocess
 import sys
 import tempfile
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -35,6 +37,7 @@ class Outcome:
     candidate: list[list[float]] = field(default_factory=list)   # [repeat][group]
     default: list[list[float]] = field(default_factory=list)
     noise: float = 0.0
+    machine: str = ""            # the CPU the worker ran on (targets/host_cpu.py)
 
     def seconds(self, groups: Sequence[str]) -> tuple[float, float, float, float]:
         """For the groups `groups`: median seconds under the candidate and the default,
@@ -82,8 +85,10 @@ class Measurer:
     """Builds and measures candidates in a scratch folder, against one default artifact."""
 
     def __init__(self, build: Build, workdir: Path, feed: Mapping[str, np.ndarray],
-                 default: Path, run_seconds: float, tolerance: float = 1e-3):
+                 default: Path, run_seconds: float, worker: "LocalWorker | SshWorker",
+                 tolerance: float = 1e-3):
         self.build = build
+        self.worker = worker
         self.workdir = workdir
         self.feed_path = workdir / "feed.npz"
         np.savez(self.feed_path, **feed)
@@ -116,26 +121,100 @@ class Measurer:
 
     def run_worker(self, artifact: Path) -> Outcome:
         """Measure a built artifact in a fresh worker process."""
-        job = {"default": str(self.default), "candidate": str(artifact),
-               "feed": str(self.feed_path), "threads": self.build.threads, "runs": self.runs,
+        job = {"default": self.default.name, "candidate": artifact.name,
+               "feed": self.feed_path.name, "threads": self.build.threads, "runs": self.runs,
                "repeats": 8, "seconds": 4.0, "tolerance": self.tolerance}
         with tempfile.TemporaryDirectory(dir=self.workdir) as scratch:
             job_path, result_path = Path(scratch) / "job.json", Path(scratch) / "result.json"
             job_path.write_text(json.dumps(job))
-            try:
-                done = subprocess.run([sys.executable, "-m", "kiln.tune.worker", str(job_path),
-                                       str(result_path)], capture_output=True, text=True,
-                                      timeout=self.limit)
-            except subprocess.TimeoutExpired:
+            status, stderr = self.worker.run([self.default, self.feed_path, artifact],
+                                             job_path, result_path, self.limit)
+            if status is None:
                 return Outcome("hung", f"it ran past the {self.limit:.0f} s limit")
-            if done.returncode < 0:
-                name = signal.Signals(-done.returncode).name
-                return Outcome("crashed", f"the worker died of {name}")
-            if done.returncode != 0 or not result_path.exists():
-                tail = (done.stderr.strip().splitlines() or ["no message"])[-1]
+            if status < 0:
+                return Outcome("crashed", f"the worker died of {signal.Signals(-status).name}")
+            if status != 0 or not result_path.exists():
+                tail = (stderr.strip().splitlines() or ["no message"])[-1]
                 return Outcome("failed", f"the worker failed: {tail}")
             result = json.loads(result_path.read_text())
         if result["status"] != "ok":
             return Outcome(result["status"], result["reason"])
         return Outcome("ok", groups=result["groups"], candidate=result["candidate"],
-                       default=result["default"], noise=result["noise"])
+                       default=result["default"], noise=result["noise"],
+                       machine=result["machine"])
+
+
+class LocalWorker:
+    """Runs the worker on this machine, beside the artifacts."""
+
+    where = "this machine"
+
+    def run(self, files: Sequence[Path], job: Path, result: Path, limit: float
+            ) -> tuple[int | None, str]:
+        """(exit status, negative for a signal, or None past `limit` s; stderr)."""
+        for path in files:
+            link = job.parent / path.name
+            if not link.exists():
+                link.symlink_to(path.resolve())
+        try:
+            done = subprocess.run([sys.executable, "-m", "kiln.tune.worker", str(job),
+                                   str(result)], capture_output=True, text=True,
+                                  timeout=limit)
+        except subprocess.TimeoutExpired:
+            return None, ""
+        return done.returncode, done.stderr
+
+
+class SshWorker:
+    """Runs the worker on another machine over SSH (Kiln and numpy installed there): the
+    artifacts, the feed and the job are copied with scp into a folder of its own under
+    ~/.cache/kiln-tune, the worker runs there under `timeout`, and the result comes back."""
+
+    def __init__(self, host: str, python: str = "python3"):
+        self.host, self.python = host, python
+        self.folder = f".cache/kiln-tune/{uuid.uuid4().hex[:12]}"
+        self.sent: set[str] = set()
+        self.where = f"{host} (over SSH)"
+        self._ssh(f"mkdir -p {shlex.quote(self.folder)}", 60)
+
+    def _ssh(self, command: str, limit: float) -> subprocess.CompletedProcess:
+        try:
+            done = subprocess.run(["ssh", "-o", "BatchMode=yes", self.host, command],
+                                  capture_output=True, text=True, timeout=limit)
+        except subprocess.TimeoutExpired:
+            raise WorkerError(f"ssh {self.host} did not answer within {limit:.0f} s") from None
+        except FileNotFoundError:
+            raise WorkerError("--ssh needs the ssh and scp commands (openssh-client)") from None
+        if done.returncode == 255:
+            raise WorkerError(f"ssh {self.host} failed: {done.stderr.strip()}")
+        return done
+
+    def _copy(self, sources: Sequence[str], destination: str) -> None:
+        done = subprocess.run(["scp", "-q", "-o", "BatchMode=yes", *sources, destination],
+                              capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            raise WorkerError(f"scp to or from {self.host} failed: {done.stderr.strip()}")
+
+    def run(self, files: Sequence[Path], job: Path, result: Path, limit: float
+            ) -> tuple[int | None, str]:
+        """As LocalWorker.run, on the remote machine; a remote signal death shows as an
+        exit status of 128 + the signal, `timeout`'s 124 as a hang."""
+        fresh = [str(p) for p in files if p.name not in self.sent or p.suffix == ".so"
+                 and p.name.startswith("candidate")]
+        self._copy([*fresh, str(job)], f"{self.host}:{self.folder}/")
+        self.sent.update(Path(p).name for p in fresh)
+        folder = shlex.quote(self.folder)
+        done = self._ssh(f"cd {folder} && timeout -k 5 {int(limit)} {shlex.quote(self.python)} "
+                         f"-m kiln.tune.worker {job.name} {result.name}; status=$?; "
+                         f"rm -f {job.name}; exit $status", limit + 120)
+        if done.returncode == 124:
+            return None, done.stderr
+        if 128 < done.returncode < 128 + 65:
+            return -(done.returncode - 128), done.stderr
+        if done.returncode == 0:
+            self._copy([f"{self.host}:{self.folder}/{result.name}"], str(result))
+        return done.returncode, done.stderr
+
+
+class WorkerError(KilnError, RuntimeError):
+    """The remote measurement worker cannot be reached or run."""

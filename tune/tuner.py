@@ -23,7 +23,10 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
 
 from .. import __version__
 from ..codegen.kernels.registry import KERNELS
@@ -33,12 +36,12 @@ from ..codegen.kernels.tuning_records import (RECORDS_VERSION, read_records,
 from ..compiler.errors import KilnError
 from ..driver import OptionError, host_threads, plan_kernels
 from ..frontends.onnx import load_model
-from ..runtime import load
 from ..runtime.inputs import random_feed
+from ..runtime.manifest import read_manifest
 from ..targets import get_target
 from ..targets.host_cpu import host_cpu
 from .cost_model import CostModel
-from .measure import Build, Measurer, Outcome
+from .measure import Build, LocalWorker, Measurer, Outcome, SshWorker
 from .space import Candidate, Space
 
 #: Tasks below this share of the model's time are left on their defaults.
@@ -163,13 +166,16 @@ def tune(model: Any, records: str | Path, target: str = "host",
          consts: Mapping[str, Any] | None = None, cpu: str | None = None,
          threads: int | None = None, budget: float = 600.0, trials: int | None = None,
          seed: int = 0, progress: Callable[[Progress], None] | None = None,
-         log: Callable[[str], None] | None = None) -> TuneResult:
+         log: Callable[[str], None] | None = None, ssh: str | None = None,
+         remote_python: str = "python3") -> TuneResult:
     """Tune `model`'s kernels on this machine for `budget` seconds (or until every task has
     tried `trials` candidates), appending every measurement to `records` (resumed from
     when it exists); `threads` is the deployment's thread count (default: this host's
-    cores). compile(..., tuning=records) then builds the tuned artifact."""
+    cores). compile(..., tuning=records) then builds the tuned artifact. `ssh`: measure on
+    that machine instead (`user@host`, Kiln installed for `remote_python` there), which may
+    be of a foreign target."""
     return Tuner(model, records, target, dims, shapes, consts, cpu, threads, budget, trials,
-                 seed, progress, log).run()
+                 seed, progress, log, ssh, remote_python).run()
 
 
 class Tuner:
@@ -180,14 +186,16 @@ class Tuner:
                  consts: Mapping[str, Any] | None, cpu: str | None, threads: int | None,
                  budget: float, trials: int | None, seed: int,
                  progress: Callable[[Progress], None] | None,
-                 log: Callable[[str], None] | None):
+                 log: Callable[[str], None] | None, ssh: str | None = None,
+                 remote_python: str = "python3"):
         spec = get_target(target)
-        if not spec.is_host:
+        if not spec.is_host and ssh is None:
             raise TuneError(
                 f"target {spec.name} is not this machine's ({host_cpu()}): timings under an "
                 f"emulator say nothing about the real CPU, so Kiln does not tune there. Tune "
-                f"on a {spec.name} machine, or run the measurement worker there "
-                f"(docs/tuning.md: `python -m kiln.tune.worker`)")
+                f"on a {spec.name} machine, or measure on one from here with --ssh HOST "
+                f"(Kiln installed there: docs/tuning.md)")
+        self.ssh, self.remote_python = ssh, remote_python
         if not (isinstance(budget, (int, float)) and budget > 0):
             raise TuneError(f"budget={budget!r}: give a positive number of seconds")
         if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int)
@@ -206,7 +214,7 @@ class Tuner:
         self.rng = random.Random(seed)
         self.progress, self.log = progress, log or (lambda message: None)
         self.model = CostModel()
-        self.machine = host_cpu()
+        self.machine = host_cpu() if ssh is None else ""   # the worker's, once it answers
         self.measured = self.failed = self.resumed = 0
         self.curve: list[tuple[float, float]] = []
 
@@ -421,21 +429,21 @@ class Tuner:
         and measured in `workdir`) and their first allotments; earlier records resumed."""
         self.start = time.monotonic()
         tasks = self._plan()
-        self._resume(tasks)
+        if self.ssh is None:
+            self._resume(tasks)
         default = workdir / "default.so"
         self.build.artifact(default)
-        with load(default, threads=self.threads) as session:
-            feed = random_feed(session.inputs, {}, seed=0)
-            began = time.perf_counter()
-            session.run(feed)
-            run_seconds = time.perf_counter() - began
-        self.measurer = Measurer(self.build, workdir, feed, default, run_seconds)
+        worker = LocalWorker() if self.ssh is None else SshWorker(self.ssh, self.remote_python)
+        self.measurer = Measurer(self.build, workdir, _feed(default), default, 0.05, worker)
         began = time.monotonic()
         baseline = self.measurer.measure([])
         round_seconds = time.monotonic() - began
         if baseline.status != "ok":
-            raise TuneError(f"the default artifact could not be measured: "
-                            f"{baseline.status}: {baseline.reason}")
+            raise TuneError(f"the default artifact could not be measured on "
+                            f"{worker.where}: {baseline.status}: {baseline.reason}")
+        if self.ssh is not None:
+            self.machine = baseline.machine
+            self._resume(tasks)   # now that the machine is known
         per_group = baseline.per_group()
         self.default_seconds = sum(per_group.values())
         self.measurer.calibrate(self.default_seconds)
@@ -454,3 +462,11 @@ class Tuner:
         return Progress(time.monotonic() - self.start, self.budget, number, len(tasks), searching,
                         self.measured, self.failed,
                         self.default_seconds / max(self._estimate(tasks), 1e-12), text)
+
+
+def _feed(artifact: Path) -> dict[str, Any]:
+    """Seeded random inputs for an artifact, from its manifest (it may be of a foreign
+    target, so it is not loaded here)."""
+    inputs = [SimpleNamespace(name=t["name"], dtype=np.dtype(t["dtype"]), shape=t["shape"])
+              for t in read_manifest(str(artifact))["inputs"]]
+    return random_feed(inputs, {}, seed=0)

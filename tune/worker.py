@@ -8,8 +8,8 @@ the candidate's time relative to the default is steady (or the repeats run out),
 writes every group's time under both in each repeat, and the spread of the last repeats'
 ratios, as JSON.
 
-To tune for another machine, copy the artifacts, the job and the feed there with Kiln
-installed and run this same command (docs/tuning.md).
+The job names its files relative to its own folder. `kiln tune --ssh HOST` copies them
+to HOST and runs this same command there (docs/tuning.md).
 """
 
 from __future__ import annotations
@@ -23,17 +23,18 @@ import numpy as np
 
 from ..runtime import load
 from ..runtime.profile import profile
+from ..targets.host_cpu import host_cpu
 
 #: The relative spread of the last repeats' ratios that counts as steady.
 STEADY = 0.02
 
 
-def measure(job: dict) -> dict:
-    """The result of one job (see the module docstring)."""
-    feed = dict(np.load(job["feed"]))
+def measure(job: dict, folder: Path) -> dict:
+    """The result of one job (see the module docstring); its files are in `folder`."""
+    feed = dict(np.load(folder / job["feed"]))
     threads = job["threads"]
-    with load(job["default"], threads=threads) as default, \
-            load(job["candidate"], threads=threads) as candidate:
+    with load(folder / job["default"], threads=threads) as default, \
+            load(folder / job["candidate"], threads=threads) as candidate:
         expected, got = default.run(feed), candidate.run(feed)
         for name, want in expected.items():
             have = got[name]
@@ -57,15 +58,17 @@ def measure(job: dict) -> dict:
         names = [name for name, _ in profile(default, feed, 1)]
     spread = (max(ratios[-3:]) - min(ratios[-3:])) / float(np.median(ratios[-3:]))
     return {"status": "ok", "groups": names, "default": times["default"],
-            "candidate": times["candidate"], "noise": spread, "repeats": len(ratios)}
+            "candidate": times["candidate"], "noise": spread, "repeats": len(ratios),
+            "machine": host_cpu()}
 
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print("usage: python -m kiln.tune.worker JOB.json RESULT.json", file=sys.stderr)
         return 2
-    job = json.loads(Path(argv[0]).read_text())
-    Path(argv[1]).write_text(json.dumps(measure(job)))
+    job_path = Path(argv[0])
+    result = measure(json.loads(job_path.read_text()), job_path.parent)
+    Path(argv[1]).write_text(json.dumps(result))
     return 0
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import sys
 
 import numpy as np
 import onnx
@@ -218,6 +220,35 @@ def test_records_serve_another_model_and_are_ignored_for_another_cpu(tmp_path):
     assert "measured on another CPU" in notes and "measured at 4 threads" in notes
     assert "older schedule format" in notes
     assert _schedules(library)[group.name] == (decision.kernel, as_dict(decision.schedule))
+
+
+def test_a_tune_measures_over_ssh(tmp_path, monkeypatch):
+    """--ssh HOST: the artifacts, feed and job go over scp and the worker runs through ssh.
+    No SSH server runs in CI: `ssh` and `scp` here are stand-ins that run the command and
+    copy the files on this machine, with HOST's folder under tmp_path/remote."""
+    bin_dir, remote = tmp_path / "bin", tmp_path / "remote"
+    bin_dir.mkdir()
+    remote.mkdir()
+    (bin_dir / "ssh").write_text(f"""#!/bin/sh
+while [ "$1" = "-o" ]; do shift 2; done
+shift
+cd {remote} && exec sh -c "$*"
+""")
+    (bin_dir / "scp").write_text(f"""#!/bin/sh
+while [ "${{1#-}}" != "$1" ]; do [ "$1" = "-o" ] && shift; shift; done
+set -- $(for a in "$@"; do case "$a" in *:*) echo "{remote}/${{a#*:}}";; *) echo "$a";; esac; done)
+exec cp "$@"
+""")
+    for tool in ("ssh", "scp"):
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    records = tmp_path / "remote.jsonl"
+    result = tune(_cnn(), records, threads=1, budget=60, trials=1, ssh="tuner@board",
+                  remote_python=sys.executable)
+    lines = _lines(records)
+    assert result.measured == len(lines) >= 3
+    assert all(r["status"] == "ok" and r["machine"] == host_cpu() for r in lines)
+    assert any((remote / ".cache" / "kiln-tune").glob("*/default.so"))
 
 
 def test_bad_tuning_input_is_refused_with_the_reason(tmp_path, capsys):
