@@ -73,6 +73,7 @@ class Task:
     measured: dict[Candidate, list[float]] = field(default_factory=dict)
     failed: dict[Candidate, str] = field(default_factory=dict)
     exhausted: bool = False
+    noise: list[float] = field(default_factory=list)   # of each measurement this session
 
     @property
     def label(self) -> str:
@@ -154,6 +155,11 @@ class TuneResult:
                      f"({self.default_seconds / self.tuned_seconds:.2f}x); "
                      f"{self.measured} candidates measured, {self.failed} failed, "
                      f"{self.resumed} from earlier records, in {self.seconds:.0f} s")
+        noise = [n for t in self.tasks for n in t.noise]
+        if noise:
+            lines.append(f"measurement noise (interquartile range of the paired ratios over "
+                         f"their median): median {100 * float(np.median(noise)):.1f}%, worst "
+                         f"{100 * max(noise):.1f}%")
         if self.validated is not None:
             lines.append(f"measured with every tuned schedule at once: {self.validated:.3f}x "
                          f"the default artifact's speed (groups' time, same worker)")
@@ -337,6 +343,7 @@ class Tuner:
             out.write(json.dumps(record, separators=(",", ":")) + "\n")
         if outcome.status == "ok" and seconds and default:
             task.measured.setdefault(candidate, []).append(seconds / default)
+            task.noise.append(noise)
             self.model.add(task.key, candidate, seconds / default)
             self.measured += 1
         else:

@@ -126,12 +126,15 @@ def test_a_tune_writes_records_that_resume_and_that_compile_applies(tmp_path):
             assert chosen[group] == (record["kernel"], record["schedule"])
 
 
-def _faulty(lower, crash_mr: int, hang_mr: int):
+def _faulty(lower, crash_mr: int, hang_mr: int, wrong_mr: int):
     """A lowering that writes far out of bounds (a real SIGSEGV) for schedule.mr ==
-    crash_mr and loops for ever for hang_mr: the candidates a broken kernel would give."""
+    crash_mr, loops for ever for hang_mr and overwrites an output element for wrong_mr: the
+    candidates a broken kernel would give."""
     def lowered(ctx, group, schedule):
         body = lower(ctx, group, schedule)
         buffer = ctx.buf(group_output(ctx, group))
+        if schedule.mr == wrong_mr:
+            return [*body, K.Store(buffer, K.const(0), K.const(1000, buffer.dtype))]
         if schedule.mr == crash_mr:
             return [K.Store(buffer, K.const(-(1 << 40)), K.const(0, buffer.dtype)), *body]
         if schedule.mr == hang_mr:
@@ -143,11 +146,11 @@ def _faulty(lower, crash_mr: int, hang_mr: int):
     return lowered
 
 
-def test_a_candidate_that_crashes_or_hangs_is_recorded_and_the_tune_goes_on(tmp_path,
+def test_a_candidate_that_crashes_hangs_or_is_wrong_is_recorded_and_the_tune_goes_on(tmp_path,
                                                                            monkeypatch):
     gemm = KERNELS["conv_nhwc_gemm"]
     monkeypatch.setitem(KERNELS, "conv_nhwc_gemm",
-                        dataclasses.replace(gemm, lower=_faulty(gemm.lower, 1, 2)))
+                        dataclasses.replace(gemm, lower=_faulty(gemm.lower, 1, 2, 3)))
     records = tmp_path / "faults.jsonl"
     tuner = Tuner(_cnn(), records, "host", None, None, None, None, 1, 60.0, None, 0, None, None)
     tasks = tuner.prepare(tmp_path)
@@ -155,7 +158,7 @@ def test_a_candidate_that_crashes_or_hangs_is_recorded_and_the_tune_goes_on(tmp_
     conv = by_kernel["conv_nhwc_gemm"]
     other = next(t for t in tasks if t is not conv)
     default = conv.space.defaults["conv_nhwc_gemm"].schedule
-    assert default["mr"] not in (1, 2)
+    assert default["mr"] not in (1, 2, 3)
 
     def with_mr(mr):
         return Candidate("conv_nhwc_gemm", tuple(dict(default, mr=mr).items()))
@@ -163,6 +166,7 @@ def test_a_candidate_that_crashes_or_hangs_is_recorded_and_the_tune_goes_on(tmp_
     healthy = next(c for c in other.space.neighbours(other.space.defaults[other.space.kernels[0]])
                    if other.space.fits(c))
     tuner.evaluate([(conv, with_mr(1)), (other, healthy)])   # one round: found by halving
+    tuner.evaluate([(conv, with_mr(3))])
     tuner.measurer.limit = 8.0
     tuner.evaluate([(conv, with_mr(2))])
     lines = _lines(records)
@@ -171,6 +175,8 @@ def test_a_candidate_that_crashes_or_hangs_is_recorded_and_the_tune_goes_on(tmp_
     hung = status[("conv_nhwc_gemm", json.dumps(dict(default, mr=2), sort_keys=True))]
     assert crashed["status"] == "crashed" and "SIGSEGV" in crashed["reason"]
     assert hung["status"] == "hung" and crashed["seconds"] is None
+    wrong = status[("conv_nhwc_gemm", json.dumps(dict(default, mr=3), sort_keys=True))]
+    assert wrong["status"] == "wrong" and "differs from the default" in wrong["reason"]
     fine = status[(healthy.kernel, json.dumps(healthy.schedule, sort_keys=True))]
     assert fine["status"] == "ok" and fine["seconds"] > 0
     assert with_mr(1) in conv.failed and healthy in other.measured
