@@ -53,6 +53,15 @@ class Outcome:
         return (float(np.median(cand)), float(np.median(default)), float(middle),
                 float((high - low) / max(middle, 1e-12)))
 
+    def change(self) -> tuple[float, float]:
+        """The median over repeats of the whole model's seconds under the candidate minus
+        under the default, and its interquartile range over the default's median: the
+        time of a change that adds or removes groups."""
+        delta = np.array(self.candidate).sum(axis=1) - np.array(self.default).sum(axis=1)
+        low, middle, high = np.percentile(delta, [25, 50, 75])
+        return float(middle), float((high - low) / max(np.median(
+            np.array(self.default).sum(axis=1)), 1e-12))
+
     def per_group(self) -> dict[str, float]:
         """Median seconds of each group under the default."""
         return dict(zip(self.groups, np.median(np.array(self.default), axis=0).tolist()))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from ..codegen.kernels.registry import KERNELS
 from ..codegen.schedules import KernelTarget, as_dict, fields
@@ -56,18 +56,27 @@ def field_values(low: int, high: int, default: int) -> list[int]:
 class Space:
     """The kernels and field values one signature's search may take."""
 
-    def __init__(self, kernels: Sequence[str], groups: Sequence[FusedGroup],
-                 target: KernelTarget):
-        self.groups = list(groups)
+    def __init__(self, groups: Mapping[str, Sequence[FusedGroup]], target: KernelTarget):
+        """`groups`: kernel -> the signature's groups as that kernel would run them (the
+        chosen kernel first); one that changes the graph sees them changed."""
+        self.groups = {name: list(members) for name, members in groups.items()}
         self.target = target
         self.axes: dict[str, list[tuple[str, list[int]]]] = {}
         self.defaults: dict[str, Candidate] = {}
-        for name in kernels:
+        for name, members in self.groups.items():
             kernel = KERNELS[name]
-            default = as_dict(kernel.default(self.groups[0], target))
+            default = as_dict(kernel.default(members[0], target))
             self.axes[name] = [(field, field_values(low, high, default[field]))
                                for field, (low, high), _ in fields(kernel.schedule)]
             self.defaults[name] = Candidate(name, tuple(default.items()))
+        chosen = KERNELS[self.kernels[0]]
+        #: kernels decided before the layout passes whose layout or padding differs from the
+        #: chosen one's: choosing them changes the graph (a padded copy of the input appears
+        #: or goes), so their time is the whole model's change, measured one at a time
+        self.reshaping = {name for name in self.kernels
+                          if KERNELS[name].stage == "layout"
+                          and (KERNELS[name].layout, KERNELS[name].padded_input)
+                          != (chosen.layout, chosen.padded_input)}
 
     @property
     def kernels(self) -> list[str]:
@@ -90,7 +99,8 @@ class Space:
             schedule = candidate.build()
         except (TypeError, ValueError):
             return False
-        return all(kernel.fits(group, self.target, schedule) is None for group in self.groups)
+        return all(kernel.fits(group, self.target, schedule) is None
+                   for group in self.groups[candidate.kernel])
 
     def random(self, rng: random.Random) -> Candidate:
         """A candidate drawn uniformly, field by field, of a kernel drawn uniformly."""

@@ -226,24 +226,42 @@ class Tuner:
 
     # -- setting up ------------------------------------------------------------------------
     def _plan(self) -> list[Task]:
-        graph, selector = plan_kernels(self.proto, self.build.target, self.build.dims,
-                                       self.build.shapes, self.build.consts, self.build.cpu,
-                                       self.threads)
+        """The tasks of the model: one per kernel signature, with the kernels that could run
+        it. Kernels that would change the graph are planned once more, each forced by a
+        schedule line without a schedule, to see their groups as they would run."""
+        graph, selector = self._planned(())
         self.selector = selector
-        members: dict[str, list] = {}
-        for group in graph.groups or []:
-            if group.kernel is not None:
-                members.setdefault(group.kernel.key, []).append(group)
+        members = _by_key(graph)
+        forced = []
+        for key, groups in members.items():
+            chosen = KERNELS[groups[0].kernel.kernel]
+            for name in selector.alternatives.get(key, [])[1:]:
+                kernel = KERNELS[name]
+                if kernel.stage == "layout" and (kernel.layout, kernel.padded_input) != \
+                        (chosen.layout, chosen.padded_input):
+                    forced.append({"group": groups[0].name, "kernel": name,
+                                   "target": selector.target_name, "cpu": selector.cpu,
+                                   "vector_bits": selector.vector_bits,
+                                   "signature": groups[0].kernel.signature, "schedule": None})
+        changed = _by_key(self._planned(forced)[0]) if forced else {}
         tasks = []
         for key, groups in members.items():
             decision = groups[0].kernel
-            kernels = [decision.kernel] + [k for k in selector.alternatives.get(key, [])
-                                           if k != decision.kernel]
+            runs = {decision.kernel: groups}
+            for name in selector.alternatives.get(key, [])[1:]:
+                other = changed.get(key, [])
+                runs[name] = other if other and other[0].kernel.kernel == name else groups
             task = Task(key, decision.signature, [g.name for g in groups],
-                        Space(kernels, groups, selector.target))
+                        Space(runs, selector.target))
             if task.space.size() > 1:
                 tasks.append(task)
         return tasks
+
+    def _planned(self, lines: Sequence[dict[str, Any]]):
+        return plan_kernels(self.proto, self.build.target, self.build.dims, self.build.shapes,
+                            self.build.consts, self.build.cpu, self.threads,
+                            schedule_lines=[(f"kiln tune's line {i + 1}", line)
+                                            for i, line in enumerate(lines)])
 
     def _resume(self, tasks: list[Task]) -> None:
         """Take the measurements of an existing records file that apply here."""
@@ -303,6 +321,7 @@ class Tuner:
         return fresh[int(predicted.argmin())]
 
     def _line(self, task: Task, candidate: Candidate) -> dict[str, Any]:
+        """The schedule-file line that makes a build run `candidate` for `task`."""
         return {"group": task.groups[0], "kernel": candidate.kernel,
                 "target": self.selector.target_name, "cpu": self.selector.cpu,
                 "vector_bits": self.selector.vector_bits, "signature": task.signature,
@@ -313,9 +332,15 @@ class Tuner:
         outcome = self.measurer.measure([self._line(t, c) for t, c in trial])
         if outcome.status == "ok":
             for task, candidate in trial:
-                _, default, ratio, noise = outcome.seconds(task.groups)
-                if default > 0 and ratio > 0:
-                    self._record(task, candidate, outcome, default * ratio, default, noise)
+                if candidate.kernel in task.space.reshaping:   # measured alone: see Space
+                    _, default, _, _ = outcome.seconds(task.groups)
+                    change, noise = outcome.change()
+                    seconds = default + change
+                else:
+                    _, default, ratio, noise = outcome.seconds(task.groups)
+                    seconds = default * ratio
+                if default > 0 and seconds > 0:
+                    self._record(task, candidate, outcome, seconds, default, noise)
             return
         if len(trial) == 1:
             self._record(trial[0][0], trial[0][1], outcome)
@@ -400,7 +425,12 @@ class Tuner:
                     break
                 number += 1
                 began = time.monotonic()
-                self.evaluate(trial)
+                shared = [(t, c) for t, c in trial if c.kernel not in t.space.reshaping]
+                alone = [(t, c) for t, c in trial if c.kernel in t.space.reshaping]
+                if shared:
+                    self.evaluate(shared)
+                if alone:                 # one a round; the others are proposed again later
+                    self.evaluate(alone[:1])
                 last = time.monotonic() - began
                 if number == 1:   # now a round's cost is known: allot the rest by it
                     left = self.budget - (time.monotonic() - self.start)
@@ -409,8 +439,11 @@ class Tuner:
                 if self.progress is not None:
                     self.progress(self._progress(number, tasks, len(trial)))
             again = [(t, t.unconfirmed()) for t in tasks if t.unconfirmed() is not None]
+            for part in ([(t, c) for t, c in again if c.kernel not in t.space.reshaping],
+                         *([pair] for pair in again if pair[1].kernel in pair[0].space.reshaping)):
+                if part:
+                    self.evaluate(part)   # type: ignore[arg-type]
             if again:
-                self.evaluate(again)   # type: ignore[arg-type]
                 self.curve.append((time.monotonic() - self.start, self._estimate(tasks)))
             validated = self._validate(tasks)
         return TuneResult(self.records, tasks, self.measured, self.failed, self.resumed,
@@ -477,3 +510,12 @@ def _feed(artifact: Path) -> dict[str, Any]:
     inputs = [SimpleNamespace(name=t["name"], dtype=np.dtype(t["dtype"]), shape=t["shape"])
               for t in read_manifest(str(artifact))["inputs"]]
     return random_feed(inputs, {}, seed=0)
+
+
+def _by_key(graph: Any) -> dict[str, list]:
+    """The graph's groups with a kernel decision, by the decision's signature key."""
+    members: dict[str, list] = {}
+    for group in graph.groups or []:
+        if group.kernel is not None:
+            members.setdefault(group.kernel.key, []).append(group)
+    return members

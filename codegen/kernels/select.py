@@ -15,7 +15,8 @@ writes them:
      "vector_bits": 512, "signature": {...}, "schedule": {"mr": 14, "nv": 2, ...}}
 
 `group` is for the reader; lines are matched by signature, so one file serves every model
-with the same layers.
+with the same layers. A line whose "schedule" is null chooses the kernel and keeps its
+default schedule.
 """
 
 from __future__ import annotations
@@ -87,8 +88,8 @@ class KernelSelector:
             self._add_line(where, line)
         self._layout: dict[str, KernelDecision | None] = {}   # conv node name -> decision
         self._pairs: dict[str, KernelDecision] = {}           # 1x1 conv name -> its pair's
-        #: signature key -> every kernel that could run it with the same layout and padding
-        #: (the first is the one chosen): the kernel choices `kiln tune` may try
+        #: signature key -> every kernel that could run it, the chosen one first: the kernel
+        #: choices `kiln tune` may try
         self.alternatives: dict[str, list[str]] = {}
 
     # -- the passes' questions -------------------------------------------------------------
@@ -149,9 +150,7 @@ class KernelSelector:
         if not applicable:
             return None
         first = applicable[0]
-        self.alternatives[key] = [k.name for k in applicable
-                                  if (k.layout, k.padded_input) == (first.layout,
-                                                                    first.padded_input)]
+        self.alternatives[key] = [k.name for k in applicable]
         return KernelDecision(first.name, first.layout, first.padded_input, key, signature)
 
     def _replayed(self, group: FusedGroup, stage: str, key: str, signature: dict[str, Any],
@@ -184,7 +183,8 @@ class KernelSelector:
         if kernel is None:
             raise ScheduleError(f"{where}: no kernel named {line['kernel']!r}; `kiln kernels` "
                                 f"lists them: {', '.join(KERNELS)}")
-        schedule = from_dict(kernel.schedule, line["schedule"], where)
+        schedule = None if line["schedule"] is None else \
+            from_dict(kernel.schedule, line["schedule"], where)
         key = line_key(line)
         earlier = self.replay.get(key)
         if earlier is not None and (earlier.kernel, earlier.schedule) != (kernel.name, schedule):

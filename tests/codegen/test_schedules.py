@@ -101,6 +101,27 @@ def test_schedule_file_changes_a_tile_and_a_kernel(tmp_path):
     assert_matches(actual, expected)
 
 
+@needs_vectors
+def test_a_line_without_a_schedule_chooses_the_kernel_with_its_default(tmp_path):
+    model = _conv_then_linear()
+    feed = {"x": _RNG.standard_normal((2, 32, 16, 16)).astype(np.float32)}
+    (expected,) = run_onnxruntime(model, feed)
+    dumped = tmp_path / "default.jsonl"
+    compile_detailed(model, output=tmp_path / "default.so", dump_schedule=dumped)
+    conv = next(line for line in _lines(dumped) if line["group"] == "conv")
+    conv.update(kernel="conv_nhwc_gemm", schedule=None)
+    chosen = tmp_path / "chosen.jsonl"
+    compile_detailed(model, output=tmp_path / "chosen.so",
+                     schedule=_write(tmp_path / "line.jsonl", [conv]), dump_schedule=chosen)
+    replayed = {line["group"]: line for line in _lines(chosen)}
+    assert replayed["conv"]["kernel"] == "conv_nhwc_gemm"
+    assert replayed["conv"]["schedule"]["mr"] >= 1   # the gemm kernel's default, in full
+    assert "x_nhwc_pad" in replayed   # the padded copy of its input that kernel reads
+    with load(tmp_path / "chosen.so", threads=2) as session:
+        (actual,) = session.run(feed).values()
+    assert_matches(actual, expected)
+
+
 def test_dump_then_replay_gives_the_same_artifact(tmp_path):
     inits: list = [_weight("fc_w", 64, 24)]
     nodes = [_conv("x", "a", 16, 32, 3, inits), helper.make_node("Relu", ["a"], ["ar"]),
