@@ -20,7 +20,7 @@ import numpy as np
 from . import __version__
 from .codegen.kernels import KernelSelector
 from .codegen.kernels.select import read_schedule_file, schedule_lines
-from .codegen.lower.gemm import microkernel_bits
+from .codegen.lower.gemm import cpu_features, microkernel_bits
 from .codegen.module import generate
 from .codegen.renderers import renderer_for
 from .codegen.schedules import KernelTarget, as_dict
@@ -173,8 +173,11 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
         t = phase("import", t, f"running the passes over {len(graph.nodes)} nodes")
         vector_bits = microkernel_bits(target_spec, level) \
             if "vector" in renderer.capabilities else 0
+        features = cpu_features(target_spec, level) \
+            if "int_dot" in renderer.capabilities else frozenset()
         selector = KernelSelector(
-            KernelTarget(vector_bits, target_spec.l1d_bytes, target_spec.l2_bytes, threads),
+            KernelTarget(vector_bits, target_spec.l1d_bytes, target_spec.l2_bytes, threads,
+                         features),
             target_spec.name, level or "native", lines)
         graph.metadata["kernel_choice"] = selector   # layout, padding and fusion ask it
         graph = run_passes(graph, verify_each=verify, dump_after=set(dump_ir_after), log=log)

@@ -42,6 +42,7 @@ def kernel_table(markdown: bool = False) -> str:
             needs.append("padded input")
         if kernel.min_vector_bits:
             needs.append(f">= {kernel.min_vector_bits}-bit vectors")
+        needs += list(kernel.features)
         knobs = fields(kernel.schedule)
         entries.append((kernel, needs, knobs))
     if markdown:
