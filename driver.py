@@ -22,7 +22,7 @@ from .codegen.kernels import KernelSelector
 from .codegen.kernels.select import (line_key, read_schedule_file, schedule_lines,
                                      select_kernels)
 from .codegen.kernels.tuning_records import best_lines, read_records
-from .codegen.lower.gemm import microkernel_bits
+from .codegen.lower.gemm import cpu_features, microkernel_bits
 from .codegen.module import generate
 from .codegen.renderers import renderer_for
 from .codegen.schedules import KernelTarget, as_dict
@@ -315,11 +315,14 @@ def plan_kernels(model: Any, target: str = "host",
 
 def kernel_selector(target: Any, emit: str, level: str | None, threads: int,
                     lines: Sequence[tuple[str, dict[str, Any]]] = ()) -> KernelSelector:
-    """The kernel selector of one CPU level: the vector width the renderer and the CPU
-    allow, the target's caches, the thread budget and the schedule lines to replay."""
-    vector_bits = microkernel_bits(target, level) \
-        if "vector" in renderer_for(emit).capabilities else 0
-    return KernelSelector(KernelTarget(vector_bits, target.l1d_bytes, target.l2_bytes, threads),
+    """The kernel selector of one CPU level: the vector width and the instruction sets the
+    renderer and the CPU allow, the target's caches, the thread budget and the schedule
+    lines to replay."""
+    capabilities = renderer_for(emit).capabilities
+    vector_bits = microkernel_bits(target, level) if "vector" in capabilities else 0
+    features = cpu_features(target, level) if "int_dot" in capabilities else frozenset()
+    return KernelSelector(KernelTarget(vector_bits, target.l1d_bytes, target.l2_bytes, threads,
+                                       features),
                           target.name, level or "native", lines)
 
 

@@ -132,6 +132,14 @@ class CStyleRenderer:
         return (f"((union {{ {e.x.dtype.c_type} from; {e.dtype.c_type} to; }})"
                 f"{{ .from = {x} }}).to")
 
+    def expr_Dot4(self, e: K.Dot4) -> str:
+        if e.lanes != 16:
+            raise TypeError(f"no C form of a {e.lanes}-lane integer dot product (vpdpbusd "
+                            f"takes 16 int32 lanes)")
+        vtype = self.vector_type(DType.int32, 16)
+        acc, a, b = (f"(__m512i)({self.expr(x)})" for x in (e.acc, e.a, e.b))
+        return f"(({vtype})_mm512_dpbusd_epi32({acc}, {a}, {b}))"
+
     def expr_Apply(self, e: K.Apply) -> str:
         return f"{e.fn.name}({', '.join(self.expr(a) for a in e.args)})"
 
@@ -281,7 +289,7 @@ class CRenderer(CStyleRenderer):
     """C11 with GCC/Clang extensions: the kernels of every CPU target."""
 
     name = "c"
-    capabilities = frozenset({"vector"})
+    capabilities = frozenset({"vector", "int_dot"})
 
     def signature(self, k: K.Kernel) -> str:
         return f"static void {k.name}(const kiln_exec *e, int64_t lo, int64_t hi)"
@@ -370,9 +378,12 @@ def vector_type(dtype: DType, lanes: int) -> str:
 
 def vector_typedefs(nodes: list) -> list[str]:
     """Typedefs (guarded, so kernels may repeat them) of the vector types that `nodes`
-    (statements and expressions) declare, store, bit-cast to or name."""
-    used = sorted(_vector_types(nodes), key=lambda t: (t[0].name, t[1]))
-    lines: list[str] = []
+    (statements and expressions) declare, store, bit-cast to or name; the intrinsics
+    header first where they print an ISA intrinsic (K.Dot4)."""
+    walk = _VectorTypes()
+    walk.visit(nodes)
+    used = sorted(walk.found, key=lambda t: (t[0].name, t[1]))
+    lines: list[str] = ["#include <immintrin.h>"] if walk.intrinsics else []
     for dtype, lanes in used:
         name, size = vector_type(dtype, lanes), lanes * dtype.itemsize
         guard = name.upper() + "_DEFINED"
@@ -386,6 +397,12 @@ def vector_typedefs(nodes: list) -> list[str]:
 class _VectorTypes(K.KernelVisitor):
     def __init__(self) -> None:
         self.found: set[tuple[DType, int]] = set()
+        self.intrinsics = False   # whether an ISA intrinsic (immintrin.h) is printed
+
+    def visit_Dot4(self, e: K.Dot4) -> None:
+        self.intrinsics = True
+        self.found.add((DType.int32, e.lanes))
+        self.generic_visit(e)
 
     def visit_VecStore(self, s: K.VecStore) -> None:
         self.found.add((s.buffer.dtype, s.lanes))
@@ -400,8 +417,3 @@ class _VectorTypes(K.KernelVisitor):
         self.generic_visit(e)
 
 
-def _vector_types(nodes: list) -> set[tuple[DType, int]]:
-    """(dtype, lanes) of every vector store, vector local and vector Bitcast in `nodes`."""
-    walk = _VectorTypes()
-    walk.visit(nodes)
-    return walk.found

@@ -497,9 +497,27 @@ class VecStore(Stmt):
     lanes: int
 
 
+@dataclass(frozen=True, eq=False)
+class Dot4(Expr):
+    """Integer dot products of 4-byte groups, lane by lane: each 32-bit lane of `a` holds
+    four unsigned bytes and of `b` four signed bytes, and lane i of the result is
+    acc[i] + sum_j a[i].u8[j] * b[i].s8[j], in int32 (wrapping, never saturating). acc, a
+    and b are int32 vectors of `lanes` lanes. x86-64: vpdpbusd (AVX512-VNNI, 16 lanes);
+    arm64's sdot/udot take operands of one signedness and are another primitive."""
+
+    acc: Expr
+    a: Expr
+    b: Expr
+    lanes: int
+
+    @property
+    def dtype(self) -> DType:  # type: ignore[override]
+        return DType.int32
+
+
 def lanes_of(e: Expr) -> int:
     """How many lanes an expression has (1 for scalars)."""
-    if isinstance(e, (VecVar, VecLoad, Broadcast, Bitcast, Apply)):
+    if isinstance(e, (VecVar, VecLoad, Broadcast, Bitcast, Apply, Dot4)):
         return e.lanes
     if isinstance(e, Binary):
         return max(lanes_of(e.a), lanes_of(e.b))

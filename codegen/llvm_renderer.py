@@ -266,6 +266,11 @@ class BodyBuilder:
     def _cast(self, e: K.Cast) -> ir.Value:
         return self.convert(self.expr(e.x), e.x.dtype, e.dtype)
 
+    def _dot4(self, e: K.Dot4) -> ir.Value:
+        raise RenderError("the LLVM renderer has no integer dot product (K.Dot4, vpdpbusd); "
+                          "int8 kernels that use it are chosen only for renderers with the "
+                          "'int_dot' capability: render with --emit c")
+
     def _bitcast(self, e: K.Bitcast) -> ir.Value:
         return self.b.bitcast(self.expr(e.x), self._reg_type(e))
 

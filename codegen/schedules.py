@@ -29,6 +29,9 @@ class KernelTarget:
     l1d_bytes: int
     l2_bytes: int
     threads: int              # the most threads the artifact is built to keep busy
+    #: the CPU's ISA features ("avx512_vnni") that kernels may require, where the renderer
+    #: prints them (the integer dot products need its "int_dot" capability)
+    features: frozenset[str] = frozenset()
 
     @property
     def lanes(self) -> int:
@@ -58,6 +61,16 @@ class GemmSchedule:
     a_block_bytes: int = knob(4096, 1 << 30, "most bytes of A one task reads (L2)")
     streamed_bytes: int = knob(0, 1 << 40, "B larger than this is prefetched a block ahead")
     min_tasks: int = knob(1, 1 << 16, "tasks to make where the shape allows")
+
+
+@dataclass(frozen=True)
+class Int8GemmSchedule:
+    """The AVX-512 VNNI int8 GEMM (int8_gemm.py): qmatmul by a constant B, qconv2d as an
+    implicit GEMM. A task is one tile of rows by a group of panels of B."""
+
+    mr: int = knob(1, 16, "rows of the register tile")
+    nv: int = knob(1, 4, "vectors of 16 int32 columns of the register tile")
+    panels: int = knob(1, 1 << 16, "panels of B (16 * nv columns each) one task runs")
 
 
 @dataclass(frozen=True)

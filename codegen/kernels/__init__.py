@@ -10,7 +10,7 @@ from .. import kernel_ir as K
 from ..lower.common import LowerContext
 from ..schedules import KernelTarget, fields
 from . import attention, conv, elementwise, indexing, matmul  # noqa: F401  (fill KERNELS)
-from . import movement, pool, reduce, rows, sampling  # noqa: F401
+from . import movement, pool, quantized, reduce, rows, sampling  # noqa: F401
 from .registry import KERNELS, Kernel, kernels_for, register, registered_ops  # noqa: F401
 from .select import KernelSelector, select_kernels  # noqa: F401
 
@@ -42,6 +42,7 @@ def kernel_table(markdown: bool = False) -> str:
             needs.append("padded input")
         if kernel.min_vector_bits:
             needs.append(f">= {kernel.min_vector_bits}-bit vectors")
+        needs += list(kernel.features)
         knobs = fields(kernel.schedule)
         entries.append((kernel, needs, knobs))
     if markdown:

@@ -61,6 +61,7 @@ class Kernel:
     layout: str = "any"        # the layout it runs in: "NCHW", "NHWC" or "any"
     padded_input: bool = False
     min_vector_bits: int = 0   # the narrowest vectors it is written for (0: portable)
+    features: tuple[str, ...] = ()   # ISA features the CPU must have (KernelTarget.features)
     ops_label: str = ""        # what `kiln kernels` names for ops too many to list
 
     @property

@@ -137,7 +137,8 @@ class KernelSelector:
         return _key(signature, self.target_name, self.cpu, self.vector_bits)
 
     def _available(self, kernel: Kernel) -> bool:
-        return self.vector_bits >= kernel.min_vector_bits
+        return self.vector_bits >= kernel.min_vector_bits \
+            and set(kernel.features) <= self.target.features
 
     def _decide(self, group: FusedGroup, stage: str) -> KernelDecision | None:
         signature = group_signature(group.nodes)
@@ -162,8 +163,10 @@ class KernelSelector:
                                 f"runs {kernel.ops_text} and is chosen at the {kernel.stage} "
                                 f"stage; this signature is decided at the {stage} stage")
         reason = None if self._available(kernel) else \
-            f"it needs {kernel.min_vector_bits}-bit vectors; this target has " \
-            f"{self.vector_bits or 'none'}"
+            f"it needs {kernel.min_vector_bits}-bit vectors and the CPU features " \
+            f"{', '.join(kernel.features) or '(none)'}; this target has " \
+            f"{self.vector_bits or 'no'}-bit vectors and " \
+            f"{', '.join(sorted(set(kernel.features) & self.target.features)) or 'none of them'}"
         reason = reason or kernel.rejects(group, self.target)
         if reason is not None:
             raise ScheduleError(f"{name}: {line.where} asks for kernel {kernel.name}, which "

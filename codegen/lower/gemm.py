@@ -63,6 +63,15 @@ def microkernel_bits(target, cpu: str | None = None) -> int:
     return target.vector_bits if "fma" in target.features else 0
 
 
+def cpu_features(target, cpu: str | None = None) -> frozenset[str]:
+    """The ISA features of CPU `cpu` of `target` (None or 'native': this host's on x86-64),
+    spelt as /proc/cpuinfo does ("avx512_vnni"): what a kernel entry may require."""
+    if target.elf_machine == "x86_64":
+        from ...targets.x86_64 import with_cpu
+        return frozenset(with_cpu(target, cpu or "native").features)
+    return frozenset(target.features)
+
+
 def pack_rows(matrix: np.ndarray, mr: int) -> np.ndarray:
     """A [M, K] matrix as consecutive panels of `mr` rows, each stored k-major ([K][mr]) so
     the microkernel reads its splats contiguously; the last panel has M % mr rows."""

@@ -1,12 +1,15 @@
 """Integer and quantized linear algebra: MatMulInteger, ConvInteger, QLinearMatMul,
-QLinearConv, DynamicQuantizeLinear, decomposed into IR casts, subs, matmul/conv2d and
-elementwise requantization.
+QLinearConv onto the integer IR ops qmatmul / qconv2d (compiler/ops/quantized.py), and
+DynamicQuantizeLinear as elementwise IR.
 
-DESIGN: the integer products are computed exactly in int32 (inputs widened, zero points
-subtracted), as ONNX specifies. Requantization (`int32 * scale + zero_point`, rounded half to
-even and saturated) is done in float64: ONNX's reference multiplies the int32 accumulator by
-the scale ratio in numpy, which promotes to float64, so float32 would round differently at
-exact halves.
+DESIGN: the integer ops keep the 8-bit weight as it is (the artifact stores it 8-bit) and
+take the zero points, bias and combined scale (x_scale * w_scale / y_scale, in float32 as
+ONNX Runtime computes it) as per-column constants, so the requantize is the kernel's
+epilogue. Where a zero point or a scale is computed at run time, or the operands do not fit
+the ops' forms (a per-row zero point of A, a 1-D or batched B), the node is decomposed
+instead: inputs widened to int32, zero points subtracted, an exact int32 matmul/conv2d and
+an elementwise requantize in float64 (ONNX's reference multiplies the int32 accumulator by
+the scale ratio in numpy, which promotes to float64).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import numpy as np
 from ....compiler.dtypes import DType
 from ....compiler.ir import Value
 from ..registry import converter
-from .common import reshape
+from .common import drop_1d, lift_1d, reshape, spatial_attrs
 from .conv import conv as _conv
 from .matmul import matmul as _matmul
 
@@ -76,8 +79,84 @@ def _scale_ratio(ctx, a_scale: Value, b_scale: Value, y_scale: Value) -> Value:
     return ctx.emit("div", [ctx.emit("mul", [a_scale, b_scale]), y_scale])
 
 
+def _known(value: Value | None) -> np.ndarray | None:
+    """The compile-time contents of an optional input (None: absent or computed)."""
+    return value.data if value is not None and value.is_constant else None
+
+
+def _scalar(ctx, value: Value | None, like: Value, what: str) -> int | None:
+    """A constant per-tensor zero point as an int (0 when absent; None: not constant or
+    not per tensor, so the node is decomposed)."""
+    if value is None:
+        return 0
+    if value.dtype != like.dtype:
+        ctx.fail(f"{what} of dtype {value.dtype.name} does not match its input's "
+                 f"{like.dtype.name}")
+    data = _known(value)
+    if data is None or data.size != 1:
+        return None
+    return int(data.reshape(()))
+
+
+def _per_column(value: np.ndarray | None, columns: int, dtype) -> np.ndarray | None:
+    """A per-tensor or per-column constant as one value per column (None: neither)."""
+    if value is None or value.size not in (1, columns) or value.ndim > 1:
+        return None
+    return np.ascontiguousarray(np.broadcast_to(value.reshape(-1), (columns,)), dtype)
+
+
+def _column_zero_points(ctx, zero_point: Value | None, like: Value, columns: int
+                        ) -> np.ndarray | None:
+    if zero_point is None:
+        return np.zeros(columns, np.int32)
+    if zero_point.dtype != like.dtype:
+        ctx.fail(f"zero point of dtype {zero_point.dtype.name} does not match its input's "
+                 f"{like.dtype.name}")
+    return _per_column(_known(zero_point), columns, np.int32)
+
+
+def _combined_scale(a_scale: Value, b_scale: Value, y_scale: Value | None, columns: int
+                    ) -> np.ndarray | None:
+    """a_scale * b_scale [/ y_scale] per column in float32 (ONNX Runtime's order), or None
+    where a scale is computed at run time or not per tensor / per column."""
+    a, b = _known(a_scale), _known(b_scale)
+    y = _known(y_scale) if y_scale is not None else np.float32(1)
+    if a is None or b is None or y is None or a.size != 1 or y.size != 1:
+        return None
+    b = _per_column(b, columns, np.float32)
+    if b is None:
+        return None
+    scale = np.float32(a.reshape(())) * b
+    return scale if y_scale is None else scale / np.float32(y.reshape(()))
+
+
+def _integer_op(ctx, op: str, a: Value, b: Value, a_zero: int, b_zero: np.ndarray,
+                out: DType, bias: np.ndarray | None = None, scale: np.ndarray | None = None,
+                y_zero: int = 0, **attrs) -> Value:
+    """qmatmul / qconv2d with its per-column constants."""
+    inputs = [a, b, ctx.const(b_zero, np.int32, f"{ctx.name}_b_zero_point")]
+    if out is not DType.int32:
+        bias_dtype = np.float32 if out is DType.float32 else np.int32
+        columns = b_zero.shape[0]
+        bias = np.zeros(columns, bias_dtype) if bias is None else bias.astype(bias_dtype)
+        inputs += [ctx.const(bias, bias_dtype, f"{ctx.name}_bias"),
+                   ctx.const(scale, np.float32, f"{ctx.name}_scale")]
+    extra = {"y_zero_point": y_zero} if out in (DType.int8, DType.uint8) else {}
+    return ctx.emit(op, inputs, a_zero_point=a_zero, out=out.name, **extra, **attrs)
+
+
+def _matmul_form(a: Value, b: Value) -> bool:
+    """Whether qmatmul takes these operands: A of rank >= 2, a 2-D B."""
+    return a.type.rank >= 2 and b.type.rank == 2
+
+
 @converter("MatMulInteger", since=10)
 def matmul_integer(ctx, a, b, a_zero_point=None, b_zero_point=None):
+    if _matmul_form(a, b):
+        a_zero = _scalar(ctx, a_zero_point, a, "a_zero_point")
+        b_zero = _column_zero_points(ctx, b_zero_point, b, b.shape[1])
+        if a_zero is not None and b_zero is not None:
+            return _integer_op(ctx, "qmatmul", a, b, a_zero, b_zero, DType.int32)
     a32 = _widen(ctx, a, a_zero_point, _per_row(a, a_zero_point))
     b32 = _widen(ctx, b, b_zero_point)
     return _matmul(ctx, a32, b32)
@@ -86,6 +165,18 @@ def matmul_integer(ctx, a, b, a_zero_point=None, b_zero_point=None):
 @converter("QLinearMatMul", since=10)
 def qlinear_matmul(ctx, a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_scale,
                    y_zero_point=None):
+    out = y_zero_point.dtype if y_zero_point is not None else a.dtype
+    if out not in (DType.int8, DType.uint8):
+        ctx.fail(f"quantized output dtype {out.name} is not supported (int8 or uint8)")
+    if _matmul_form(a, b):
+        a_zero = _scalar(ctx, a_zero_point, a, "a_zero_point")
+        b_zero = _column_zero_points(ctx, b_zero_point, b, b.shape[1])
+        y_zero = _scalar(ctx, y_zero_point, y_zero_point, "y_zero_point") \
+            if y_zero_point is not None else 0
+        scale = _combined_scale(a_scale, b_scale, y_scale, b.shape[1])
+        if None not in (a_zero, y_zero) and b_zero is not None and scale is not None:
+            return _integer_op(ctx, "qmatmul", a, b, a_zero, b_zero, out, scale=scale,
+                               y_zero=y_zero)
     a32 = _widen(ctx, a, a_zero_point, _per_row(a, a_zero_point))
     b32 = _widen(ctx, b, b_zero_point)
     acc = _matmul(ctx, a32, b32)
@@ -94,8 +185,42 @@ def qlinear_matmul(ctx, a, a_scale, a_zero_point, b, b_scale, b_zero_point, y_sc
     scale = _scale_ratio(ctx, a_scale, b_scale, y_scale)
     if scale.type.numel == 1:
         scale = reshape(ctx, scale, ())
-    out = y_zero_point.dtype if y_zero_point is not None else a.dtype
     return _requantize(ctx, acc, scale, y_zero_point, out)
+
+
+def _qconv(ctx, x, w, x_zero_point, w_zero_point, attrs, out: DType = DType.int32,
+           bias: Value | None = None, scales: tuple[Value, Value, Value] | None = None,
+           y_zero_point: Value | None = None) -> Value | None:
+    """qconv2d for a conv whose zero points (and scales, bias) are constants of the forms it
+    takes; None where they are not (the caller decomposes the node)."""
+    if x.type.rank not in (3, 4) or x.type.rank != w.type.rank:
+        return None
+    columns = w.shape[0]
+    x_zero = _scalar(ctx, x_zero_point, x, "x_zero_point")
+    w_zero = _column_zero_points(ctx, w_zero_point, w, columns)
+    y_zero, scale, bias_data = 0, None, None
+    if out is not DType.int32:
+        y_zero = _scalar(ctx, y_zero_point, y_zero_point, "y_zero_point") \
+            if y_zero_point is not None else 0
+        scale = _combined_scale(*scales, columns)
+        bias_data = _per_column(_known(bias), columns, np.int32) if bias is not None \
+            else np.zeros(columns, np.int32)
+        if scale is None or bias_data is None:
+            return None
+    if x_zero is None or w_zero is None or y_zero is None:
+        return None
+    kernel = attrs.pop("kernel_shape")
+    if kernel is not None and tuple(int(k) for k in kernel) != tuple(w.shape[2:]):
+        ctx.fail(f"kernel_shape {list(kernel)} disagrees with the weight's "
+                 f"{list(w.shape[2:])}")
+    window = spatial_attrs(ctx, x, w.shape[2:], attrs["strides"], attrs["pads"],
+                           attrs["dilations"], attrs["auto_pad"], "convolution")
+    lifted = x.type.rank == 3
+    y = _integer_op(ctx, "qconv2d", lift_1d(ctx, x), lift_1d(ctx, w), x_zero, w_zero, out,
+                    bias_data, scale, y_zero, strides=window["strides"],
+                    pads=window["pads"], dilations=window["dilations"],
+                    group=int(attrs["group"]))
+    return drop_1d(ctx, y, lifted)
 
 
 def _conv_int32(ctx, x, w, x_zero_point, w_zero_point, attrs) -> Value:
@@ -108,18 +233,26 @@ def _conv_int32(ctx, x, w, x_zero_point, w_zero_point, attrs) -> Value:
 @converter("ConvInteger", since=10)
 def conv_integer(ctx, x, w, x_zero_point=None, w_zero_point=None, auto_pad="NOTSET",
                  dilations=None, group=1, kernel_shape=None, pads=None, strides=None):
-    return _conv_int32(ctx, x, w, x_zero_point, w_zero_point,
-                       dict(auto_pad=auto_pad, dilations=dilations, group=group,
-                            kernel_shape=kernel_shape, pads=pads, strides=strides))
+    attrs = dict(auto_pad=auto_pad, dilations=dilations, group=group,
+                 kernel_shape=kernel_shape, pads=pads, strides=strides)
+    y = _qconv(ctx, x, w, x_zero_point, w_zero_point, dict(attrs))
+    return y if y is not None else _conv_int32(ctx, x, w, x_zero_point, w_zero_point, attrs)
 
 
 @converter("QLinearConv", since=10)
 def qlinear_conv(ctx, x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scale,
                  y_zero_point=None, b=None, auto_pad="NOTSET", dilations=None, group=1,
                  kernel_shape=None, pads=None, strides=None):
-    acc = _conv_int32(ctx, x, w, x_zero_point, w_zero_point,
-                      dict(auto_pad=auto_pad, dilations=dilations, group=group,
-                           kernel_shape=kernel_shape, pads=pads, strides=strides))
+    out = y_zero_point.dtype if y_zero_point is not None else x.dtype
+    if out not in (DType.int8, DType.uint8):
+        ctx.fail(f"quantized output dtype {out.name} is not supported (int8 or uint8)")
+    attrs = dict(auto_pad=auto_pad, dilations=dilations, group=group,
+                 kernel_shape=kernel_shape, pads=pads, strides=strides)
+    y = _qconv(ctx, x, w, x_zero_point, w_zero_point, dict(attrs), out, b,
+               (x_scale, w_scale, y_scale), y_zero_point)
+    if y is not None:
+        return y
+    acc = _conv_int32(ctx, x, w, x_zero_point, w_zero_point, attrs)
     if b is not None:
         bias = ctx.emit("cast", [b], to=DType.int32)
         acc = ctx.emit("add", [acc, reshape(ctx, bias, _per_channel(acc.type.rank, b, 1))])
@@ -128,7 +261,6 @@ def qlinear_conv(ctx, x, x_scale, x_zero_point, w, w_scale, w_zero_point, y_scal
     elif w_scale.type.rank:
         w_scale = reshape(ctx, w_scale, ())
     scale = _scale_ratio(ctx, x_scale, w_scale, y_scale)
-    out = y_zero_point.dtype if y_zero_point is not None else x.dtype
     return _requantize(ctx, acc, scale, y_zero_point, out)
 
 

@@ -1,0 +1,56 @@
+"""The integer kernels of qmatmul and qconv2d, in the order selection tries them: the
+AVX-512 VNNI microkernel where the CPU has it, then the portable loops, which run any."""
+
+from __future__ import annotations
+
+from ...compiler.ir import FusedGroup
+from ..lower.int8_gemm import LANES, gemm_shape, int8_gemm_rejects, lower_int8_gemm, \
+    pack_int8_gemm
+from ..lower.quantized import lower_qconv_direct, lower_qmatmul_loops
+from ..schedules import Int8GemmSchedule, KernelTarget, NoSchedule
+from .registry import Kernel, register
+
+#: accumulator registers a VNNI tile may hold (32 zmm: the rest hold B vectors and a splat)
+VNNI_ACCUMULATORS = 28
+
+
+def _vnni_default(group: FusedGroup, target: KernelTarget) -> Int8GemmSchedule:
+    """A 14x2 tile (28 accumulators: vpdpbusd's latency hidden), fewer rows for a short A;
+    as many panels per task as keep a quarter of L2 and still give every thread four
+    tasks."""
+    m, k, n = gemm_shape(group.anchor)
+    nv = 2 if n > LANES else 1
+    mr = min(VNNI_ACCUMULATORS // nv, 14, m)
+    panel_bytes = -(-k // 4) * 4 * nv * LANES
+    panels = -(-n // (nv * LANES))
+    per_task = max(1, min(panels, target.l2_bytes // 4 // panel_bytes))
+    row_tiles = -(-m // mr)
+    while per_task > 1 and row_tiles * -(-panels // per_task) < 4 * target.threads:
+        per_task //= 2
+    return Int8GemmSchedule(mr=mr, nv=nv, panels=per_task)
+
+
+def _vnni_fits(group: FusedGroup, target: KernelTarget, s: Int8GemmSchedule) -> str | None:
+    if s.mr * s.nv > VNNI_ACCUMULATORS:
+        return f"a {s.mr}x{s.nv}-vector tile needs {s.mr * s.nv} accumulators; AVX-512 has " \
+               f"room for {VNNI_ACCUMULATORS}"
+    return None
+
+
+register(Kernel(
+    name="int8_gemm_vnni", ops=("qmatmul", "qconv2d"), stage="group",
+    applies_to="int8/uint8 qmatmul by a constant B, qconv2d (one group) as an implicit GEMM",
+    schedule=Int8GemmSchedule, rejects=lambda g, t: int8_gemm_rejects(g),
+    default=_vnni_default, fits=_vnni_fits, lower=lower_int8_gemm,
+    pack=lambda g, t, s: pack_int8_gemm(g, s), features=("avx512_vnni",),
+    min_vector_bits=512))
+
+register(Kernel(
+    name="qmatmul_loops", ops=("qmatmul",), stage="group",
+    applies_to="any qmatmul (portable int32 loops)", schedule=NoSchedule,
+    rejects=lambda g, t: None, default=lambda g, t: NoSchedule(), lower=lower_qmatmul_loops))
+
+register(Kernel(
+    name="qconv_direct", ops=("qconv2d",), stage="group", layout="NCHW",
+    applies_to="any qconv2d (portable int32 loops)", schedule=NoSchedule,
+    rejects=lambda g, t: None, default=lambda g, t: NoSchedule(), lower=lower_qconv_direct))

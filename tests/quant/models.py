@@ -1,0 +1,109 @@
+"""Single-node quantized models (QLinearConv, QLinearMatMul, MatMulInteger, ConvInteger) with
+their weights, scales and zero points as initializers, as quantizers write them."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+_ONNX = {np.dtype(np.int8): TensorProto.INT8, np.dtype(np.uint8): TensorProto.UINT8,
+         np.dtype(np.int32): TensorProto.INT32, np.dtype(np.float32): TensorProto.FLOAT}
+
+
+def quantized(rng: np.random.Generator, dtype, shape, symmetric: bool) -> tuple:
+    """(values, zero point) of `dtype`: random values over the whole range; the zero point
+    is 0 (int8) / 128 (uint8) when symmetric, else an off-centre one."""
+    info = np.iinfo(dtype)
+    values = rng.integers(info.min, info.max + 1, size=shape).astype(dtype)
+    if symmetric:
+        zero = 0 if dtype == np.int8 else 128
+    else:
+        zero = int(rng.integers(info.min + 20, info.max - 20))
+    return values, zero
+
+
+def _model(node: onnx.NodeProto, inputs: list, output, inits: dict) -> onnx.ModelProto:
+    graph = helper.make_graph(
+        [node], node.op_type, inputs, [output],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model
+
+
+def _info(name: str, dtype, shape):
+    return helper.make_tensor_value_info(name, _ONNX[np.dtype(dtype)], list(shape))
+
+
+def _zero(dtype, value, per_channel: int = 0, rng=None) -> np.ndarray:
+    if per_channel:
+        info = np.iinfo(dtype)
+        return rng.integers(max(info.min, value - 10), min(info.max, value + 10) + 1,
+                            per_channel).astype(dtype)
+    return np.array(value, dtype)
+
+
+def qlinear_matmul(rng, m: int, k: int, n: int, a_dtype, b_dtype, y_dtype, per_axis: bool,
+                   symmetric: bool):
+    """QLinearMatMul of an [m, k] input by a constant [k, n] weight; returns (model, feed)."""
+    a, a_zero = quantized(rng, a_dtype, (m, k), symmetric)
+    b, b_zero = quantized(rng, b_dtype, (k, n), symmetric)
+    _, y_zero = quantized(rng, y_dtype, (1,), symmetric)
+    b_scale = (rng.uniform(0.002, 0.01, n) if per_axis else np.array(0.005)).astype(np.float32)
+    inits = {"a_scale": np.float32(0.02), "a_zero": _zero(a_dtype, a_zero), "b": b,
+             "b_scale": b_scale,
+             "b_zero": _zero(b_dtype, b_zero, n if per_axis else 0, rng),
+             "y_scale": np.float32(0.05 * np.sqrt(k) / 8), "y_zero": _zero(y_dtype, y_zero)}
+    node = helper.make_node("QLinearMatMul", ["a", "a_scale", "a_zero", "b", "b_scale",
+                                              "b_zero", "y_scale", "y_zero"], ["y"])
+    return _model(node, [_info("a", a_dtype, a.shape)], _info("y", y_dtype, (m, n)),
+                  inits), {"a": a}
+
+
+def matmul_integer(rng, m: int, k: int, n: int, a_dtype, b_dtype, per_axis: bool,
+                   symmetric: bool):
+    a, a_zero = quantized(rng, a_dtype, (2, m, k), symmetric)
+    b, b_zero = quantized(rng, b_dtype, (k, n), symmetric)
+    inits = {"a_zero": _zero(a_dtype, a_zero), "b": b,
+             "b_zero": _zero(b_dtype, b_zero, n if per_axis else 0, rng)}
+    node = helper.make_node("MatMulInteger", ["a", "b", "a_zero", "b_zero"], ["y"])
+    return _model(node, [_info("a", a_dtype, a.shape)], _info("y", np.int32, (2, m, n)),
+                  inits), {"a": a}
+
+
+def _conv_node(op: str, inputs: list[str], kernel: int, stride: int, pad: int, group: int):
+    return helper.make_node(op, inputs, ["y"], kernel_shape=[kernel, kernel],
+                            strides=[stride, stride], pads=[pad] * 4, group=group)
+
+
+def qlinear_conv(rng, x_dtype, w_dtype, y_dtype, per_axis: bool, symmetric: bool,
+                 c: int = 8, oc: int = 16, size: int = 9, kernel: int = 3, stride: int = 1,
+                 pad: int = 1, group: int = 1):
+    """QLinearConv of a [2, c, size, size] input by a constant weight, with an int32 bias."""
+    x, x_zero = quantized(rng, x_dtype, (2, c, size, size), symmetric)
+    w, w_zero = quantized(rng, w_dtype, (oc, c // group, kernel, kernel), symmetric)
+    _, y_zero = quantized(rng, y_dtype, (1,), symmetric)
+    w_scale = (rng.uniform(0.002, 0.01, oc) if per_axis else np.array(0.005)).astype(
+        np.float32)
+    depth = c // group * kernel * kernel
+    inits = {"x_scale": np.float32(0.02), "x_zero": _zero(x_dtype, x_zero), "w": w,
+             "w_scale": w_scale, "w_zero": _zero(w_dtype, w_zero, oc if per_axis else 0, rng),
+             "y_scale": np.float32(0.05 * np.sqrt(depth) / 8), "y_zero": _zero(y_dtype, y_zero),
+             "bias": rng.integers(-2000, 2000, oc).astype(np.int32)}
+    node = _conv_node("QLinearConv", ["x", "x_scale", "x_zero", "w", "w_scale", "w_zero",
+                                      "y_scale", "y_zero", "bias"], kernel, stride, pad, group)
+    out = (size + 2 * pad - kernel) // stride + 1
+    return _model(node, [_info("x", x_dtype, x.shape)],
+                  _info("y", y_dtype, (2, oc, out, out)), inits), {"x": x}
+
+
+def conv_integer(rng, x_dtype, w_dtype, symmetric: bool, c: int = 8, oc: int = 16,
+                 size: int = 9, kernel: int = 3, stride: int = 1, pad: int = 1):
+    x, x_zero = quantized(rng, x_dtype, (1, c, size, size), symmetric)
+    w, w_zero = quantized(rng, w_dtype, (oc, c, kernel, kernel), symmetric)
+    inits = {"x_zero": _zero(x_dtype, x_zero), "w": w, "w_zero": _zero(w_dtype, w_zero)}
+    node = _conv_node("ConvInteger", ["x", "w", "x_zero", "w_zero"], kernel, stride, pad, 1)
+    out = (size + 2 * pad - kernel) // stride + 1
+    return _model(node, [_info("x", x_dtype, x.shape)],
+                  _info("y", np.int32, (1, oc, out, out)), inits), {"x": x}

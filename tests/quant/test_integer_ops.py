@@ -1,0 +1,86 @@
+"""QLinearConv, QLinearMatMul, MatMulInteger and ConvInteger compiled onto the integer kernels,
+against ONNX Runtime: integer outputs exactly equal, over int8/uint8, per-tensor/per-axis
+and symmetric/asymmetric zero points; the VNNI kernel (where this CPU has avx512_vnni)
+and the portable one (built for x86-64-v4, which has no VNNI); weights stay 8-bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from kiln.driver import compile_detailed
+from kiln.runtime import load
+from kiln.runtime.manifest import read_manifest
+from kiln.targets.x86_64 import host_features
+
+import models
+
+VNNI = "avx512_vnni" in host_features()
+#: kernel -> the --cpu that selects it
+KERNELS = {"int8_gemm_vnni": "native", "portable": "x86-64-v4"}
+S8, U8 = np.int8, np.uint8
+
+
+def _cases():
+    """(id, builder) of each single-node model: ORT's kernels take uint8 or int8 inputs
+    with int8 weights, and uint8 with uint8."""
+    cases = []
+    for a, b in ((U8, S8), (S8, S8), (U8, U8)):
+        for per_axis, symmetric in ((False, True), (True, False)):
+            tag = f"{np.dtype(a).name}_{np.dtype(b).name}_" \
+                  f"{'axis' if per_axis else 'tensor'}_{'sym' if symmetric else 'asym'}"
+            cases.append((f"qlinear_matmul_{tag}", lambda r, a=a, b=b, p=per_axis, s=symmetric:
+                          models.qlinear_matmul(r, 37, 68, 40, a, b, a, p, s)))
+            cases.append((f"qlinear_conv_{tag}", lambda r, a=a, b=b, p=per_axis, s=symmetric:
+                          models.qlinear_conv(r, a, b, a, p, s)))
+        cases.append((f"matmul_integer_{np.dtype(a).name}_{np.dtype(b).name}",
+                      lambda r, a=a, b=b: models.matmul_integer(r, 5, 37, 20, a, b, True,
+                                                                False)))
+    cases.append(("qlinear_conv_strided_1x1", lambda r: models.qlinear_conv(
+        r, U8, S8, U8, True, False, kernel=1, pad=0, stride=2)))
+    cases.append(("conv_integer_uint8", lambda r: models.conv_integer(r, U8, S8, False)))
+    return cases
+
+
+def _compile(tmp_path, model, cpu: str):
+    result = compile_detailed(model, output=str(tmp_path / "model.so"), cpu=cpu,
+                              keep_sources=str(tmp_path / "src"), verify=True)
+    manifest = read_manifest(str(result.library))
+    kernels = {g["kernel"] for level in manifest["levels"] for g in level["schedules"]}
+    return result, kernels
+
+
+@pytest.mark.parametrize("kernel", list(KERNELS))
+@pytest.mark.parametrize("name,build", _cases(), ids=[n for n, _ in _cases()])
+def test_integer_outputs_equal_onnxruntime(tmp_path, kernel, name, build):
+    if kernel == "int8_gemm_vnni" and not VNNI:
+        pytest.skip("this CPU has no avx512_vnni: the VNNI kernel cannot run here")
+    model, feed = build(np.random.default_rng(abs(hash(name)) % 2 ** 32))
+    expected = ort.InferenceSession(model.SerializeToString(),
+                                    providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    result, kernels = _compile(tmp_path, model, KERNELS[kernel])
+    if kernel == "int8_gemm_vnni":
+        assert kernels == {"int8_gemm_vnni"}, kernels
+        assert "avx512vnni" in result.checked_features   # session creation checks it
+    else:
+        assert kernels <= {"qmatmul_loops", "qconv_direct"}, kernels
+    with load(result.library) as session:
+        (got,) = session.run(feed).values()
+    assert got.dtype == expected.dtype
+    np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("kernel", list(KERNELS))
+def test_weights_stay_8_bit(tmp_path, kernel):
+    """A 64x64x3x3 QLinearConv ships its 36 KiB of int8 weights as about 36 KiB (float32
+    would be 144 KiB); per-channel scales, zero points and bias add a few hundred bytes."""
+    if kernel == "int8_gemm_vnni" and not VNNI:
+        pytest.skip("this CPU has no avx512_vnni: the VNNI kernel cannot run here")
+    model, _ = models.qlinear_conv(np.random.default_rng(1), U8, S8, U8, True, False, c=64,
+                                   oc=64, size=12)
+    weight_bytes = 64 * 64 * 3 * 3
+    result, _ = _compile(tmp_path, model, KERNELS[kernel])
+    size = (tmp_path / "src" / "weights.bin").stat().st_size
+    assert weight_bytes <= size <= weight_bytes + 4096, size
+    assert size < 0.27 * 4 * weight_bytes
