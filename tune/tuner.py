@@ -180,20 +180,25 @@ def tune(model: Any, records: str | Path, target: str = "host",
     cores). compile(..., tuning=records) then builds the tuned artifact. `ssh`: measure on
     that machine instead (`user@host`, Kiln installed for `remote_python` there), which may
     be of a foreign target."""
-    return Tuner(model, records, target, dims, shapes, consts, cpu, threads, budget, trials,
-                 seed, progress, log, ssh, remote_python).run()
+    return Tuner(model, records, target, dims=dims, shapes=shapes, consts=consts, cpu=cpu,
+                 threads=threads, budget=budget, trials=trials, seed=seed, progress=progress,
+                 log=log, ssh=ssh, remote_python=remote_python).run()
 
 
 class Tuner:
     """One tuning session (see the module docstring)."""
 
-    def __init__(self, model: Any, records: str | Path, target: str,
-                 dims: Mapping[str, int] | None, shapes: Mapping[str, Sequence[int]] | None,
-                 consts: Mapping[str, Any] | None, cpu: str | None, threads: int | None,
-                 budget: float, trials: int | None, seed: int,
-                 progress: Callable[[Progress], None] | None,
-                 log: Callable[[str], None] | None, ssh: str | None = None,
+    def __init__(self, model: Any, records: str | Path, target: str = "host", *,
+                 dims: Mapping[str, int] | None = None,
+                 shapes: Mapping[str, Sequence[int]] | None = None,
+                 consts: Mapping[str, Any] | None = None, cpu: str | None = None,
+                 threads: int | None = None, budget: float = 600.0,
+                 trials: int | None = None, seed: int = 0,
+                 progress: Callable[[Progress], None] | None = None,
+                 log: Callable[[str], None] | None = None, ssh: str | None = None,
                  remote_python: str = "python3"):
+        """tune()'s arguments; run() tunes, or prepare() and evaluate() take it a step at a
+        time."""
         spec = get_target(target)
         if not spec.is_host and ssh is None:
             raise TuneError(

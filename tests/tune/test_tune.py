@@ -152,7 +152,7 @@ def test_a_candidate_that_crashes_hangs_or_is_wrong_is_recorded_and_the_tune_goe
     monkeypatch.setitem(KERNELS, "conv_nhwc_gemm",
                         dataclasses.replace(gemm, lower=_faulty(gemm.lower, 1, 2, 3)))
     records = tmp_path / "faults.jsonl"
-    tuner = Tuner(_cnn(), records, "host", None, None, None, None, 1, 60.0, None, 0, None, None)
+    tuner = Tuner(_cnn(), records, threads=1, budget=60.0)
     tasks = tuner.prepare(tmp_path)
     by_kernel = {t.space.kernels[0]: t for t in tasks}
     conv = by_kernel["conv_nhwc_gemm"]
