@@ -1,7 +1,7 @@
 """The load benchmark's generator (benchmarks/serve_load.py), briefly: its Poisson schedule
-has the statistics of one, and against a loopback `kiln serve` every request it counts is
-one the server counts (closed and open loop), with latencies the server's own timings
-bound from below."""
+has the statistics of one, its ideal queue waits as queueing theory says, and against a
+loopback `kiln serve` every request it counts is one the server counts (closed and open
+loop), with latencies the server's own timings bound from below."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import asyncio
 
 import numpy as np
 
-from kiln.benchmarks.serve_load import closed_loop, open_loop, poisson_offsets, request_bytes
+from kiln.benchmarks.serve_load import closed_loop, ideal_queue, open_loop, poisson_offsets, \
+    request_bytes
 from serve_helpers import add_model, metric
 
 
@@ -26,6 +27,13 @@ def test_poisson_offsets_are_a_poisson_process():
     # counts in 10 ms windows: Poisson, variance equal to the mean
     counts = np.histogram(offsets, bins=np.arange(0, seconds + 1e-9, 0.01))[0]
     assert abs(counts.var() / counts.mean() - 1) < 0.15
+
+
+def test_the_ideal_queue_waits_as_pollaczek_khinchine_says():
+    """M/D/1 (Poisson arrivals, a fixed run of 1 ms) at 80% load: the mean wait in the
+    queue is rho / (2 (1 - rho)) runs, 2 ms."""
+    responses = ideal_queue(np.array([1e-3]), 800.0, count=100_000, seed=1)
+    assert abs((responses.mean() - 1e-3) / 2e-3 - 1) < 0.1, responses.mean()
 
 
 def test_the_generator_counts_what_the_server_counts(artifacts, tmp_path):
