@@ -512,8 +512,12 @@ def summary(name: str, floors: list[list[Point]], sweeps: dict[str, Sweep]) -> l
             continue
         at80 = result.open[RATES.index(0.8)]
         p50, _, p99 = at80.percentiles()
-        lines.append(f"  {label:<20} peak {result.peak:7.1f} req/s; at 80% of peak "
-                     f"p99/p50 = {p99 / p50:.2f} (p50 {p50:.2f} ms, p99 {p99:.2f} ms)")
+        # the server's own cost: its peak against its runtime's back-to-back rate
+        runtime = kiln_floor if label == "kiln serve" else ort_floor
+        share = result.peak * runtime / 1e3
+        lines.append(f"  {label:<20} peak {result.peak:7.1f} req/s ({share:.2f}x its "
+                     f"runtime's in-process rate); at 80% of peak p99/p50 = "
+                     f"{p99 / p50:.2f} (p50 {p50:.2f} ms, p99 {p99:.2f} ms)")
     for peer in ("ORT + FastAPI", "ORT + KServe"):
         if kiln is not None and peer in sweeps and sweeps[peer].peak:
             lines.append(f"  peak throughput kiln serve / {peer}: "

@@ -284,6 +284,20 @@ class Scheduler:
             for loop, answered in by_loop.items():   # one wake-up of each loop a batch
                 loop.call_soon_threadsafe(_resolve_all, answered)
 
+    def refuse_queued(self, message: str) -> int:
+        """Answer every request still waiting in the queue with Unavailable(`message`)
+        (503, gRPC UNAVAILABLE) without computing it, so that its client can retry
+        elsewhere rather than see its connection dropped; the ones running finish. Returns
+        how many were refused."""
+        with self._cond:
+            jobs = list(self._queue)
+            self._queue.clear()
+            for job in jobs:
+                job.state = _EXPIRED
+        for job in jobs:
+            job.loop.call_soon_threadsafe(_resolve, job.future, None, Unavailable(message))
+        return len(jobs)
+
     def close(self, timeout: float | None = None, abandon_queued: bool = False) -> bool:
         """Refuse new requests, let the workers finish every queued one (or, with
         `abandon_queued`, only those running: at server exit, when no one waits for the
