@@ -189,7 +189,8 @@ def decode_infer_request(message: Message, served: ModelVersion) -> InferRequest
          "inputs": items,
          "outputs": [{"name": o.name, "parameters": _parameter_values(o.parameters)}
                      for o in message.outputs] or None},
-        memoryview(b"".join(raw)), served.inputs, served.outputs)
+        # one input's bytes as they came; several joined (the shared checks take one buffer)
+        memoryview(raw[0] if len(raw) == 1 else b"".join(raw)), served.inputs, served.outputs)
     return decoded
 
 
