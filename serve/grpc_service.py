@@ -33,11 +33,10 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from .. import __version__
-from .errors import BadRequest, ConfigError, NotFound, RequestError
+from .errors import BadRequest, ConfigError, RequestError
 from .grpc_messages import METHODS, SERVICE, InferTensorContents, ModelInferResponse
 from .http import EXTENSIONS, InferenceApp
-from .protocol import DATATYPES, InferRequest, check_infer_request, datatype_name, \
-    tensor_metadata
+from .protocol import DATATYPES, InferRequest, check_infer_request, datatype_name
 from .repository import ModelVersion
 
 #: HTTP status of a RequestError -> the gRPC status code it is answered with
@@ -106,28 +105,15 @@ class InferenceService:
 
     async def model_metadata(self, request: Message, context: grpc.aio.ServicerContext
                              ) -> Message:
-        served = self.repository.version(request.name, request.version or None)
-        model = self.repository.model(request.name)
         return json_format.ParseDict(
-            {"name": request.name, "versions": [str(v) for v in sorted(model.versions)],
-             "platform": "kiln", "inputs": [tensor_metadata(t) for t in served.inputs],
-             "outputs": [tensor_metadata(t) for t in served.outputs]},
+            self.app.model_metadata(request.name, request.version or None),
             METHODS["ModelMetadata"][1]())
 
     # -- the extensions ---------------------------------------------------------------------
 
     async def model_statistics(self, request: Message, context: grpc.aio.ServicerContext
                                ) -> Message:
-        if request.name:
-            model = self.repository.model(request.name)
-            versions = [(model.name, n, v) for n, v in sorted(model.versions.items())
-                        if not request.version or str(n) == request.version]
-            if request.version and not versions:
-                raise self._no_version(model.name, request.version, model.versions)
-        else:
-            versions = [(m.name, n, v) for m in self.repository.models()
-                        for n, v in sorted(m.versions.items())]
-        stats = [v.stats.as_dict(name, n) for name, n, v in versions]
+        stats = self.app.statistics(request.name or None, request.version or None)
         return json_format.ParseDict({"model_stats": stats},
                                      METHODS["ModelStatistics"][1](),
                                      ignore_unknown_fields=True)
@@ -137,12 +123,6 @@ class InferenceService:
         return json_format.ParseDict(
             {"models": self.repository.index(ready_only=request.ready)},
             METHODS["RepositoryIndex"][1]())
-
-    @staticmethod
-    def _no_version(name: str, version: str, versions: dict) -> RequestError:
-        known = ", ".join(str(v) for v in sorted(versions)) or "none"
-        return NotFound(f"model {name!r} has no version {version!r}; its versions are: "
-                        f"{known}")
 
     # -- inference --------------------------------------------------------------------------
 
@@ -209,7 +189,8 @@ def decode_infer_request(message: Message, served: ModelVersion) -> InferRequest
          "inputs": items,
          "outputs": [{"name": o.name, "parameters": _parameter_values(o.parameters)}
                      for o in message.outputs] or None},
-        memoryview(b"".join(raw)), served.inputs, served.outputs)
+        # one input's bytes as they came; several joined (the shared checks take one buffer)
+        memoryview(raw[0] if len(raw) == 1 else b"".join(raw)), served.inputs, served.outputs)
     return decoded
 
 

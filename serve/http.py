@@ -40,6 +40,7 @@ from .metrics import Metrics
 from .protocol import HEADER_LENGTH, InferRequest, encode_infer_response, \
     parse_infer_request, tensor_metadata
 from .repository import ModelVersion, Repository
+from .scheduler import Timings
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict]]
@@ -169,9 +170,7 @@ class InferenceApp:
             return await self._repository(method, path, rest[1:], scope, receive)
         if rest == ["models", "stats"]:
             only("GET")
-            return _json(200, {"model_stats": [v.stats.as_dict(m.name, v.version)
-                                               for m in self.repository.models()
-                                               for _, v in sorted(m.versions.items())]})
+            return _json(200, {"model_stats": self.statistics(None, None)})
         if rest[0] == "models" and len(rest) >= 2:
             name, tail, version = rest[1], rest[2:], None
             if tail[:1] == ["versions"]:
@@ -180,7 +179,7 @@ class InferenceApp:
                 version, tail = tail[1], tail[2:]
             if not tail:
                 only("GET")
-                return self._model_metadata(name, version)
+                return _json(200, self.model_metadata(name, version))
             if tail == ["ready"]:
                 only("GET")
                 return self._model_ready(name, version)
@@ -189,7 +188,7 @@ class InferenceApp:
                 return await self._infer(name, version, scope, receive)
             if tail == ["stats"]:
                 only("GET")
-                return self._stats(name, version)
+                return _json(200, {"model_stats": self.statistics(name, version)})
         raise NotFound(f"no endpoint {path}")
 
     # -- health and metadata ----------------------------------------------------------------
@@ -218,13 +217,15 @@ class InferenceApp:
         answer = {"ready": False, "error": why}
         return _json(400, answer if not_ready is None else {**answer, "not_ready": not_ready})
 
-    def _model_metadata(self, name: str, version: str | None) -> Answer:
+    def model_metadata(self, name: str, version: str | None) -> dict[str, Any]:
+        """The metadata object of model `name` (`version`, or its latest ready one): REST's
+        GET /v2/models/{m} and gRPC's ModelMetadata alike. NotFound for an unknown model
+        or version."""
         served = self.repository.version(name, version)
         model = self.repository.model(name)
-        return _json(200, {"name": name, "versions": [str(v) for v in sorted(model.versions)],
-                           "platform": "kiln",
-                           "inputs": [tensor_metadata(t) for t in served.inputs],
-                           "outputs": [tensor_metadata(t) for t in served.outputs]})
+        return {"name": name, "versions": [str(v) for v in sorted(model.versions)],
+                "platform": "kiln", "inputs": [tensor_metadata(t) for t in served.inputs],
+                "outputs": [tensor_metadata(t) for t in served.outputs]}
 
     def _model_ready(self, name: str, version: str | None) -> Answer:
         ready, reason = self.model_readiness(name, version)
@@ -254,14 +255,22 @@ class InferenceApp:
                 found.state.lower()
         return ready, reason
 
-    def _stats(self, name: str, version: str | None) -> Answer:
+    def statistics(self, name: str | None, version: str | None) -> list[dict[str, Any]]:
+        """The statistics extension's model_stats: of every version of every model (`name`
+        None), of model `name`, or of its `version`; REST and gRPC alike. NotFound for an
+        unknown model or version."""
+        if name is None:
+            return [v.stats.as_dict(m.name, n) for m in self.repository.models()
+                    for n, v in sorted(m.versions.items())]
         model = self.repository.model(name)
         versions = sorted(model.versions.items())
         if version is not None:
             versions = [(n, v) for n, v in versions if str(n) == version]
             if not versions:
-                raise NotFound(f"model {name!r} has no version {version!r}")
-        return _json(200, {"model_stats": [v.stats.as_dict(name, n) for n, v in versions]})
+                known = ", ".join(str(v) for v in sorted(model.versions)) or "none"
+                raise NotFound(f"model {name!r} has no version {version!r}; its versions "
+                               f"are: {known}")
+        return [v.stats.as_dict(name, n) for n, v in versions]
 
     # -- the repository extension -----------------------------------------------------------
 
@@ -361,23 +370,30 @@ class InferenceApp:
                 self.metrics.outcome(name, label, "invalid")
                 raise
             except QueueTimeout:
-                self.metrics.outcome(name, label, "timed_out")
-                served.stats.finished(False, time.perf_counter() - start, None)
+                self._answered(served, "timed_out", start)
                 raise
             except Exception as exc:   # the model's run failed: this request's answer only
-                self.metrics.outcome(name, label, "failed")
-                served.stats.finished(False, time.perf_counter() - start, None)
+                self._answered(served, "failed", start)
                 raise RequestError(500, f"{served.label} failed to run: {exc}") from None
             answer = encode(served, request, outputs)
-            total = time.perf_counter() - start
-            self.metrics.outcome(name, label, "success")
-            self.metrics.timings(name, label, timings.queue, timings.compute, total)
-            served.stats.finished(True, total, timings.queue)
+            self._answered(served, "success", start, timings)
             record["kiln.timings"] = timings
             return answer
         finally:
             served.release()
             self.active -= 1
+
+    def _answered(self, served: ModelVersion, outcome: str, start: float,
+                  timings: Timings | None = None) -> None:
+        """Count a request that reached `served`'s queue, in the metrics (its outcome and,
+        for a success, its timings) and in the statistics extension (success or fail), in
+        one place so that the two always agree."""
+        total = time.perf_counter() - start
+        label = str(served.version)
+        self.metrics.outcome(served.model, label, outcome)
+        if timings is not None:
+            self.metrics.timings(served.model, label, timings.queue, timings.compute, total)
+        served.stats.finished(outcome == "success", total, timings and timings.queue)
 
     @staticmethod
     def _timeout(served: ModelVersion, timeout_us: float | None) -> float | None:

@@ -274,6 +274,11 @@ class Repository:
         schedulers = [v.scheduler for m in self.models() for v in list(m.versions.values())]
         return sum(s.busy for s in schedulers if s is not None)
 
+    def refuse_queued(self, message: str) -> int:
+        """Refuse (503) the requests still queued for every loaded version; how many."""
+        schedulers = [v.scheduler for m in self.models() for v in list(m.versions.values())]
+        return sum(s.refuse_queued(message) for s in schedulers if s is not None)
+
     # -- loading ----------------------------------------------------------------------------
 
     def plan_threads(self) -> int:

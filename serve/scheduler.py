@@ -103,12 +103,21 @@ class Scheduler:
         self._running = 0
         self._closing = False
         self._compute_ewma = 0.0   # seconds per request, for Retry-After
-        work = self._work if batching is None else self._work_batched
-        self._workers = [threading.Thread(target=work, args=(session,), daemon=True,
-                                          name=f"kiln-serve {label} #{i}")
+        self._workers = [threading.Thread(target=self._work, args=(self._runner(session),),
+                                          daemon=True, name=f"kiln-serve {label} #{i}")
                          for i, session in enumerate(sessions)]
         for worker in self._workers:
             worker.start()
+
+    def _runner(self, sessions: Session | Mapping[int, Session]
+                ) -> Callable[[list[_Job]], tuple[list[dict[str, np.ndarray]], int]]:
+        """How one instance runs the requests its worker takes: one on its session, or
+        several joined into a batch on its sessions by batch size."""
+        if self.batching is None:
+            return lambda jobs: ([sessions.run(jobs[0].feed)], 0)
+        sizes = sorted(sessions)
+        return lambda jobs: run_joined([job.feed for job in jobs], [job.rows for job in jobs],
+                                       sessions, sizes)
 
     @property
     def depth(self) -> int:
@@ -189,45 +198,6 @@ class Scheduler:
         except Exception:   # noqa: BLE001  (a bug in the hook, not in the request)
             traceback.print_exc(file=sys.stderr)
 
-    def _work(self, session: Session) -> None:
-        while True:
-            with self._cond:
-                while not self._queue and not self._closing:
-                    self._cond.wait()
-                if not self._queue:
-                    return   # closing, and nothing left to do
-                job = self._queue.popleft()
-                now = time.perf_counter()
-                if job.deadline is not None and now > job.deadline:
-                    job.state = _EXPIRED
-                    expired = True
-                else:
-                    job.state, job.started = _RUNNING, now
-                    self._running += 1
-                    expired = False
-            if expired:
-                job.loop.call_soon_threadsafe(
-                    _resolve, job.future, None,
-                    self._timeout_error(job, job.deadline - job.enqueued))
-                continue
-            result, error = None, None
-            try:
-                outputs = session.run(job.feed)
-                finished = time.perf_counter()
-                result = (outputs, Timings(job.started - job.enqueued, finished - job.started))
-            except Exception as exc:   # the model's failure goes back to its request
-                finished = time.perf_counter()
-                error = exc
-            compute = finished - job.started
-            self._compute_ewma = 0.9 * self._compute_ewma + 0.1 * compute if \
-                self._compute_ewma else compute
-            self._report(self._on_compute, compute, error is None)
-            with self._cond:
-                job.state = _DONE
-                self._running -= 1
-                self._cond.notify_all()
-            job.loop.call_soon_threadsafe(_resolve, job.future, result, error)
-
     def _gather(self) -> list[_Job] | None:
         """Under the lock: wait for the requests of the next batch and take them out of the
         queue (None once closing with nothing left). See the module docstring."""
@@ -238,7 +208,7 @@ class Scheduler:
                     return None
                 self._cond.wait()
                 continue
-            if not batching.join:
+            if batching is None or not batching.join:
                 return [self._queue.popleft()]
             count = total = preferred_at = 0
             full = False
@@ -263,8 +233,11 @@ class Scheduler:
                 take = count
             return [self._queue.popleft() for _ in range(take)]
 
-    def _work_batched(self, sessions: Mapping[int, Session]) -> None:
-        sizes = sorted(sessions)
+    def _work(self, run: Callable[[list[_Job]], tuple[list[dict[str, np.ndarray]], int]]
+              ) -> None:
+        """A worker: take the next requests (one, or a batch), answer those past their
+        timeout with 504, `run` the rest (their outputs in order, and the rows of padding)
+        and answer each, until the scheduler closes with nothing left."""
         while True:
             with self._cond:
                 jobs = self._gather()
@@ -289,15 +262,15 @@ class Scheduler:
             rows = sum(job.rows for job in batch)
             answers, error, padded = None, None, 0
             try:
-                answers, padded = run_joined([job.feed for job in batch],
-                                             [job.rows for job in batch], sessions, sizes)
+                answers, padded = run(batch)
             except Exception as exc:   # the model's failure goes back to the batch's requests
                 error = exc
             compute = time.perf_counter() - now
             self._compute_ewma = 0.9 * self._compute_ewma + 0.1 * compute if \
                 self._compute_ewma else compute
             self._report(self._on_compute, compute, error is None)
-            self._report(self._on_batch, rows, padded, compute, error is None)
+            if self.batching is not None:
+                self._report(self._on_batch, rows, padded, compute, error is None)
             with self._cond:
                 for job in batch:
                     job.state = _DONE
@@ -310,6 +283,20 @@ class Scheduler:
                 by_loop.setdefault(job.loop, []).append((job.future, result, error))
             for loop, answered in by_loop.items():   # one wake-up of each loop a batch
                 loop.call_soon_threadsafe(_resolve_all, answered)
+
+    def refuse_queued(self, message: str) -> int:
+        """Answer every request still waiting in the queue with Unavailable(`message`)
+        (503, gRPC UNAVAILABLE) without computing it, so that its client can retry
+        elsewhere rather than see its connection dropped; the ones running finish. Returns
+        how many were refused."""
+        with self._cond:
+            jobs = list(self._queue)
+            self._queue.clear()
+            for job in jobs:
+                job.state = _EXPIRED
+        for job in jobs:
+            job.loop.call_soon_threadsafe(_resolve, job.future, None, Unavailable(message))
+        return len(jobs)
 
     def close(self, timeout: float | None = None, abandon_queued: bool = False) -> bool:
         """Refuse new requests, let the workers finish every queued one (or, with

@@ -5,8 +5,9 @@ loaded), serve, and on SIGTERM or SIGINT drain before exiting.
 Draining: readiness turns false at once (a load balancer stops sending new requests), new
 inference requests are refused with 503 (a client retries another replica), the queued and
 running ones finish and are answered, then the listener closes and the process exits: all
-within the grace period (--grace-period), after which whatever is left is abandoned. A
-second signal exits at once. gRPC requests are counted and refused by the same
+within the grace period (--grace-period), after which the requests still queued are
+answered 503 uncomputed and the runs in progress get a last second. A second signal exits
+at once. gRPC requests are counted and refused by the same
 application, so the drain covers them; the gRPC listener closes after the HTTP one.
 """
 
@@ -225,7 +226,11 @@ class ModelServer:
             await asyncio.sleep(0.01)
         left = self.app.active
         if left:
-            self.log(f"kiln serve: the grace period passed with {left} request(s) unanswered")
+            refused = self.repository.refuse_queued(
+                "the server is shutting down and its grace period passed before this request "
+                "was computed; send it to another replica")
+            self.log(f"kiln serve: the grace period passed with {left} request(s) unanswered: "
+                     f"{refused} still queued refused with 503, the rest are running")
         self._uvicorn.should_exit = True
 
 

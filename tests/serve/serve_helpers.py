@@ -1,13 +1,18 @@
 """Helpers of the server tests: plain HTTP requests (http.client: nothing between the test
 and the bytes on the wire), a reader of the Prometheus metrics, the slow model's request,
-and the building of model repositories."""
+the building of model repositories, and `kiln serve` run as a process of its own."""
 
 from __future__ import annotations
 
 import http.client
 import json
 import os
+import queue
 import shutil
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -119,3 +124,43 @@ class Connection:
 
     def close(self) -> None:
         self._connection.close()
+
+
+class ServerProcess:
+    """`python -m kiln serve REPO --http-port 0 ...` with its output read line by line."""
+
+    def __init__(self, *args: str):
+        env = dict(os.environ, PYTHONPATH=kiln_pythonpath(), PYTHONUNBUFFERED="1")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "kiln", "serve", *args, "--http-port", "0",
+             "--grpc-port", "0"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.output: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        line = self.wait_for("listening on http://")
+        self.url = line.rsplit("http://", 1)[1].strip()
+
+    def _read(self) -> None:
+        for line in self.process.stdout:
+            self.output.append(line)
+            self.lines.put(line)
+
+    def wait_for(self, text: str, timeout: float = 60.0) -> str:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            try:
+                line = self.lines.get(timeout=0.1)
+            except queue.Empty:
+                if self.process.poll() is not None and self.lines.empty():
+                    break
+                continue
+            if text in line:
+                return line
+        raise AssertionError(f"no line with {text!r} from the server; it wrote:\n"
+                             + "".join(self.output))
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(10)

@@ -394,7 +394,7 @@ def test_sigterm_drains_grpc_requests(artifacts, tmp_path):
     """`kiln serve` as a process: calls in flight when SIGTERM comes are all answered; a
     call after it is UNAVAILABLE (retry on another replica), ServerReady turns false, and
     the process exits 0."""
-    from test_serve_lifecycle import ServerProcess
+    from serve_helpers import ServerProcess
 
     add_model(tmp_path, "slow", artifacts["slow"],
               config={"max_queue_size": 64, "threads_per_instance": 1})

@@ -1,66 +1,29 @@
 """`kiln serve` as a process: it prints its thread budget and address, serves, and on
 SIGTERM turns not ready at once, refuses new requests, answers every request in flight,
-and exits 0. And the command's own errors: a missing repository, a missing extra."""
+and exits 0. A model whose run reports an error status fails that request alone (500) and
+the server serves on. And the command's own errors: a missing repository, a missing
+extra."""
 
 from __future__ import annotations
 
 import json
-import os
-import queue
 import signal
-import subprocess
 import sys
 import threading
 import time
 
+import numpy as np
 import pytest
 
-from serve_helpers import add_model, kiln_pythonpath, metric, request, slow_body
+from reference import assert_model_output, run_onnxruntime
+from serve_helpers import ServerProcess, add_model, binary_answer, binary_body, metric, \
+    request, slow_body
+from serve_models import conv_model
 
 
 #: requests in flight when SIGTERM comes: enough that the drain takes a while (the slow
 #: model runs for milliseconds each, one at a time)
 REQUESTS = 32
-
-
-class ServerProcess:
-    """`python -m kiln serve REPO --http-port 0 ...` with its output read line by line."""
-
-    def __init__(self, *args: str):
-        env = dict(os.environ, PYTHONPATH=kiln_pythonpath(), PYTHONUNBUFFERED="1")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "kiln", "serve", *args, "--http-port", "0",
-             "--grpc-port", "0"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.output: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-        line = self.wait_for("listening on http://")
-        self.url = line.rsplit("http://", 1)[1].strip()
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            self.output.append(line)
-            self.lines.put(line)
-
-    def wait_for(self, text: str, timeout: float = 60.0) -> str:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            try:
-                line = self.lines.get(timeout=0.1)
-            except queue.Empty:
-                if self.process.poll() is not None and self.lines.empty():
-                    break
-                continue
-            if text in line:
-                return line
-        raise AssertionError(f"no line with {text!r} from the server; it wrote:\n"
-                             + "".join(self.output))
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait(10)
 
 
 @pytest.fixture
@@ -147,15 +110,23 @@ def test_live_at_once_ready_only_once_loaded(artifacts, tmp_path):
 
 def test_the_grace_period_bounds_the_drain(drain_repo):
     """With far more queued work than 50 ms of grace, the process still exits promptly
-    after SIGTERM (the queued rest dropped), and says how many it left unanswered."""
+    after SIGTERM: the requests still queued are answered 503 uncomputed (their clients can
+    retry elsewhere), and it says how many."""
     server = ServerProcess(str(drain_repo), "--threads", "1", "--grace-period", "0.05")
     try:
         server.wait_for("1 of 1 model(s) ready")
         body, headers = slow_body()
         count = 60
-        senders = [threading.Thread(target=request, daemon=True,
-                                    args=(server.url, "POST", "/v2/models/slow/infer", body,
-                                          headers)) for _ in range(count)]
+        statuses: list = []
+
+        def send() -> None:
+            try:
+                statuses.append(request(server.url, "POST", "/v2/models/slow/infer", body,
+                                        headers)[0])
+            except OSError as exc:   # connected after the listener closed, or dropped
+                statuses.append(type(exc).__name__)
+
+        senders = [threading.Thread(target=send, daemon=True) for _ in range(count)]
         for sender in senders:
             sender.start()
         end = time.monotonic() + 30
@@ -165,8 +136,15 @@ def test_the_grace_period_bounds_the_drain(drain_repo):
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(30) == 0
         assert time.monotonic() - began < 5
-        server.wait_for("the grace period passed with")
+        line = server.wait_for("the grace period passed with")
+        refused = int(line.split(": ")[-1].split()[0])
+        assert refused >= 30, line
         server.wait_for("kiln serve: stopped")
+        for sender in senders:
+            sender.join(10)
+        # every request the server had queued got an answer: 200 or 503, none dropped
+        assert statuses.count(503) >= refused, statuses
+        assert statuses.count(200) + statuses.count(503) >= 40, statuses
     finally:
         server.close()
 
@@ -203,3 +181,38 @@ def test_unload_answers_the_queued_requests_first(drain_repo):
             assert metric(background.url, "kiln_runtime_threads") == 0
         finally:
             client.close()
+
+
+def test_a_run_that_reports_an_error_status_fails_its_request_alone(artifacts, tmp_path):
+    """The C session behind model "broken" is destroyed behind its loader's back, so the
+    artifact's session_run reports KILN_INVALID_ARGUMENT (not a live session) on every run:
+    each request to it is a 500 saying so, counted as failed, while its worker, the health
+    probes and model "good" go on serving."""
+    from kiln.serve.server import BackgroundServer, ServeOptions
+
+    for name in ("broken", "good"):
+        add_model(tmp_path, name, artifacts["conv"], config={"threads_per_instance": 1})
+    with BackgroundServer(tmp_path, ServeOptions(http_port=0, threads=2)) as background:
+        url = background.url
+        (session,) = background.server.repository.version("broken", None).sessions
+        session._lib["session_destroy"](session._handle)   # the pointer is now stale
+        x = np.random.default_rng(4).standard_normal((1, 3, 16, 16)).astype(np.float32)
+        (expected,) = run_onnxruntime(conv_model(), {"x": x})
+        for attempt in range(3):   # the worker outlives each failure
+            status, _, body = request(url, "POST", "/v2/models/broken/infer",
+                                      *binary_body("x", x))
+            assert status == 500, body
+            error = json.loads(body)["error"]
+            assert "model 'broken' version 1 failed to run" in error, error
+            assert "invalid argument" in error and "not a live session" in error, error
+            assert request(url, "GET", "/v2/health/ready")[0] == 200
+            status, headers, body = request(url, "POST", "/v2/models/good/infer",
+                                            *binary_body("x", x))
+            assert status == 200, body
+            assert_model_output(binary_answer(headers, body)[1], expected)
+        assert metric(url, "kiln_inference_requests_total", model="broken", version="1",
+                      outcome="failed") == 3
+        assert metric(url, "kiln_inference_requests_total", model="good", version="1",
+                      outcome="success") == 3
+        stats = json.loads(request(url, "GET", "/v2/models/broken/stats")[2])
+        assert stats["model_stats"][0]["inference_stats"]["fail"]["count"] == 3

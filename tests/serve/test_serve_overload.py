@@ -1,7 +1,9 @@
 """Overload on loopback, with bounded request counts: a full queue refuses at once with 503
 and Retry-After; a request whose timeout passes in the queue is refused with 504 without
-being computed; health probes are answered while the models are busy; the metrics count
-each outcome as the client saw it."""
+being computed; at twice the rate the model can serve, every request is answered at once
+(success or 503), none times out, and the accepted ones stay within the queue's bound;
+health probes are answered while the models are busy; the metrics count each outcome as
+the client saw it."""
 
 from __future__ import annotations
 
@@ -9,8 +11,9 @@ import json
 import threading
 import time
 
+import numpy as np
 
-from serve_helpers import metric, request, slow_body
+from serve_helpers import Connection, ServerProcess, add_model, metric, request, slow_body
 
 def burst(url: str, path: str, count: int) -> list[tuple[int, dict, bytes, float]]:
     """`count` requests sent at once from as many threads: (status, headers, body, seconds)
@@ -106,3 +109,127 @@ def test_health_probes_are_answered_while_the_models_compute(server):
             worker.join(30)
     assert all(status == 200 for status, _ in probes), probes
     assert max(seconds for _, seconds in probes) < 0.5, probes
+
+
+#: the overloaded model's queue: short, so that a request is refused rather than left to
+#: wait past its timeout
+OVERLOAD_QUEUE = 4
+OVERLOAD_TIMEOUT_S = 0.5
+#: seconds of traffic at twice the peak rate
+OVERLOAD_SECONDS = 2.0
+SENDERS = 16
+
+
+def closed_loop_rate(url: str, path: str, clients: int, seconds: float) -> float:
+    """Requests a second answered 200 with `clients` threads sending back to back: the
+    model's peak rate when `clients` covers its instances and the hand-off."""
+    body, headers = slow_body()
+    done = [0] * clients
+    end = time.perf_counter() + seconds
+
+    def run(i: int) -> None:
+        connection = Connection(url)
+        try:
+            while time.perf_counter() < end:
+                status, _, _ = connection.post(path, body, headers)
+                assert status == 200, status
+                done[i] += 1
+        finally:
+            connection.close()
+
+    began = time.perf_counter()
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return sum(done) / (time.perf_counter() - began)
+
+
+def open_loop(url: str, path: str, rate: float, seconds: float
+              ) -> list[tuple[int, str, float, float]]:
+    """Poisson arrivals at `rate` a second for `seconds`, sent by SENDERS threads on
+    keep-alive connections: (status, error text, seconds from the scheduled send time to
+    the answer, seconds from the actual send) of each. Timing from the scheduled time
+    counts a request the client sent late (all senders busy) as waiting, so that a slow
+    server cannot hide behind a slow client."""
+    body, headers = slow_body()
+    gaps = np.random.default_rng(7).exponential(1.0 / rate, int(rate * seconds * 1.5))
+    offsets = np.cumsum(gaps)
+    offsets = offsets[offsets < seconds]
+    results: list = [None] * len(offsets)
+    next_index = iter(range(len(offsets)))
+    lock = threading.Lock()
+    start = time.perf_counter() + 0.05
+
+    def run() -> None:
+        connection = Connection(url, timeout=10)
+        try:
+            while True:
+                with lock:
+                    i = next(next_index, None)
+                if i is None:
+                    return
+                scheduled = start + offsets[i]
+                pause = scheduled - time.perf_counter()
+                if pause > 0:
+                    time.sleep(pause)
+                sent = time.perf_counter()
+                status, _, reply = connection.post(path, body, headers)
+                answered = time.perf_counter()
+                error = json.loads(reply)["error"] if status != 200 else ""
+                results[i] = (status, error, answered - scheduled, answered - sent)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(SENDERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert all(r is not None for r in results), "a request got no answer"
+    return results
+
+
+def test_twice_the_peak_rate_is_answered_with_successes_and_prompt_503s(artifacts, tmp_path):
+    """`kiln serve` as a process, the slow model on one thread behind a queue of 4 and a
+    0.5 s queue timeout. Its peak rate measured closed loop, then Poisson arrivals at twice
+    that: each answer is a 200 or a 503 (never a 504, a 500 or no answer), a 503 comes
+    without queueing, the accepted p99 stays under the queue timeout plus one service time,
+    and the server's counters equal the client's counts."""
+    add_model(tmp_path, "hot", artifacts["slow"],
+              config={"max_queue_size": OVERLOAD_QUEUE, "threads_per_instance": 1,
+                      "default_timeout_ms": OVERLOAD_TIMEOUT_S * 1e3})
+    server = ServerProcess(str(tmp_path), "--threads", "1")
+    try:
+        server.wait_for("1 of 1 model(s) ready")
+        path = "/v2/models/hot/infer"
+        peak = closed_loop_rate(server.url, path, 2, 1.0)
+        compute = metric(server.url, "kiln_compute_duration_seconds_sum", model="hot",
+                         version="1") / metric(server.url, "kiln_compute_duration_seconds_count",
+                                               model="hot", version="1")
+        before = outcomes(server.url, "hot")
+        results = open_loop(server.url, path, 2 * peak, OVERLOAD_SECONDS)
+        after = outcomes(server.url, "hot")
+    finally:
+        server.close()
+    statuses = [r[0] for r in results]
+    assert set(statuses) <= {200, 503}, sorted(set(statuses))
+    accepted = np.array([r[2] for r in results if r[0] == 200])
+    refused = [r for r in results if r[0] == 503]
+    # twice the peak: about half must be refused, and the model kept busy
+    assert len(refused) > len(results) / 4, (len(refused), len(results), peak)
+    assert len(accepted) > peak * OVERLOAD_SECONDS / 2, (len(accepted), peak)
+    for _, error, _, on_the_wire in refused:
+        assert "the queue is full" in error, error
+    refusal_wire = np.array([r[3] for r in refused])
+    # a refusal waits for no run: its median is far below one service time, and not one
+    # waits for the queue to move
+    assert np.median(refusal_wire) < compute / 2, (np.median(refusal_wire), compute)
+    assert refusal_wire.max() < OVERLOAD_QUEUE * compute + OVERLOAD_TIMEOUT_S / 2, \
+        refusal_wire.max()
+    p99 = float(np.percentile(accepted, 99))
+    assert p99 < OVERLOAD_TIMEOUT_S + compute, (p99, compute)
+    assert after["success"] - before["success"] == len(accepted)
+    assert after["rejected"] - before["rejected"] == len(refused)
+    assert after["timed_out"] == before["timed_out"] and after["failed"] == before["failed"]
