@@ -33,7 +33,8 @@ class Outcome:
 
     status: str
     reason: str = ""
-    groups: list[str] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)             # the default's groups
+    candidate_groups: list[str] = field(default_factory=list)   # the candidate's
     candidate: list[list[float]] = field(default_factory=list)   # [repeat][group]
     default: list[list[float]] = field(default_factory=list)
     noise: float = 0.0
@@ -44,9 +45,10 @@ class Outcome:
         the median over repeats of their ratio, and that ratio's relative spread (the
         interquartile range over the median)."""
         index = [self.groups.index(g) for g in groups if g in self.groups]
-        if not index:
+        theirs = [self.candidate_groups.index(g) for g in groups if g in self.candidate_groups]
+        if not index or not theirs:
             return 0.0, 0.0, 0.0, 0.0
-        cand = np.array(self.candidate)[:, index].sum(axis=1)
+        cand = np.array(self.candidate)[:, theirs].sum(axis=1)
         default = np.array(self.default)[:, index].sum(axis=1)
         ratios = cand / np.maximum(default, 1e-12)
         low, middle, high = np.percentile(ratios, [25, 50, 75])
@@ -61,6 +63,12 @@ class Outcome:
         low, middle, high = np.percentile(delta, [25, 50, 75])
         return float(middle), float((high - low) / max(np.median(
             np.array(self.default).sum(axis=1)), 1e-12))
+
+    def total_ratio(self) -> float:
+        """The median over repeats of the whole model's time under the candidate over
+        under the default (every group of each, whatever groups each has)."""
+        return float(np.median(np.array(self.candidate).sum(axis=1)
+                               / np.maximum(np.array(self.default).sum(axis=1), 1e-12)))
 
     def per_group(self) -> dict[str, float]:
         """Median seconds of each group under the default."""
@@ -148,7 +156,8 @@ class Measurer:
             result = json.loads(result_path.read_text())
         if result["status"] != "ok":
             return Outcome(result["status"], result["reason"])
-        return Outcome("ok", groups=result["groups"], candidate=result["candidate"],
+        return Outcome("ok", groups=result["groups"],
+                       candidate_groups=result["candidate_groups"], candidate=result["candidate"],
                        default=result["default"], noise=result["noise"],
                        machine=result["machine"])
 

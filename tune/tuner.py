@@ -52,6 +52,8 @@ MIN_TRIALS = 4
 EXPLORE = 0.25
 #: Mutants the search ranks with the cost model for each one it measures.
 POOL = 48
+#: Joint measurements of every task's best at the end, at most (see Tuner._validate).
+VALIDATIONS = 3
 
 
 class TuneError(KilnError, ValueError):
@@ -86,9 +88,9 @@ class Task:
         return len(self.measured) + len(self.failed)
 
     def ratio(self, candidate: Candidate) -> float:
-        """The mean of a measured candidate's ratios to the default."""
-        ratios = self.measured[candidate]
-        return sum(ratios) / len(ratios)
+        """A measured candidate's worst ratio to the default: a gain counts only when
+        every measurement of it shows one."""
+        return max(self.measured[candidate])
 
     def ranked(self) -> list[Candidate]:
         return sorted(self.measured, key=self.ratio)
@@ -336,16 +338,7 @@ class Tuner:
         """Measure candidates together; on a failure, halve until each is accounted for."""
         outcome = self.measurer.measure([self._line(t, c) for t, c in trial])
         if outcome.status == "ok":
-            for task, candidate in trial:
-                if candidate.kernel in task.space.reshaping:   # measured alone: see Space
-                    _, default, _, _ = outcome.seconds(task.groups)
-                    change, noise = outcome.change()
-                    seconds = default + change
-                else:
-                    _, default, ratio, noise = outcome.seconds(task.groups)
-                    seconds = default * ratio
-                if default > 0 and seconds > 0:
-                    self._record(task, candidate, outcome, seconds, default, noise)
+            self._account(trial, outcome)
             return
         if len(trial) == 1:
             self._record(trial[0][0], trial[0][1], outcome)
@@ -355,6 +348,18 @@ class Tuner:
         half = len(trial) // 2
         self.evaluate(trial[:half])
         self.evaluate(trial[half:])
+
+    def _account(self, trial: list[tuple[Task, Candidate]], outcome: Outcome) -> None:
+        """Record each candidate's time from a measurement that ran them all."""
+        alone = len(trial) == 1
+        for task, candidate in trial:
+            _, default, ratio, noise = outcome.seconds(task.groups)
+            seconds = default * ratio
+            if alone and candidate.kernel in task.space.reshaping:   # see Space.reshaping
+                change, noise = outcome.change()
+                seconds = default + change
+            if default > 0 and seconds > 0:
+                self._record(task, candidate, outcome, seconds, default, noise)
 
     def _record(self, task: Task, candidate: Candidate, outcome: Outcome,
                 seconds: float | None = None, default: float | None = None,
@@ -456,18 +461,27 @@ class Tuner:
                           validated)
 
     def _validate(self, tasks: list[Task]) -> float | None:
-        """The whole model's measured speedup with every task's best candidate at once
-        (None: no task beat its default, or that artifact failed, which is logged)."""
-        lines = [self._line(t, best) for t in tasks for best in [t.best()[0]] if best]
-        if not lines:
-            return None
-        outcome = self.measurer.measure(lines)
-        if outcome.status != "ok":
-            self.log(f"the artifact with every best schedule {outcome.status}: "
-                     f"{outcome.reason}")
-            return None
-        _, _, ratio, _ = outcome.seconds(outcome.groups)
-        return 1.0 / ratio if ratio > 0 else None
+        """Measure every task's best at once, and record each one's time in that company:
+        a group's time also depends on what the groups around it leave in the caches, so a
+        best that loses beside the others' bests stops being the best. Repeated (a few
+        times at most) until the bests hold; returns the whole model's measured speedup
+        with them (None: no task beat its default, or that artifact failed, logged)."""
+        gain = None
+        for _ in range(VALIDATIONS):
+            bests = [(t, best) for t in tasks for best in [t.best()[0]] if best]
+            if not bests:
+                return None
+            outcome = self.measurer.measure([self._line(t, c) for t, c in bests])
+            if outcome.status != "ok":
+                self.log(f"the artifact with every best schedule {outcome.status}: "
+                         f"{outcome.reason}")
+                return None
+            self._account(bests, outcome)
+            ratio = outcome.total_ratio()
+            gain = 1.0 / ratio if ratio > 0 else None
+            if [(t, t.best()[0]) for t, _ in bests] == bests:
+                break
+        return gain
 
     def prepare(self, workdir: Path) -> list[Task]:
         """The tasks worth tuning, with their shares of the default artifact's time (built

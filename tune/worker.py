@@ -56,8 +56,10 @@ def measure(job: dict, folder: Path) -> dict:
                     or time.monotonic() > deadline:
                 break
         names = [name for name, _ in profile(default, feed, 1)]
+        candidate_names = [name for name, _ in profile(candidate, feed, 1)]
     spread = (max(ratios[-3:]) - min(ratios[-3:])) / float(np.median(ratios[-3:]))
-    return {"status": "ok", "groups": names, "default": times["default"],
+    return {"status": "ok", "groups": names, "candidate_groups": candidate_names,
+            "default": times["default"],
             "candidate": times["candidate"], "noise": spread, "repeats": len(ratios),
             "machine": host_cpu()}
 

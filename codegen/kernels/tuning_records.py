@@ -19,7 +19,8 @@ its median. `schedule_format` fingerprints the kernel's schedule type
 stale. A failed candidate has status "crashed", "hung", "wrong" or "failed" and a reason.
 
 `best_lines` picks, per signature, the measured candidate with the largest speedup above 1
-(the mean over its measurements: the tuner measures a winner again before it counts)
+(the least of its measurements: the tuner measures a winner again before it counts, and
+once more beside the other signatures' winners)
 among the records that apply to this compilation (same target, CPU level, vector width,
 machine and thread count, current schedule format), as schedule-file lines; every record
 that does not apply is counted in a note that says why.
@@ -140,7 +141,7 @@ def best_lines(records: list[tuple[str, dict[str, Any]]], target: str, cpu: str,
         gains.setdefault(candidate, (where, line, []))[2].append(gain)
     best: dict[str, tuple[float, str, dict[str, Any]]] = {}
     for (key, _, _), (where, line, measured) in gains.items():
-        gain = sum(measured) / len(measured)
+        gain = min(measured)
         if gain > 1.0 and (key not in best or gain > best[key][0]):
             best[key] = (gain, f"the tuning record at {where}", line)
     notes = [f"ignored {count} tuning record{'s' if count > 1 else ''}: {reason}"

@@ -102,8 +102,8 @@ def test_a_tune_writes_records_that_resume_and_that_compile_applies(tmp_path):
         candidate = (json.dumps(r["signature"], sort_keys=True), r["kernel"],
                      json.dumps(r["schedule"], sort_keys=True))
         measurements.setdefault(candidate, []).append(r["default_seconds"] / r["seconds"])
-    for candidate, gains in measurements.items():   # again only to confirm a first win
-        assert len(gains) == 1 or (len(gains) == 2 and gains[0] > 1), (candidate, gains)
+    for candidate, gains in measurements.items():   # again only while it keeps winning
+        assert all(gain > 1 for gain in gains[:-1]), (candidate, gains)
     per_task: dict[str, int] = {}
     for signature, _, _ in measurements:
         per_task[signature] = per_task.get(signature, 0) + 1
@@ -118,7 +118,7 @@ def test_a_tune_writes_records_that_resume_and_that_compile_applies(tmp_path):
     for record in everything:
         candidate = (json.dumps(record["signature"], sort_keys=True), record["kernel"],
                      json.dumps(record["schedule"], sort_keys=True))
-        gain = float(np.mean(measurements[candidate]))
+        gain = min(measurements[candidate])
         if gain > 1 and gain > best.get(candidate[0], (1.0, None))[0]:
             best[candidate[0]] = (gain, record)
     for gain, record in best.values():
