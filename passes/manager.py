@@ -28,6 +28,7 @@ from .fuse_layer_norm import fuse_layer_norm
 from .fuse_swish import fuse_swish
 from .pad_convs import pad_convs
 from .plan_memory import plan_memory
+from .qdq_to_integer import qdq_to_integer
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,9 @@ class Pass:
 
 
 PIPELINE: list[Pass] = [
+    Pass("qdq_to_integer", qdq_to_integer,
+         "dequantize -> conv/matmul -> quantize -> integer qconv2d/qmatmul, weights 8-bit "
+         "(before folding turns dequantized weights into float)"),
     Pass("fold_constants", fold_constants,
          "compute what is known at compile time; drop identities"),
     Pass("dce", dce, "drop nodes whose results nobody reads"),

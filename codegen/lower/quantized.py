@@ -41,21 +41,27 @@ def finish(ctx: LowerContext, node: Node, acc: K.Expr, column: K.Expr) -> K.Expr
     `column`: acc itself (out int32), saturate(round(float(acc + bias) * scale) + y_zero)
     (int8/uint8, rounding half to even: C's nearbyint in the default rounding mode), or
     float(acc) * scale + bias (float32; float(acc + bias) * scale for an int32 bias). A
-    run-time scale of A multiplies the column's scale first."""
+    run-time scale of A multiplies the column's scale first; `relu` bounds the result below
+    by y_zero_point (8-bit) or 0 (float32)."""
     out = node.output.dtype
     if out is I32:
         return acc
     bias, scale = (ctx.load(v, column) for v in node.inputs[3:5])
     if run_time_inputs(node.attrs) == 2:
         scale = ctx.load(node.inputs[-1], K.const(0)) * scale
+    relu = node.attrs.get("relu", False)
     if out is F32:
         if node.inputs[3].dtype is I32:
-            return K.cast(acc + bias, F32) * scale
-        return K.cast(acc, F32) * scale + bias
+            y = K.cast(acc + bias, F32) * scale
+        else:
+            y = K.cast(acc, F32) * scale + bias
+        return K.maximum(y, K.const(0.0, F32)) if relu else y
     value = K.call("round", K.cast(acc + bias, F32) * scale)
     info = np.iinfo(out.numpy)
-    value = value + K.const(node.attrs["y_zero_point"], F32)
-    value = K.minimum(K.maximum(value, K.const(info.min, F32)), K.const(info.max, F32))
+    y_zero = node.attrs["y_zero_point"]
+    value = value + K.const(y_zero, F32)
+    low = max(info.min, y_zero) if relu else info.min
+    value = K.minimum(K.maximum(value, K.const(low, F32)), K.const(info.max, F32))
     return K.cast(value, out)
 
 

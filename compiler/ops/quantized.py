@@ -5,6 +5,8 @@ ONNX's quantized ops fused in (QLinearConv, QLinearMatMul, MatMulInteger, ConvIn
     out="int32":          y = acc
     out="int8"/"uint8":   y = saturate(round_half_even(float32(acc + bias[n]) * scale[n])
                                        + y_zero_point)
+    relu:                 y = max(y, y_zero_point) (8-bit), max(y, 0) (float32): a Relu
+                          before the quantize (its zero is y_zero_point)
     out="float32":        y = float32(acc) * scale[n] + bias[n]        (float32 bias)
                           y = float32(acc + bias[n]) * scale[n]        (int32 bias)
 
@@ -82,8 +84,8 @@ def _check(types: list[TensorType], attrs: dict[str, Any], columns: int) -> Tens
     return TensorType(OUTPUTS[out], ())
 
 
-def _finish(acc: np.ndarray, rest: tuple, out: str, y_zero_point: int, column_axis: int
-            ) -> np.ndarray:
+def _finish(acc: np.ndarray, rest: tuple, out: str, y_zero_point: int, column_axis: int,
+            relu: bool) -> np.ndarray:
     """The requantize / dequantize epilogue on an int64 accumulator."""
     acc = acc.astype(np.int32)
     if out == "int32":
@@ -96,11 +98,14 @@ def _finish(acc: np.ndarray, rest: tuple, out: str, y_zero_point: int, column_ax
         scale = np.float32(rest[2].reshape(())) * scale
     if out == "float32":
         if bias.dtype == np.int32:
-            return (acc + bias).astype(np.float32) * scale
-        return acc.astype(np.float32) * scale + bias.astype(np.float32)
+            y = (acc + bias).astype(np.float32) * scale
+        else:
+            y = acc.astype(np.float32) * scale + bias.astype(np.float32)
+        return np.maximum(y, np.float32(0)) if relu else y
     info = np.iinfo(OUTPUTS[out].numpy)
     value = np.rint((acc + bias.astype(np.int32)).astype(np.float32) * scale)
-    return np.clip(value + y_zero_point, info.min, info.max).astype(OUTPUTS[out].numpy)
+    low = max(info.min, y_zero_point) if relu else info.min
+    return np.clip(value + y_zero_point, low, info.max).astype(OUTPUTS[out].numpy)
 
 
 def _qmatmul_type(types: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
@@ -114,7 +119,7 @@ def _qmatmul_type(types: list[TensorType], attrs: dict[str, Any]) -> list[Tensor
 
 
 @register("qmatmul", "matmul", _qmatmul_type, pattern="opaque")
-def qmatmul(a, b, b_zero_point, *rest, a_zero_point, out, y_zero_point=0):
+def qmatmul(a, b, b_zero_point, *rest, a_zero_point, out, y_zero_point=0, relu=False):
     """A[..., M, K] x B[K, N] over 8-bit operands minus zero points, exact in int32, then the
     requantize (out int8/uint8) or dequantize (out float32) epilogue; A's zero point (and
     scale) come last among the inputs where a_zero_point is None."""
@@ -122,7 +127,7 @@ def qmatmul(a, b, b_zero_point, *rest, a_zero_point, out, y_zero_point=0):
         a_zero_point = int(rest[-1 if out == "int32" else -2].reshape(()))
         rest = rest[:-1] if out == "int32" else rest[:-2] + rest[-1:]
     acc = np.matmul(a.astype(np.int64) - a_zero_point, b.astype(np.int64) - b_zero_point)
-    return _finish(acc, rest, out, y_zero_point, -1)
+    return _finish(acc, rest, out, y_zero_point, -1, relu)
 
 
 def _qconv_type(types: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
@@ -138,8 +143,8 @@ def _qconv_type(types: list[TensorType], attrs: dict[str, Any]) -> list[TensorTy
 
 
 @register("qconv2d", "conv", _qconv_type, pattern="opaque", layout_rule="fixed")
-def qconv2d(x, w, w_zero_point, *rest, a_zero_point, out, y_zero_point=0, strides, pads,
-            dilations, group):
+def qconv2d(x, w, w_zero_point, *rest, a_zero_point, out, y_zero_point=0, relu=False,
+            strides, pads, dilations, group):
     """Grouped 2-D cross-correlation (NCHW input, OIHW weight) over 8-bit operands minus
     zero points, exact in int32 (padding reads a_zero_point: it adds nothing), then the
     epilogue of `out`."""
@@ -147,4 +152,4 @@ def qconv2d(x, w, w_zero_point, *rest, a_zero_point, out, y_zero_point=0, stride
     ws = w.astype(np.int64) - w_zero_point.astype(np.int64).reshape(-1, 1, 1, 1)
     acc = np.rint(conv2d(xs.astype(np.float64), ws.astype(np.float64), strides=strides,
                          pads=pads, dilations=dilations, group=group)).astype(np.int64)
-    return _finish(acc, rest, out, y_zero_point, 1)
+    return _finish(acc, rest, out, y_zero_point, 1, relu)
