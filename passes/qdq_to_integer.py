@@ -14,7 +14,8 @@ reads through a transpose). The matmul's bias is the add that follows it. Where 
 follows, the op writes its 8-bit result (bias in int32, units of sx * sw; a Relu between
 becomes the lower bound zy); where none does, it writes float32 (dequantize epilogue, float
 bias). Scales are combined in float32 in ONNX Runtime's order. The nodes left unread are
-for DCE; dequantizes of constants that stay float are folded by fold_constants.
+for DCE; dequantizes of constants that stay float are folded by fold_constants. A Gather
+of a dequantized table gathers the 8-bit rows and dequantizes them.
 
 The pass runs before fold_constants, which would otherwise turn every dequantized weight
 into float32.
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..compiler.dtypes import DType
-from ..compiler.ir import Graph, Node, Value
+from ..compiler.ir import Graph, Node, TensorType, Value
 from ..compiler.ops import evaluate
 from .patterns import replace_with, sole_reader
 
@@ -207,7 +208,31 @@ def _matmul(graph: Graph, node: Node) -> bool:
     return _rewrite(graph, "qmatmul", x, w, tail.bias, tail, {})
 
 
-RULES = {"conv2d": _conv, "matmul": _matmul}
+def _gather(graph: Graph, node: Node) -> bool:
+    """gather(dequantize(table8), ids) -> dequantize(gather(table8, ids)): an embedding
+    table quantized per tensor (onnxruntime's quantize_dynamic writes Gather so) stays 8-bit
+    and only the rows read are dequantized."""
+    d = _dequantized(node.inputs[0])
+    if d is None or not d.q.is_constant or d.q.dtype not in EIGHT_BIT or d.scale.size != 1 \
+            or d.zero.size != 1:
+        return False
+    out = node.output
+    rows = Node("gather", [d.q, *node.inputs[1:]],
+                [Value(graph.unique_name(f"{out.name}_rows"), TensorType(d.q.dtype, out.shape))],
+                dict(node.attrs), graph.unique_node_name(f"{node.name}_rows"))
+    scale, zero = (graph.constant(a.reshape(()), f"{node.name}_{role}")
+                   for a, role in ((d.scale, "scale"), (d.zero, "zero")))
+    rows_dq = Node("dequantize", [rows.output, scale, zero],
+                   [Value(graph.unique_name(f"{out.name}_dq"), out.type)], {},
+                   graph.unique_node_name(f"{node.name}_dq"))
+    at = graph.nodes.index(node)
+    graph.insert(at, rows_dq)
+    graph.insert(at, rows)
+    graph.replace_uses(out, rows_dq.output)
+    return True
+
+
+RULES = {"conv2d": _conv, "matmul": _matmul, "gather": _gather}
 
 
 def qdq_to_integer(graph: Graph) -> Graph:

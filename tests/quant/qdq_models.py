@@ -109,3 +109,20 @@ def relu_chains(rng) -> tuple[onnx.ModelProto, dict]:
     model.ir_version = 8
     feed = {"x": rng.standard_normal((2, 4, 8, 8)).astype(np.float32)}
     return model, feed
+
+
+def dequantized_embedding(rng, rows: int = 4000, width: int = 64) -> tuple[onnx.ModelProto,
+                                                                            dict]:
+    """Gather(DequantizeLinear(int8 table), ids), as quantize_dynamic writes embeddings."""
+    table = rng.integers(-128, 128, (rows, width)).astype(np.int8)
+    inits = [numpy_helper.from_array(table, "table"),
+             numpy_helper.from_array(np.array(0.013, np.float32), "table_s"),
+             numpy_helper.from_array(np.array(3, np.int8), "table_z")]
+    nodes = [helper.make_node("DequantizeLinear", ["table", "table_s", "table_z"], ["t"]),
+             helper.make_node("Gather", ["t", "ids"], ["y"])]
+    graph = helper.make_graph(nodes, "embedding", [helper.make_tensor_value_info(
+        "ids", TensorProto.INT64, [2, 7])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, [2, 7, width])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model, {"ids": rng.integers(0, rows, (2, 7)).astype(np.int64)}

@@ -90,3 +90,15 @@ def test_relu_before_quantize_and_matmul_bias(tmp_path, kernel):
     expected = _ort(model, feed)
     assert np.max(np.abs(got - expected)) <= 0.05 * 1.001
     assert np.min(expected) >= 0 and np.count_nonzero(expected == 0) > 0   # the Relu bites
+
+
+def test_dequantized_embedding_gathers_8_bit_rows(tmp_path):
+    """Gather of a dequantized int8 table: exactly ONNX Runtime's rows, the table 8-bit in
+    weights.bin (256 KiB as float32)."""
+    model, feed = qdq_models.dequantized_embedding(np.random.default_rng(2))
+    result = compile_detailed(model, output=str(tmp_path / "m.so"),
+                              keep_sources=str(tmp_path / "src"), verify=True)
+    with load(result.library) as session:
+        (got,) = session.run(feed).values()
+    np.testing.assert_array_equal(got, _ort(model, feed))
+    assert (tmp_path / "src" / "weights.bin").stat().st_size <= 4000 * 64 + 1024
