@@ -12,10 +12,10 @@ KERNELS = {"int8_gemm_vnni": "native", "portable": "x86-64-v4"}
 PORTABLE = {"qmatmul_loops", "qconv_direct"}
 
 
-def compile_for(tmp_path, model, kernel: str):
+def compile_for(tmp_path, model, kernel: str, **options):
     """(compile result, the set of kernels its manifest records) for `kernel`'s --cpu."""
     result = compile_detailed(model, output=str(tmp_path / "model.so"), cpu=KERNELS[kernel],
-                              keep_sources=str(tmp_path / "src"), verify=True)
+                              keep_sources=str(tmp_path / "src"), verify=True, **options)
     return result, kernels_of(result.library)
 
 
