@@ -187,3 +187,20 @@ def qgemm(rng, m: int, k: int, n: int, a_dtype, y_dtype, per_axis: bool):
                             transB=1)
     return _ms_model([node], [_info("a", a_dtype, a.shape)], _info("y", out, (m, n)),
                      inits), {"a": a}
+
+
+def quantize_dynamic_matmul(rng, m: int, k: int, n: int, per_axis: bool):
+    """The matmul onnxruntime's quantize_dynamic writes: DynamicQuantizeLinear(x) ->
+    MatMulInteger -> Cast(float) -> Mul(x_scale * w_scale) -> Add(bias)."""
+    x = rng.standard_normal((2, m, k)).astype(np.float32) * 2 + 0.3
+    b, w_scale, b_zero = _weight(rng, np.int8, k, n, per_axis)
+    nodes = [helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"]),
+             helper.make_node("MatMulInteger", ["xq", "b", "xz", "b_zero"], ["acc"]),
+             helper.make_node("Cast", ["acc"], ["accf"], to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["xs", "w_scale"], ["scale"]),
+             helper.make_node("Mul", ["accf", "scale"], ["scaled"]),
+             helper.make_node("Add", ["scaled", "bias"], ["y"])]
+    inits = {"b": b, "b_zero": b_zero, "w_scale": w_scale,
+             "bias": rng.standard_normal(n).astype(np.float32)}
+    return _ms_model(nodes, [_info("x", np.float32, x.shape)],
+                     _info("y", np.float32, (2, m, n)), inits), {"x": x}

@@ -60,3 +60,26 @@ def test_outputs_match_onnxruntime(tmp_path, kernel, name, build, step):
     else:
         worst = float(np.max(np.abs(got - expected)))
         assert worst <= step, (worst, step)
+
+
+@pytest.mark.parametrize("per_axis", [False, True], ids=["per_tensor", "per_column"])
+def test_quantize_dynamic_tail_joins_the_epilogue(tmp_path, per_axis):
+    """Cast, the scale Mul and the bias Add after MatMulInteger become qmatmul's float32
+    epilogue (passes/fuse_integer_dequantize.py): no float op is left after it, and the
+    output is ONNX Runtime's within one step of the accumulator's scale."""
+    from kiln.frontends.onnx import import_model
+    from kiln.passes.manager import run_passes
+
+    model, feed = models.quantize_dynamic_matmul(np.random.default_rng(4), 20, 64, 48,
+                                                 per_axis)
+    graph = run_passes(import_model(model), verify_each=True)
+    (anchor,) = [n for n in graph.nodes if n.op == "qmatmul"]
+    assert anchor.attrs["out"] == "float32" and anchor.output is graph.outputs[0]
+    expected = ort.InferenceSession(model.SerializeToString(),
+                                    providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    result, kernels = compile_for(tmp_path, model, "int8_gemm_vnni" if VNNI else "portable")
+    with load(result.library) as session:
+        (got,) = session.run(feed).values()
+    x = feed["x"]
+    step = (max(x.max(), 0) - min(x.min(), 0)) / 255 * 0.01
+    assert float(np.max(np.abs(got - expected))) <= step
