@@ -24,10 +24,12 @@ from .fold_constants import fold_constants
 from .fuse import fuse
 from .fuse_attention import fuse_attention
 from .fuse_gelu import fuse_gelu
+from .fuse_integer_dequantize import fuse_integer_dequantize
 from .fuse_layer_norm import fuse_layer_norm
 from .fuse_swish import fuse_swish
 from .pad_convs import pad_convs
 from .plan_memory import plan_memory
+from .qdq_to_integer import qdq_to_integer
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,11 @@ class Pass:
 
 
 PIPELINE: list[Pass] = [
+    Pass("qdq_to_integer", qdq_to_integer,
+         "dequantize -> conv/matmul -> quantize -> integer qconv2d/qmatmul, weights 8-bit "
+         "(before folding turns dequantized weights into float)"),
+    Pass("fuse_integer_dequantize", fuse_integer_dequantize,
+         "int32 qmatmul -> cast -> * (a_scale * b_scale) [+ bias] -> one float32 qmatmul"),
     Pass("fold_constants", fold_constants,
          "compute what is known at compile time; drop identities"),
     Pass("dce", dce, "drop nodes whose results nobody reads"),

@@ -16,7 +16,9 @@ Signed activations are shifted by +128 into bytes (u = a + 128) and uint8 weight
     d[n] = b_shift - b_zero[n],  corr[n] = (a_shift + a_zero) * (K * b_zero[n] - colsum(b)[n])
 
 corr and d are computed with the packing and stored where the node's b_zero_point was
-(corr[N] then d[N]); rowsum(u) is computed per row only where some d[n] is not 0
+(corr[N] then d[N]); where A's zero point is a run-time input (a_zero_point None) the
+stored corr[n] is K * b_zero[n] - colsum(b)[n] and the epilogue multiplies it by
+a_shift + a_zero; rowsum(u) is computed per row only where some d[n] is not 0
 (asymmetric or uint8 weights). The requantize (lower/quantized.finish) runs on the tile on
 its way to the output. A task is one tile of rows by `panels` panels of B (consecutive
 tasks share their panels, which stay in L2). A is read in place where it is a matmul's
@@ -36,7 +38,7 @@ from .. import kernel_ir as K
 from ..schedules import Int8GemmSchedule
 from .common import LowerContext, group_output
 from .conv_geometry import conv_geometry
-from .quantized import finish
+from .quantized import a_zero_point, finish
 
 I32 = DType.int32
 LANES = 16   # int32 lanes of one 512-bit vector
@@ -77,14 +79,16 @@ def pack_b(node: Node, nr: int) -> np.ndarray:
 
 
 def corrections(node: Node) -> tuple[np.ndarray, np.ndarray]:
-    """(corr[N], d[N]) of the module docstring, as int32."""
+    """(corr[N], d[N]) of the module docstring, as int32 (corr without its factor
+    a_shift + a_zero where A's zero point is known only at run time)."""
     b = weight_matrix(node)
     k = b.shape[0]
     b_zero = node.inputs[2].data.astype(np.int64)
     a_zero = node.attrs["a_zero_point"]
-    a_shift = _shift(node.inputs[0].dtype)
     b_shift = 128 if node.inputs[1].dtype is DType.uint8 else 0
-    corr = (a_shift + a_zero) * (k * b_zero - b.sum(axis=0))
+    corr = k * b_zero - b.sum(axis=0)
+    if a_zero is not None:
+        corr = (_shift(node.inputs[0].dtype) + a_zero) * corr
     return corr.astype(np.int32), (b_shift - b_zero).astype(np.int32)
 
 
@@ -269,7 +273,12 @@ def lower_int8_gemm(ctx: LowerContext, group: FusedGroup, s: Int8GemmSchedule
     i, j = names.var("i"), names.var("j")
     m, col = names.var("m"), names.var("n")
     acc = names.var("acc", I32)
-    correction = K.Load(fix, col)
+    correction: K.Expr = K.Load(fix, col)
+    if node.attrs["a_zero_point"] is None:
+        factor = names.var("a_factor", I32)
+        body.insert(0, K.Let(factor, a_zero_point(ctx, node)
+                             + K.const(_shift(node.inputs[0].dtype), I32)))
+        correction = correction * factor
     value: K.Expr = K.Load(tile, i * nr + j) + correction
     if rowsum is not None:
         value = value + K.Load(rowsum, i) * K.Load(fix, col + n_)

@@ -18,6 +18,7 @@ import numpy as np
 
 from ...compiler.dtypes import DType
 from ...compiler.ir import FusedGroup, Node
+from ...compiler.ops.quantized import run_time_inputs
 from .. import kernel_ir as K
 from ..schedules import NoSchedule
 from .common import LowerContext, group_output
@@ -27,21 +28,40 @@ I32 = DType.int32
 F32 = DType.float32
 
 
+def a_zero_point(ctx: LowerContext, node: Node) -> K.Expr:
+    """A's zero point as an int32 expression: the attribute, or the run-time input."""
+    if node.attrs["a_zero_point"] is not None:
+        return K.const(node.attrs["a_zero_point"], I32)
+    return K.cast(ctx.load(node.inputs[len(node.inputs) - run_time_inputs(node.attrs)],
+                           K.const(0)), I32)
+
+
 def finish(ctx: LowerContext, node: Node, acc: K.Expr, column: K.Expr) -> K.Expr:
     """The value node's epilogue stores for int32 accumulator `acc` of output column
     `column`: acc itself (out int32), saturate(round(float(acc + bias) * scale) + y_zero)
     (int8/uint8, rounding half to even: C's nearbyint in the default rounding mode), or
-    float(acc) * scale + bias (float32)."""
+    float(acc) * scale + bias (float32; float(acc + bias) * scale for an int32 bias). A
+    run-time scale of A multiplies the column's scale first; `relu` bounds the result below
+    by y_zero_point (8-bit) or 0 (float32)."""
     out = node.output.dtype
     if out is I32:
         return acc
     bias, scale = (ctx.load(v, column) for v in node.inputs[3:5])
+    if run_time_inputs(node.attrs) == 2:
+        scale = ctx.load(node.inputs[-1], K.const(0)) * scale
+    relu = node.attrs.get("relu", False)
     if out is F32:
-        return K.cast(acc, F32) * scale + bias
+        if node.inputs[3].dtype is I32:
+            y = K.cast(acc + bias, F32) * scale
+        else:
+            y = K.cast(acc, F32) * scale + bias
+        return K.maximum(y, K.const(0.0, F32)) if relu else y
     value = K.call("round", K.cast(acc + bias, F32) * scale)
     info = np.iinfo(out.numpy)
-    value = value + K.const(node.attrs["y_zero_point"], F32)
-    value = K.minimum(K.maximum(value, K.const(info.min, F32)), K.const(info.max, F32))
+    y_zero = node.attrs["y_zero_point"]
+    value = value + K.const(y_zero, F32)
+    low = max(info.min, y_zero) if relu else info.min
+    value = K.minimum(K.maximum(value, K.const(low, F32)), K.const(info.max, F32))
     return K.cast(value, out)
 
 
@@ -67,8 +87,9 @@ def lower_qmatmul_loops(ctx: LowerContext, group: FusedGroup, schedule: NoSchedu
     row, j, k = names.var("row"), names.var("j"), names.var("k")
     acc = _local(ctx, "acc", n_)
     av = names.var("av", I32)
-    a_zero = K.const(node.attrs["a_zero_point"], I32)
+    a_zero = names.var("a_zero", I32)
     body: list[K.Stmt] = [
+        K.Let(a_zero, a_zero_point(ctx, node)),
         K.For(j, K.const(0), K.const(n_), [K.Store(acc, j, K.const(0, I32))], "vector"),
         K.For(k, K.const(0), K.const(k_), [
             K.Let(av, _widened(ctx, ctx.load(a, row * k_ + k), a_zero)),

@@ -7,6 +7,7 @@ import math
 from typing import Any, Callable, Sequence
 
 from ...compiler.dtypes import DType
+from ...compiler.ops.qdq import QUANTIZED
 from .. import kernel_ir as K
 
 ScalarFn = Callable[..., K.Expr]
@@ -218,3 +219,16 @@ def min_(a, b, dtype):
 @scalar("where")
 def where(cond, a, b, dtype):
     return K.select(cond, a, b)
+
+
+@scalar("dequantize")
+def dequantize(x, scale, zero_point, dtype):
+    return (K.cast(x, DType.float32) - K.cast(zero_point, DType.float32)) * scale
+
+
+@scalar("quantize")
+def quantize(x, scale, zero_point, dtype):
+    """Round half to even (C's nearbyint), add the zero point, saturate to `dtype`."""
+    value = K.call("round", K.binary("/", x, scale)) + K.cast(zero_point, DType.float32)
+    low, high = QUANTIZED[dtype]
+    return K.cast(clip(value, DType.float32, float(low), float(high)), dtype)

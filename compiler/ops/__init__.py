@@ -11,4 +11,4 @@ from . import storage  # noqa: F401
 from . import bits  # noqa: F401
 from . import attention  # noqa: F401
 from . import data_dependent  # noqa: F401
-from . import quantized  # noqa: F401
+from . import quantized, qdq  # noqa: F401

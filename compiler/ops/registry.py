@@ -47,6 +47,10 @@ class OpDef:
     doc: str = ""
     pattern: str = "opaque"     # PATTERNS: how fusion treats it
     layout_rule: str = "fixed"  # LAYOUT_RULES: how the channels-last pass treats it
+    #: False: the importer keeps the node even when its inputs are constants, so a pass can
+    #: still read what it was built from (a dequantized weight stays 8-bit for the QDQ
+    #: pass); fold_constants folds it once that pass has run
+    folds_at_import: bool = True
 
     @property
     def is_elementwise(self) -> bool:
@@ -69,7 +73,8 @@ def op_def(name: str) -> OpDef:
 
 
 def register(name: str, kind: str, infer: InferFn, pattern: str | None = None,
-             layout_rule: str | None = None) -> Callable[[ReferenceFn], ReferenceFn]:
+             layout_rule: str | None = None, folds_at_import: bool = True
+             ) -> Callable[[ReferenceFn], ReferenceFn]:
     """Decorate a numpy reference `f(*arrays, **attrs)` to declare IR op `name`; its fusion
     pattern and layout rule default to its kind's."""
     assert kind in KINDS, kind
@@ -81,7 +86,7 @@ def register(name: str, kind: str, infer: InferFn, pattern: str | None = None,
         if name in OPS:
             raise ValueError(f"IR op '{name}' declared twice")
         OPS[name] = OpDef(name, kind, infer, fn, (fn.__doc__ or "").strip(), pattern,
-                          layout_rule)
+                          layout_rule, folds_at_import)
         return fn
 
     return wrap

@@ -131,7 +131,8 @@ class ConvertContext:
             self.fail(f"{op}: {exc}" if not isinstance(exc, ShapeError) else str(exc))
         if all(t.numel == 0 for t in types):   # an empty result is known whatever the inputs
             results = [np.empty(t.shape, t.dtype.numpy) for t in types]
-        elif all(v.is_constant or v.type.numel == 0 for v in inputs) \
+        elif (all(v.is_constant or v.type.numel == 0 for v in inputs)
+              and op_def(op).folds_at_import) \
                 or op_def(op).kind == "shape":   # an empty input is known too: it has no data
             arrays = [v.data if v.is_constant else np.empty(v.shape, v.dtype.numpy)
                       for v in inputs]

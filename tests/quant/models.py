@@ -107,3 +107,100 @@ def conv_integer(rng, x_dtype, w_dtype, symmetric: bool, c: int = 8, oc: int = 1
     out = (size + 2 * pad - kernel) // stride + 1
     return _model(node, [_info("x", x_dtype, x.shape)],
                   _info("y", np.int32, (1, oc, out, out)), inits), {"x": x}
+
+
+def _ms_model(nodes: list, inputs: list, output, inits: dict) -> onnx.ModelProto:
+    """A model over ONNX opset 13 and ONNX Runtime's com.microsoft ops."""
+    graph = helper.make_graph(
+        nodes, nodes[-1].op_type, inputs, [output],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13),
+                                                    helper.make_opsetid("com.microsoft", 1)])
+    model.ir_version = 8
+    return model
+
+
+def _weight(rng, dtype, k: int, n: int, per_axis: bool):
+    """(B, b_scale, b_zero) of a quantized [k, n] weight, per tensor or per column."""
+    b, b_zero = quantized(rng, dtype, (k, n), False)
+    scale = (rng.uniform(0.002, 0.01, n) if per_axis else np.array(0.005)).astype(np.float32)
+    return b, scale, _zero(dtype, b_zero, n if per_axis else 0, rng)
+
+
+def dynamic_matmul_integer(rng, m: int, k: int, n: int, b_dtype, per_axis: bool):
+    """DynamicQuantizeLinear(x) -> MatMulInteger(x_q, B, x_zero, B_zero): the run-time zero
+    point of A, as onnxruntime's quantize_dynamic writes encoders."""
+    x = rng.standard_normal((2, m, k)).astype(np.float32) * 3 + 0.5
+    b, _, b_zero = _weight(rng, b_dtype, k, n, per_axis)
+    nodes = [helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"]),
+             helper.make_node("MatMulInteger", ["xq", "b", "xz", "b_zero"], ["y"])]
+    return _ms_model(nodes, [_info("x", np.float32, x.shape)],
+                     _info("y", np.int32, (2, m, n)), {"b": b, "b_zero": b_zero}), {"x": x}
+
+
+def matmul_integer_to_float(rng, m: int, k: int, n: int, b_dtype, per_axis: bool,
+                            bias: bool):
+    """com.microsoft MatMulIntegerToFloat with A's scale and zero point as run-time inputs."""
+    a, _ = quantized(rng, np.uint8, (m, k), False)
+    b, b_scale, b_zero = _weight(rng, b_dtype, k, n, per_axis)
+    inits = {"b": b, "b_scale": b_scale, "b_zero": b_zero}
+    names = ["a", "b", "a_scale", "b_scale", "a_zero", "b_zero"]
+    if bias:
+        inits["bias"] = rng.standard_normal(n).astype(np.float32)
+        names.append("bias")
+    feed = {"a": a, "a_scale": np.array([0.0173], np.float32),
+            "a_zero": np.array([131], np.uint8)}
+    node = helper.make_node("MatMulIntegerToFloat", names, ["y"], domain="com.microsoft")
+    return _ms_model([node], [_info("a", np.uint8, a.shape), _info("a_scale", np.float32, (1,)),
+                              _info("a_zero", np.uint8, (1,))],
+                     _info("y", np.float32, (m, n)), inits), feed
+
+
+def dynamic_quantize_matmul(rng, m: int, k: int, n: int, b_dtype):
+    """com.microsoft DynamicQuantizeMatMul: A float, quantized at run time; with a bias."""
+    x = rng.standard_normal((m, k)).astype(np.float32) * 2 - 0.3
+    b, b_scale, b_zero = _weight(rng, b_dtype, k, n, False)
+    inits = {"b": b, "b_scale": b_scale, "b_zero": b_zero,
+             "bias": rng.standard_normal(n).astype(np.float32)}
+    node = helper.make_node("DynamicQuantizeMatMul", ["x", "b", "b_scale", "b_zero", "bias"],
+                            ["y"], domain="com.microsoft")
+    return _ms_model([node], [_info("x", np.float32, x.shape)], _info("y", np.float32, (m, n)),
+                     inits), {"x": x}
+
+
+def qgemm(rng, m: int, k: int, n: int, a_dtype, y_dtype, per_axis: bool):
+    """com.microsoft QGemm of A by a transposed constant B (transB=1) with an int32 C and
+    alpha; y_dtype None: a float output."""
+    a, a_zero = quantized(rng, a_dtype, (m, k), False)
+    b, b_scale, b_zero = _weight(rng, np.int8, k, n, per_axis)
+    inits = {"a_scale": np.float32(0.02), "a_zero": _zero(a_dtype, a_zero), "b": b.T.copy(),
+             "b_scale": b_scale, "b_zero": b_zero,
+             "c": rng.integers(-3000, 3000, n).astype(np.int32)}
+    names = ["a", "a_scale", "a_zero", "b", "b_scale", "b_zero", "c"]
+    out = np.float32
+    if y_dtype is not None:
+        _, y_zero = quantized(rng, y_dtype, (1,), False)
+        inits.update(y_scale=np.float32(0.05 * np.sqrt(k) / 8), y_zero=_zero(y_dtype, y_zero))
+        names += ["y_scale", "y_zero"]
+        out = y_dtype
+    node = helper.make_node("QGemm", names, ["y"], domain="com.microsoft", alpha=0.75,
+                            transB=1)
+    return _ms_model([node], [_info("a", a_dtype, a.shape)], _info("y", out, (m, n)),
+                     inits), {"a": a}
+
+
+def quantize_dynamic_matmul(rng, m: int, k: int, n: int, per_axis: bool):
+    """The matmul onnxruntime's quantize_dynamic writes: DynamicQuantizeLinear(x) ->
+    MatMulInteger -> Cast(float) -> Mul(x_scale * w_scale) -> Add(bias)."""
+    x = rng.standard_normal((2, m, k)).astype(np.float32) * 2 + 0.3
+    b, w_scale, b_zero = _weight(rng, np.int8, k, n, per_axis)
+    nodes = [helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"]),
+             helper.make_node("MatMulInteger", ["xq", "b", "xz", "b_zero"], ["acc"]),
+             helper.make_node("Cast", ["acc"], ["accf"], to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["xs", "w_scale"], ["scale"]),
+             helper.make_node("Mul", ["accf", "scale"], ["scaled"]),
+             helper.make_node("Add", ["scaled", "bias"], ["y"])]
+    inits = {"b": b, "b_zero": b_zero, "w_scale": w_scale,
+             "bias": rng.standard_normal(n).astype(np.float32)}
+    return _ms_model(nodes, [_info("x", np.float32, x.shape)],
+                     _info("y", np.float32, (2, m, n)), inits), {"x": x}

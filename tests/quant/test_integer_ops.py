@@ -9,16 +9,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from kiln.driver import compile_detailed
 from kiln.runtime import load
-from kiln.runtime.manifest import read_manifest
-from kiln.targets.x86_64 import host_features
 
 import models
+from kernel_build import KERNELS, PORTABLE, VNNI, compile_for
 
-VNNI = "avx512_vnni" in host_features()
-#: kernel -> the --cpu that selects it
-KERNELS = {"int8_gemm_vnni": "native", "portable": "x86-64-v4"}
 S8, U8 = np.int8, np.uint8
 
 
@@ -43,14 +38,6 @@ def _cases():
     return cases
 
 
-def _compile(tmp_path, model, cpu: str):
-    result = compile_detailed(model, output=str(tmp_path / "model.so"), cpu=cpu,
-                              keep_sources=str(tmp_path / "src"), verify=True)
-    manifest = read_manifest(str(result.library))
-    kernels = {g["kernel"] for level in manifest["levels"] for g in level["schedules"]}
-    return result, kernels
-
-
 @pytest.mark.parametrize("kernel", list(KERNELS))
 @pytest.mark.parametrize("name,build", _cases(), ids=[n for n, _ in _cases()])
 def test_integer_outputs_equal_onnxruntime(tmp_path, kernel, name, build):
@@ -59,12 +46,12 @@ def test_integer_outputs_equal_onnxruntime(tmp_path, kernel, name, build):
     model, feed = build(np.random.default_rng(abs(hash(name)) % 2 ** 32))
     expected = ort.InferenceSession(model.SerializeToString(),
                                     providers=["CPUExecutionProvider"]).run(None, feed)[0]
-    result, kernels = _compile(tmp_path, model, KERNELS[kernel])
+    result, kernels = compile_for(tmp_path, model, kernel)
     if kernel == "int8_gemm_vnni":
         assert kernels == {"int8_gemm_vnni"}, kernels
         assert "avx512vnni" in result.checked_features   # session creation checks it
     else:
-        assert kernels <= {"qmatmul_loops", "qconv_direct"}, kernels
+        assert kernels <= PORTABLE, kernels
     with load(result.library) as session:
         (got,) = session.run(feed).values()
     assert got.dtype == expected.dtype
@@ -80,7 +67,7 @@ def test_weights_stay_8_bit(tmp_path, kernel):
     model, _ = models.qlinear_conv(np.random.default_rng(1), U8, S8, U8, True, False, c=64,
                                    oc=64, size=12)
     weight_bytes = 64 * 64 * 3 * 3
-    result, _ = _compile(tmp_path, model, KERNELS[kernel])
+    result, _ = compile_for(tmp_path, model, kernel)
     size = (tmp_path / "src" / "weights.bin").stat().st_size
     assert weight_bytes <= size <= weight_bytes + 4096, size
     assert size < 0.27 * 4 * weight_bytes

@@ -10,6 +10,11 @@ repeated over its block with a gather). Quantized values may be any integer type
 int4/int2, or float8/float4 (storage types: converted through dtype_cast). With constant
 inputs (weights, as quantized exporters store them) everything folds at compile time; with
 run-time inputs it is ordinary elementwise code.
+
+The 8-bit forms QDQ models use (int8/uint8, or an int32 bias, with float32 scales, per
+tensor or per axis) become the IR ops `dequantize` / `quantize` (compiler/ops/qdq.py), which
+the QDQ pass reads; a constant weight's dequantize is not folded at import, so it reaches
+that pass 8-bit.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from ....compiler.dtypes import DType
+from ....compiler.ops.qdq import DEQUANTIZED, QUANTIZED
 from ..registry import converter
 from .common import axis_of, reshape
 from .dtype_cast import convert_to
@@ -73,6 +79,10 @@ def dequantize_linear(ctx, x, x_scale, x_zero_point=None, axis=1, block_size=0,
         ctx.fail(f"zero_point is {x_zero_point.dtype.name} but x is {x.dtype.name}")
     block_size = int(block_size)
     scale = _broadcastable(ctx, x_scale, x, axis, block_size)
+    if x.dtype in DEQUANTIZED and scale.dtype is DType.float32 and not block_size:
+        zero = _broadcastable(ctx, x_zero_point, x, axis, 0) if x_zero_point is not None \
+            else ctx.const(np.zeros((), x.dtype.numpy))
+        return ctx.emit("dequantize", [x, scale, zero])
     y = convert_to(ctx, x, scale.dtype)
     if x_zero_point is not None:
         zero = _broadcastable(ctx, convert_to(ctx, x_zero_point, x_zero_point.dtype.compute),
@@ -100,6 +110,10 @@ def quantize_linear(ctx, x, y_scale, y_zero_point=None, axis=1, saturate=1, bloc
         ctx.fail(f"QuantizeLinear's x must be float16/32/64, not {x.dtype.name}")
     block_size = int(block_size)
     scale = convert_to(ctx, _broadcastable(ctx, y_scale, x, axis, block_size), x.dtype)
+    if target in QUANTIZED and x.dtype is DType.float32 and not block_size:
+        zero = _broadcastable(ctx, y_zero_point, x, axis, 0) if y_zero_point is not None \
+            else ctx.const(np.zeros((), target.numpy))
+        return ctx.emit("quantize", [x, scale, zero])
     y = ctx.emit("div", [x, scale])
     if target in _RANGES:
         y = ctx.emit("round", [y])

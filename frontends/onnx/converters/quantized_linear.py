@@ -130,19 +130,38 @@ def _combined_scale(a_scale: Value, b_scale: Value, y_scale: Value | None, colum
     return scale if y_scale is None else scale / np.float32(y.reshape(()))
 
 
-def _integer_op(ctx, op: str, a: Value, b: Value, a_zero: int, b_zero: np.ndarray,
+def _integer_op(ctx, op: str, a: Value, b: Value, a_zero: int | Value, b_zero: np.ndarray,
                 out: DType, bias: np.ndarray | None = None, scale: np.ndarray | None = None,
-                y_zero: int = 0, **attrs) -> Value:
-    """qmatmul / qconv2d with its per-column constants."""
+                y_zero: int = 0, a_scale: Value | None = None, **attrs) -> Value:
+    """qmatmul / qconv2d with its per-column constants; a Value `a_zero` (and `a_scale`)
+    is A's run-time zero point (and scale). The bias is int32 unless the output is float32
+    and the bias given is float."""
     inputs = [a, b, ctx.const(b_zero, np.int32, f"{ctx.name}_b_zero_point")]
     if out is not DType.int32:
-        bias_dtype = np.float32 if out is DType.float32 else np.int32
         columns = b_zero.shape[0]
-        bias = np.zeros(columns, bias_dtype) if bias is None else bias.astype(bias_dtype)
-        inputs += [ctx.const(bias, bias_dtype, f"{ctx.name}_bias"),
+        if bias is None:
+            bias = np.zeros(columns, np.float32 if out is DType.float32 else np.int32)
+        elif out is not DType.float32 or bias.dtype != np.int32:
+            bias = bias.astype(np.float32 if out is DType.float32 else np.int32)
+        inputs += [ctx.const(bias, bias.dtype, f"{ctx.name}_bias"),
                    ctx.const(scale, np.float32, f"{ctx.name}_scale")]
+    if isinstance(a_zero, Value):
+        inputs.append(a_zero)
+        if a_scale is not None:
+            inputs.append(a_scale)
+        a_zero = None
     extra = {"y_zero_point": y_zero} if out in (DType.int8, DType.uint8) else {}
     return ctx.emit(op, inputs, a_zero_point=a_zero, out=out.name, **extra, **attrs)
+
+
+def _a_zero_point(ctx, value: Value | None, like: Value) -> int | Value | None:
+    """A's zero point for qmatmul: an int where it is a constant, the one-element Value
+    itself where it is computed at run time (DynamicQuantizeLinear's), None where it is
+    neither (a per-row zero point: the node is decomposed)."""
+    zero = _scalar(ctx, value, like, "a_zero_point")
+    if zero is not None or value.type.numel != 1:
+        return zero
+    return value
 
 
 def _matmul_form(a: Value, b: Value) -> bool:
@@ -153,7 +172,7 @@ def _matmul_form(a: Value, b: Value) -> bool:
 @converter("MatMulInteger", since=10)
 def matmul_integer(ctx, a, b, a_zero_point=None, b_zero_point=None):
     if _matmul_form(a, b):
-        a_zero = _scalar(ctx, a_zero_point, a, "a_zero_point")
+        a_zero = _a_zero_point(ctx, a_zero_point, a)
         b_zero = _column_zero_points(ctx, b_zero_point, b, b.shape[1])
         if a_zero is not None and b_zero is not None:
             return _integer_op(ctx, "qmatmul", a, b, a_zero, b_zero, DType.int32)
