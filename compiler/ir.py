@@ -8,6 +8,7 @@ Constants are Values whose `data` is a numpy array. Ops are Kiln's normalized vo
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
@@ -29,7 +30,7 @@ class TensorType:
 
     @property
     def numel(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        return int(math.prod(self.shape))
 
     @property
     def nbytes(self) -> int:
