@@ -7,7 +7,8 @@ either from a schedule file line with the same signature or by trying the op's e
 order; later stages read the record.
 
 A signature is what the decision depends on: the nodes (ops, attributes, input and output
-shapes and dtypes, which inputs are constants and which are shared), the target, the CPU
+shapes and dtypes, which inputs are constants and which are shared; a conv's per-channel bias
+is left out, a commutative op's operands are sorted), the target, the CPU
 and the vector width. Schedule files are JSON lines, one per group, as --dump-schedule
 writes them:
 
@@ -31,6 +32,7 @@ import numpy as np
 
 from ...compiler.ir import FusedGroup, Graph, Node, Value
 from ...compiler.kernel_choice import KernelDecision
+from ...compiler.ops import op_def
 from ..schedules import KernelTarget, ScheduleError, as_dict, from_dict
 from .registry import KERNELS, Kernel, kernels_for, registered_ops
 
@@ -45,9 +47,24 @@ def node_signature(node: Node) -> dict[str, Any]:
             entry["shared"] = True
         return entry
 
+    inputs = [tensor(v) for v in _decision_inputs(node)]
+    if op_def(node.op).commutative:   # x + bias and bias + x decide alike
+        inputs.sort(key=lambda entry: json.dumps(entry, sort_keys=True))
     return {"op": node.op, "attrs": {k: _jsonable(v) for k, v in sorted(node.attrs.items())},
-            "inputs": [tensor(v) for v in node.inputs],
+            "inputs": inputs,
             "outputs": [tensor(v) for v in node.outputs]}
+
+
+def _decision_inputs(node: Node) -> list[Value]:
+    """The inputs a kernel decision reads. A conv's constant bias of one value per output
+    channel is only added in the epilogue, whichever kernel runs the conv, so convs with and
+    without one share schedule lines and tuning records (the same network exported twice often
+    differs just there: a folded BatchNorm leaves a bias, a bias-free export none)."""
+    if node.op == "conv2d" and len(node.inputs) == 3:
+        bias, weight = node.inputs[2], node.inputs[1]
+        if bias.is_constant and bias.shape == (weight.shape[0],):
+            return node.inputs[:2]
+    return list(node.inputs)
 
 
 def group_signature(nodes: Iterable[Node]) -> dict[str, Any]:

@@ -186,11 +186,11 @@ def cast(x, to: DType):
     return x.astype(to.numpy)
 
 
-def _binary(name: str, infer=broadcast):
-    return register(name, "binary", infer)
+def _binary(name: str, infer=broadcast, commutative: bool = False):
+    return register(name, "binary", infer, commutative=commutative)
 
 
-@_binary("add")
+@_binary("add", commutative=True)
 def add(a, b):
     return a + b
 
@@ -200,7 +200,7 @@ def sub(a, b):
     return a - b
 
 
-@_binary("mul")
+@_binary("mul", commutative=True)
 def mul(a, b):
     return a * b
 
@@ -218,17 +218,17 @@ def pow_(a, b):
     return np.power(a, b.astype(a.dtype) if a.dtype.kind == "f" else b)
 
 
-@_binary("max")
+@_binary("max", commutative=True)
 def max_(a, b):
     return np.maximum(a, b)
 
 
-@_binary("min")
+@_binary("min", commutative=True)
 def min_(a, b):
     return np.minimum(a, b)
 
 
-@_binary("equal", broadcast_bool)
+@_binary("equal", broadcast_bool, commutative=True)
 def equal(a, b):
     return a == b
 
@@ -253,17 +253,17 @@ def greater_equal(a, b):
     return a >= b
 
 
-@_binary("and", broadcast_bool)
+@_binary("and", broadcast_bool, commutative=True)
 def and_(a, b):
     return np.logical_and(a, b)
 
 
-@_binary("or", broadcast_bool)
+@_binary("or", broadcast_bool, commutative=True)
 def or_(a, b):
     return np.logical_or(a, b)
 
 
-@_binary("xor", broadcast_bool)
+@_binary("xor", broadcast_bool, commutative=True)
 def xor(a, b):
     return np.logical_xor(a, b)
 

@@ -51,6 +51,8 @@ class OpDef:
     #: still read what it was built from (a dequantized weight stays 8-bit for the QDQ
     #: pass); fold_constants folds it once that pass has run
     folds_at_import: bool = True
+    #: a binary op whose operands may be swapped without changing its result
+    commutative: bool = False
 
     @property
     def is_elementwise(self) -> bool:
@@ -73,8 +75,8 @@ def op_def(name: str) -> OpDef:
 
 
 def register(name: str, kind: str, infer: InferFn, pattern: str | None = None,
-             layout_rule: str | None = None, folds_at_import: bool = True
-             ) -> Callable[[ReferenceFn], ReferenceFn]:
+             layout_rule: str | None = None, folds_at_import: bool = True,
+             commutative: bool = False) -> Callable[[ReferenceFn], ReferenceFn]:
     """Decorate a numpy reference `f(*arrays, **attrs)` to declare IR op `name`; its fusion
     pattern and layout rule default to its kind's."""
     assert kind in KINDS, kind
@@ -86,7 +88,7 @@ def register(name: str, kind: str, infer: InferFn, pattern: str | None = None,
         if name in OPS:
             raise ValueError(f"IR op '{name}' declared twice")
         OPS[name] = OpDef(name, kind, infer, fn, (fn.__doc__ or "").strip(), pattern,
-                          layout_rule, folds_at_import)
+                          layout_rule, folds_at_import, commutative)
         return fn
 
     return wrap

@@ -122,6 +122,44 @@ def test_a_line_without_a_schedule_chooses_the_kernel_with_its_default(tmp_path)
     assert_matches(actual, expected)
 
 
+@needs_vectors
+def test_a_line_from_a_conv_with_bias_serves_the_same_conv_without_one(tmp_path):
+    """Two exports of one network often differ only in the conv's bias (folded BatchNorm or
+    none): the bias is an epilogue operand, so one tuned line serves both."""
+    model = _conv_then_linear()
+    dumped = tmp_path / "biased.jsonl"
+    compile_detailed(model, output=tmp_path / "biased.so", dump_schedule=dumped)
+    conv = next(line for line in _lines(dumped) if line["group"] == "conv")
+    conv.update(kernel="conv_nhwc_gemm", schedule=None)
+
+    conv_node = next(n for n in model.graph.node if n.op_type == "Conv")
+    del conv_node.input[2]
+    feed = {"x": _RNG.standard_normal((2, 32, 16, 16)).astype(np.float32)}
+    (expected,) = run_onnxruntime(model, feed)
+    chosen = tmp_path / "chosen.jsonl"
+    compile_detailed(model, output=tmp_path / "bare.so", dump_schedule=chosen,
+                     schedule=_write(tmp_path / "line.jsonl", [conv]))
+    assert {line["group"]: line for line in _lines(chosen)}["conv"]["kernel"] == "conv_nhwc_gemm"
+    with load(tmp_path / "bare.so", threads=2) as session:
+        (actual,) = session.run(feed).values()
+    assert_matches(actual, expected)
+
+
+def test_a_commutative_epilogue_matches_in_either_operand_order(tmp_path):
+    """`mm + bias` (one exporter) and `bias + mm` (another) are one schedule line."""
+    signatures = []
+    for order in (["mm", "fc_b"], ["fc_b", "mm"]):
+        model = _conv_then_linear()
+        add = next(n for n in model.graph.node if n.op_type == "Add")
+        add.input[:] = order
+        dumped = tmp_path / f"{order[0]}.jsonl"
+        compile_detailed(model, output=tmp_path / f"{order[0]}.so", dump_schedule=dumped)
+        signatures.append(next(line for line in _lines(dumped)
+                               if line["group"] == "fc")["signature"])
+    assert signatures[0] == signatures[1]
+    assert [node["op"] for node in signatures[0]["nodes"]] == ["matmul", "add"]
+
+
 def test_dump_then_replay_gives_the_same_artifact(tmp_path):
     inits: list = [_weight("fc_w", 64, 24)]
     nodes = [_conv("x", "a", 16, 32, 3, inits), helper.make_node("Relu", ["a"], ["ar"]),
