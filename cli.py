@@ -14,10 +14,13 @@ import time
 import traceback
 from collections import Counter
 from pathlib import Path
-from typing import Sequence, TextIO
+from typing import TYPE_CHECKING, Sequence, TextIO
 
 from . import __version__
 from .compiler.errors import KilnError
+
+if TYPE_CHECKING:
+    from .driver import CompileResult
 
 
 class UsageError(KilnError, ValueError):
@@ -190,6 +193,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _arena_parts(result: CompileResult) -> str:
+    """The arena's parts in words: what a session's bytes are for, and the activations'
+    lower bound (the most bytes alive at once) beside them."""
+    parts = result.arena_parts
+    words = [f"activations {parts.get('activations', result.arena_size)} (lower bound "
+             f"{result.arena_lower_bound})"]
+    if parts.get("workspace"):
+        words.append(f"kernel workspace {parts['workspace']}")
+    if parts.get("prepared"):
+        words.append(f"filters prepared at session creation {parts['prepared']}")
+    return ", ".join(words)
+
+
 def cmd_compile(args: argparse.Namespace) -> int:
     from .driver import compile_detailed
 
@@ -225,7 +241,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         print(f"link: cc app.c {result.library} {' '.join(STATIC_LINK_FLAGS)}")
     print(f"target {result.target}; {result.kernels} kernels; compiled in "
           f"{result.compile_seconds:.2f} s")
-    print(f"arena {result.arena_size} bytes (lower bound {result.arena_lower_bound}); "
+    print(f"arena {result.arena_size} bytes per session: {_arena_parts(result)}; "
           f"weights {result.weights_size} bytes")
     if "," in result.cpu:
         print(f"cpu levels {result.cpu}: a session runs the last whose instruction sets the "

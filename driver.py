@@ -67,6 +67,8 @@ class CompileResult:
     checked_features: tuple[str, ...] = ()   # what session creation checks the CPU has
     package_files: tuple[Path, ...] = ()     # <name>-config.cmake and <name>.pc beside it
     notes: tuple[str, ...] = ()              # tuning records left out, and why
+    #: what the arena holds (activations, workspace, prepared): the largest CPU level's
+    arena_parts: dict[str, int] = field(default_factory=dict)
 
     @property
     def library_size(self) -> int:
@@ -272,11 +274,13 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
                                             target_spec.name, __version__)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    largest = max(builds, key=lambda b: b.sources.arena_size).sources
     return CompileResult(output, header_path, target_spec.name, time.perf_counter() - start,
-                         graph.plan.arena_size, graph.plan.lower_bound, len(sources.weights),
+                         largest.arena_size, graph.plan.lower_bound, len(sources.weights),
                          sources.kernels, phases,
                          ",".join(level["cpu"] for level in manifest["levels"]),
-                         tuple(f.name for f in best.checked), package_files, tuple(notes))
+                         tuple(f.name for f in best.checked), package_files, tuple(notes),
+                         largest.arena_parts)
 
 
 @dataclass

@@ -4,7 +4,7 @@ assembly that embeds it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
@@ -58,6 +58,9 @@ class ModuleSources:
     outputs: list[TensorInfo]
     arena_size: int
     kernels: int
+    #: the arena's parts: planned activations, the kernels' shared workspace, data prepared
+    #: at session creation (Winograd's transformed filters)
+    arena_parts: dict[str, int] = field(default_factory=dict)
 
 
 def check_lowerable(graph: Graph) -> None:
@@ -148,8 +151,10 @@ def generate(graph: Graph, target_name: str, version: str,
         loop = kernel.parallel_loop
         tasks = c_renderer.expr(loop.stop) if loop is not None else "1"
         inits.append(f"kiln_parallel_for(e, {kernel.name}, {tasks});")
+    activations = graph.plan.arena_size
     if storage.scratch_bytes:   # kernels' workspaces sit above the planned arena
         graph.plan.arena_size += -(-storage.scratch_bytes // WEIGHT_ALIGN) * WEIGHT_ALIGN
+    workspace = graph.plan.arena_size - activations
     prepared_at = graph.plan.arena_size   # then the data prepared at session creation
     graph.plan.arena_size += storage.prepared_bytes
     inputs = [_info(v, v.name, f"input{i}_shape") for i, v in enumerate(graph.inputs)]
@@ -167,7 +172,8 @@ def generate(graph: Graph, target_name: str, version: str,
     weights_s = _TEMPLATES.get_template("weights.S.j2").render(
         blob=blob, size=len(weights))
     return ModuleSources(model_c, weights, weights_s, inputs, outputs, graph.plan.arena_size,
-                         len(kernels))
+                         len(kernels), {"activations": activations, "workspace": workspace,
+                                        "prepared": storage.prepared_bytes})
 
 
 def _info(value: Value, name: str, symbol: str,

@@ -20,6 +20,7 @@ from onnx import TensorProto, helper, numpy_helper
 import kiln
 from kiln.codegen.kernels import KernelSelector
 from kiln.codegen.schedules import KernelTarget
+from kiln.driver import compile_detailed
 from kiln.frontends.onnx import import_model
 from kiln.passes.manager import PIPELINE, run_passes
 from reference import assert_matches, run_onnxruntime
@@ -303,15 +304,21 @@ def test_winograd_filters_are_made_at_session_creation(tmp_path):
     inits: list = []
     model = _model([_conv("x", "y", 256, 256, 3, inits, 1, 1)], [("x", [1, 256, 24, 24])],
                    ["y"], inits)
-    path = kiln.compile(model, output=str(tmp_path / "w.so"))
+    result = compile_detailed(model, output=str(tmp_path / "w.so"))
+    path = str(result.library)
     weights = 256 * 256 * 9 * 4
     assert (tmp_path / "w.so").stat().st_size < 1.1 * weights + 2 ** 20
+    parts = result.arena_parts   # what `kiln compile` reports the session's bytes are for
+    assert sum(parts.values()) == result.arena_size
+    assert parts["prepared"] >= 16 / 9 * weights    # the smallest Winograd tile, F(2x2, 3x3)
+    assert parts["activations"] >= result.arena_lower_bound
     x = _RNG.standard_normal((1, 256, 24, 24)).astype(np.float32)
     (expected,) = run_onnxruntime(model, {"x": x})
 
     probe = Session(path, threads=1)
     lib, size = probe._lib, probe.workspace_size
     probe.close()
+    assert size == result.arena_size
     workspace = np.full(size + 64, 0xFF, np.uint8)             # NaN everywhere at first
     start = -workspace.ctypes.data % 64
     options = _Options()
