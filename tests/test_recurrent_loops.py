@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from reference import assert_matches, run_onnxruntime
 
-BATCH, SIZE, HIDDEN = 3, 4, 5
+BATCH, SIZE, HIDDEN = 3, 4, 37   # 37 units: whole vectors, register blocks and a scalar tail
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
 
 #: per op: (direction, lens: "" / "input" / "const", layout, extra attributes, optional
