@@ -306,6 +306,8 @@ def render(rows: list[Row], command: str, cc: bool) -> str:
         if len(group) < 3 or family in ("shipped", "pypi"):
             continue
         sizes = [r.nodes for r in group]
+        if len(set(sizes)) == 1:   # one graph size (a loop over time): nothing to fit
+            continue
         ks = [fitted_exponent(sizes, [r.phases.get(p, 0.0) for r in group]) for p in phases]
         total = fitted_exponent(sizes, [sum(r.phases.get(p, 0.0) for p in phases)
                                         for r in group])
