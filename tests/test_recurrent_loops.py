@@ -1,8 +1,9 @@
 """LSTM, GRU and RNN compiled as loops over time (compiler/ops/recurrent.py): one model per
 op holds a node for each variant (directions, sequence_lens fed at run time or constant,
 layout 1, peepholes, clip, input_forget, linear_before_reset, activations), compiled at two
-sequence lengths and run against ONNX Runtime; both have the same kernels (an unrolled
-recurrence would have a few per step)."""
+sequence lengths and run against ONNX Runtime, as is the numpy interpreter on the imported
+graph; both lengths have the same kernels (an unrolled recurrence would have a few per
+step)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from kiln.compiler.interpret import run_graph
+from kiln.frontends.onnx import import_model
 from reference import assert_matches, run_onnxruntime
 
 BATCH, SIZE, HIDDEN = 3, 4, 37   # 37 units: whole vectors, register blocks and a scalar tail
@@ -103,10 +106,11 @@ def test_recurrence_matches_onnxruntime_at_two_lengths(op, compile_and_load, tmp
         session = compile_and_load(model, name=f"{op}_{seq}",
                                    keep_sources=str(tmp_path / f"c{seq}"))
         expected = run_onnxruntime(reference_model, feed)
-        actual = session.run(feed)
-        assert len(actual) == len(expected)
-        for (name, value), want in zip(actual.items(), expected):
-            assert_matches(value, want, what=f"{op} seq {seq}: {name}")
+        for how, actual in (("artifact", session.run(feed)),
+                            ("interpreter", run_graph(import_model(model), feed))):
+            assert len(actual) == len(expected)
+            for (name, value), want in zip(actual.items(), expected):
+                assert_matches(value, want, what=f"{op} seq {seq} ({how}): {name}")
         lines = (tmp_path / f"c{seq}" / "model.c").read_text().splitlines()
         kernels.append(sum(line.startswith("static void k_") for line in lines))
     assert kernels[0] == kernels[1], f"{op}: {kernels[0]} kernels at 4 steps, {kernels[1]} at 11"
