@@ -9,10 +9,12 @@ slices of it. Directions forward, reverse and bidirectional; layout 0 and 1 (ops
 `clip`, LSTM peepholes and input_forget, GRU linear_before_reset; sequence_lens per batch
 element (a constant or a run-time input); activations Sigmoid, Tanh and Relu.
 
-The builders take two keywords for contrib ops whose weights arrive in another form
+The converters take two keywords for contrib ops whose weights arrive in another form
 (com.microsoft DynamicQuantizeLSTM): `project(ctx, x2d, w)` computes the input projection
-[seq * batch, dirs * G * H] from the time-major rows x2d (by default a matmul by W^T), and
-`r_t` gives R^T [dirs, H, G * H] as a float value (by default transposed from R).
+[seq * batch, dirs * G * H] from the time-major rows x2d and the node's `w`, whatever its
+form (by default a matmul by W^T; W's shape is then the caller's to check), and `r_t` gives
+R^T [dirs, H, G * H] as a float value (by default transposed from R). The product by R runs
+inside the loop kernel, in float32.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ class _Recurrence:
     sequence_lens, and Y and the final states sliced out of the op's one result."""
 
     def __init__(self, ctx, op: str, x, w, r, sequence_lens, hidden_size, direction: str,
-                 layout: int, r_t: Value | None = None):
+                 layout: int, project: Project | None = None, r_t: Value | None = None):
         if direction not in ("forward", "reverse", "bidirectional"):
             ctx.fail(f"direction '{direction}' is not forward, reverse or bidirectional")
         self.ctx, self.op = ctx, op
@@ -82,7 +84,7 @@ class _Recurrence:
         self.seq, self.batch, self.input_size = x.shape
         self.hidden = int(hidden_size) if hidden_size else w.shape[1] // gates
         self.width = gates * self.hidden
-        if w.shape != (self.directions, self.width, self.input_size):
+        if project is None and w.shape != (self.directions, self.width, self.input_size):
             ctx.fail(f"W has shape {list(w.shape)}, expected "
                      f"{[self.directions, self.width, self.input_size]}")
         if r_t is None:
@@ -91,6 +93,7 @@ class _Recurrence:
                          f"{[self.directions, self.width, self.hidden]}")
             r_t = ctx.emit("transpose", [r], perm=(0, 2, 1))
         self.x, self.w, self.r_t = x, w, r_t
+        self.project = project or project_by_matmul
         self.lens = self._lengths(sequence_lens)
 
     def _lengths(self, sequence_lens) -> Value | None:
@@ -119,11 +122,11 @@ class _Recurrence:
                      f"{[self.directions, 2 * self.width]}")
         return _slice(ctx, b, 1, 0, self.width), _slice(ctx, b, 1, self.width, 2 * self.width)
 
-    def projected_inputs(self, bias: Value | None, project: Project | None) -> Value:
+    def projected_inputs(self, bias: Value | None) -> Value:
         """X @ W^T (+ bias) for every step and direction: [seq, batch, dirs * G*H]."""
         ctx = self.ctx
         flat = reshape(ctx, self.x, (self.seq * self.batch, self.input_size))
-        xw = (project or project_by_matmul)(ctx, flat, self.w)
+        xw = self.project(ctx, flat, self.w)
         if bias is not None:
             xw = ctx.emit("add", [xw, reshape(ctx, bias, (self.directions * self.width,))])
         return reshape(ctx, xw, (self.seq, self.batch, self.directions * self.width))
@@ -172,9 +175,10 @@ def lstm(ctx, x, w, r, b=None, sequence_lens=None, initial_h=None, initial_c=Non
          activation_alpha=None, activation_beta=None, activations=None, clip=None,
          direction="forward", hidden_size=None, input_forget=0, layout=0, *,
          project: Project | None = None, r_t: Value | None = None):
-    rec = _Recurrence(ctx, "lstm", x, w, r, sequence_lens, hidden_size, direction, layout, r_t)
+    rec = _Recurrence(ctx, "lstm", x, w, r, sequence_lens, hidden_size, direction, layout,
+                      project, r_t)
     wb, rb = rec.biases(b)
-    inputs = [rec.projected_inputs(_sum(ctx, wb, rb), project), rec.r_t,
+    inputs = [rec.projected_inputs(_sum(ctx, wb, rb)), rec.r_t,
               rec.state(initial_h, "initial_h"), rec.state(initial_c, "initial_c")]
     if p is not None:
         if p.shape != (rec.directions, 3 * rec.hidden):
@@ -190,7 +194,8 @@ def gru(ctx, x, w, r, b=None, sequence_lens=None, initial_h=None, activation_alp
         activation_beta=None, activations=None, clip=None, direction="forward",
         hidden_size=None, linear_before_reset=0, layout=0, *,
         project: Project | None = None, r_t: Value | None = None):
-    rec = _Recurrence(ctx, "gru", x, w, r, sequence_lens, hidden_size, direction, layout, r_t)
+    rec = _Recurrence(ctx, "gru", x, w, r, sequence_lens, hidden_size, direction, layout,
+                      project, r_t)
     h, lbr = rec.hidden, int(linear_before_reset)
     wb, rb = rec.biases(b)
     outside = rb
@@ -198,7 +203,7 @@ def gru(ctx, x, w, r, b=None, sequence_lens=None, initial_h=None, activation_alp
         keep = np.ones((1, rec.width), np.float32)
         keep[0, 2 * h:] = 0.0
         outside = ctx.emit("mul", [rb, ctx.const(keep, name=f"{ctx.name}_outside")])
-    inputs = [rec.projected_inputs(_sum(ctx, wb, outside), project), rec.r_t,
+    inputs = [rec.projected_inputs(_sum(ctx, wb, outside)), rec.r_t,
               rec.state(initial_h, "initial_h")]
     if lbr:
         inputs.append(_slice(ctx, rb, 1, 2 * h, 3 * h) if rb is not None else
@@ -213,9 +218,10 @@ def rnn(ctx, x, w, r, b=None, sequence_lens=None, initial_h=None, activation_alp
         activation_beta=None, activations=None, clip=None, direction="forward",
         hidden_size=None, layout=0, *, project: Project | None = None,
         r_t: Value | None = None):
-    rec = _Recurrence(ctx, "rnn", x, w, r, sequence_lens, hidden_size, direction, layout, r_t)
+    rec = _Recurrence(ctx, "rnn", x, w, r, sequence_lens, hidden_size, direction, layout,
+                      project, r_t)
     wb, rb = rec.biases(b)
-    inputs = [rec.projected_inputs(_sum(ctx, wb, rb), project), rec.r_t,
+    inputs = [rec.projected_inputs(_sum(ctx, wb, rb)), rec.r_t,
               rec.state(initial_h, "initial_h")]
     return rec.run(inputs, activations=_activations(ctx, activations, 1, rec.directions),
                    clip=_clip_attr(clip))
