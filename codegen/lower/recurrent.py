@@ -113,8 +113,7 @@ class _Cell:
         self.ctx, self.node, self.attrs = ctx, node, node.attrs
         self.inputs: dict[str, Value] = dict(zip(input_names(node.op, node.attrs),
                                                  node.inputs))
-        xw = self.inputs["xw"]
-        self.seq, self.batch = xw.shape[0], xw.shape[1]
+        self.seq, self.batch = node.attrs["seq"], self.inputs["h0"].shape[1]
         self.hidden = node.attrs["hidden"]
         self.width = GATES[node.op] * self.hidden
         self.dirs = len(directions(node.attrs["direction"]))
@@ -279,8 +278,7 @@ def lower_recurrence(ctx: LowerContext, group: FusedGroup, schedule: RecurrenceS
     op = node.op
     names = ctx.names
     task = names.var("task")
-    xw = node.inputs[0]
-    seq, batch = xw.shape[0], xw.shape[1]
+    seq, batch = node.attrs["seq"], node.inputs[2].shape[1]
     cell = _Cell(ctx, group, task // batch, task % batch)
     h = cell.local("h", cell.hidden)
     second = cell.local("c" if op == "lstm" else "rh", cell.hidden)

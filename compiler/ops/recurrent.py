@@ -1,9 +1,11 @@
 """Recurrences as single ops: `lstm`, `gru` and `rnn`, each a serial loop over time.
 
 The importer (frontends/onnx/converters/recurrent.py) computes the input projection of every
-step up front, so each op reads
+step up front, so each op reads (its attributes `seq` and `hidden` give the sizes)
 
     xw      [seq, batch, dirs * G * H]   X_t W^T + the biases that can be added outside the cell
+                                         (any shape with that row-major layout: a
+                                         contrib projection may write [seq * batch, ...])
     r_t     [dirs, H, G * H]             R^T of each direction
     h0      [dirs, batch, H]             initial hidden state (c0: LSTM's initial cell, same)
 
@@ -66,9 +68,13 @@ def _type_of(op: str) -> Callable[[list[TensorType], dict[str, Any]], list[Tenso
                              f"got {len(types)}")
         xw, r_t, h0 = types[:3]
         hidden, dirs = attrs["hidden"], len(directions(attrs["direction"]))
-        seq, batch = xw.shape[0], xw.shape[1]
+        seq, batch = attrs["seq"], h0.shape[1] if h0.rank == 3 else 0
         width = GATES[op] * hidden
-        expected = {"xw": (seq, batch, dirs * width), "r_t": (dirs, hidden, width),
+        if xw.numel != seq * batch * dirs * width:
+            raise ValueError(f"{op}: xw has shape {list(xw.shape)}, not the "
+                             f"{seq} x {batch} x {dirs * width} elements of [seq, batch, "
+                             f"dirs * {GATES[op]} * hidden]")
+        expected = {"xw": xw.shape, "r_t": (dirs, hidden, width),
                     "h0": (dirs, batch, hidden), "c0": (dirs, batch, hidden),
                     "p": (dirs, 3 * hidden), "rb": (dirs, hidden), "lens": (batch,)}
         for name, t in zip(names, types):
@@ -89,8 +95,9 @@ def _recur(op: str, xw, r_t, initial: list, lens, attrs: dict[str, Any], cell) -
     element, each up to its length; returns the op's packed result."""
     hidden = attrs["hidden"]
     backwards = directions(attrs["direction"])
-    seq, batch = xw.shape[:2]
+    seq, batch = attrs["seq"], initial[0].shape[1]
     width = GATES[op] * hidden
+    xw = xw.reshape(seq, batch, len(backwards) * width)
     out = np.zeros((seq + STATES[op], len(backwards), batch, hidden), xw.dtype)
     lengths = np.full(batch, seq) if lens is None else np.clip(lens.astype(np.int64), 0, seq)
     for d, reverse in enumerate(backwards):
@@ -113,10 +120,10 @@ def _acts(op: str, attrs: dict[str, Any], d: int) -> list[Callable]:
 
 
 @register("lstm", "recurrent", _type_of("lstm"))
-def lstm(xw, r_t, h0, c0, *rest, hidden, direction, activations=None, clip=None,
+def lstm(xw, r_t, h0, c0, *rest, seq, hidden, direction, activations=None, clip=None,
          input_forget=0, peepholes=False, lens=False):
     """LSTM cells over time: i, o, f, c gates from xw_t + h R^T, peepholes on c."""
-    attrs = {"hidden": hidden, "direction": direction, "activations": activations}
+    attrs = {"seq": seq, "hidden": hidden, "direction": direction, "activations": activations}
     p = rest[0] if peepholes else None
     seq_lens = rest[-1] if lens else None
     h = hidden
@@ -141,10 +148,10 @@ def lstm(xw, r_t, h0, c0, *rest, hidden, direction, activations=None, clip=None,
 
 
 @register("gru", "recurrent", _type_of("gru"))
-def gru(xw, r_t, h0, *rest, hidden, direction, activations=None, clip=None,
+def gru(xw, r_t, h0, *rest, seq, hidden, direction, activations=None, clip=None,
         linear_before_reset=0, lens=False):
     """GRU cells over time: z, r gates, then the candidate from the reset state."""
-    attrs = {"hidden": hidden, "direction": direction, "activations": activations}
+    attrs = {"seq": seq, "hidden": hidden, "direction": direction, "activations": activations}
     rb = rest[0] if linear_before_reset else None
     seq_lens = rest[-1] if lens else None
     h = hidden
@@ -165,9 +172,9 @@ def gru(xw, r_t, h0, *rest, hidden, direction, activations=None, clip=None,
 
 
 @register("rnn", "recurrent", _type_of("rnn"))
-def rnn(xw, r_t, h0, *rest, hidden, direction, activations=None, clip=None, lens=False):
+def rnn(xw, r_t, h0, *rest, seq, hidden, direction, activations=None, clip=None, lens=False):
     """Simple RNN cells over time: h = f(xw_t + h R^T)."""
-    attrs = {"hidden": hidden, "direction": direction, "activations": activations}
+    attrs = {"seq": seq, "hidden": hidden, "direction": direction, "activations": activations}
     seq_lens = rest[-1] if lens else None
 
     def cell(d, x_t, hr, states):

@@ -10,9 +10,10 @@ slices of it. Directions forward, reverse and bidirectional; layout 0 and 1 (ops
 element (a constant or a run-time input); activations Sigmoid, Tanh and Relu.
 
 The converters take two keywords for contrib ops whose weights arrive in another form
-(com.microsoft DynamicQuantizeLSTM): `project(ctx, x2d, w)` computes the input projection
-[seq * batch, dirs * G * H] from the time-major rows x2d and the node's `w`, whatever its
-form (by default a matmul by W^T; W's shape is then the caller's to check), and `r_t` gives
+(com.microsoft DynamicQuantizeLSTM): `project(ctx, x, w)` computes the input projection
+[seq, batch, dirs * G * H] (or [seq * batch, ...]: any shape with that row-major layout)
+from the time-major input x [seq, batch, input] and the node's `w`, whatever its form (by
+default a matmul by W^T; W's shape is then the caller's to check), and `r_t` gives
 R^T [dirs, H, G * H] as a float value (by default transposed from R). The product by R runs
 inside the loop kernel, in float32.
 """
@@ -30,7 +31,7 @@ from .common import reshape
 
 _ACTIVATIONS = {"sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu"}
 
-#: (ctx, x2d [seq * batch, input], w) -> the input projection [seq * batch, dirs * G * H]
+#: (ctx, x [seq, batch, input], w) -> the input projection [seq, batch, dirs * G * H]
 Project = Callable[[Any, Value, Value], Value]
 
 
@@ -42,11 +43,12 @@ def _slice(ctx, x, axis: int, start: int, end: int):
     return ctx.emit("slice", [x], starts=starts, ends=ends, steps=(1,) * x.type.rank)
 
 
-def project_by_matmul(ctx, x2d: Value, w: Value) -> Value:
-    """X @ W^T for every direction at once: W [dirs, G*H, input] as [input, dirs * G*H]."""
+def project_by_matmul(ctx, x: Value, w: Value) -> Value:
+    """X @ W^T for every step and direction at once: W [dirs, G*H, input] as
+    [input, dirs * G*H]."""
     dirs, width, size = w.shape
     w_t = reshape(ctx, ctx.emit("transpose", [w], perm=(2, 0, 1)), (size, dirs * width))
-    return ctx.emit("matmul", [x2d, w_t])
+    return ctx.emit("matmul", [x, w_t])
 
 
 def _activations(ctx, names, count: int, directions: int) -> tuple[str, ...] | None:
@@ -125,11 +127,10 @@ class _Recurrence:
     def projected_inputs(self, bias: Value | None) -> Value:
         """X @ W^T (+ bias) for every step and direction: [seq, batch, dirs * G*H]."""
         ctx = self.ctx
-        flat = reshape(ctx, self.x, (self.seq * self.batch, self.input_size))
-        xw = self.project(ctx, flat, self.w)
+        xw = self.project(ctx, self.x, self.w)
         if bias is not None:
             xw = ctx.emit("add", [xw, reshape(ctx, bias, (self.directions * self.width,))])
-        return reshape(ctx, xw, (self.seq, self.batch, self.directions * self.width))
+        return xw
 
     def state(self, value, what: str) -> Value:
         """An initial state as [dirs, batch, hidden] (zeros when not given)."""
@@ -149,8 +150,8 @@ class _Recurrence:
         node's layout."""
         ctx, h = self.ctx, self.hidden
         lens = [] if self.lens is None else [self.lens]
-        packed = ctx.emit(self.op, [*inputs, *lens], hidden=h, direction=self.direction,
-                          lens=self.lens is not None, **attrs)
+        packed = ctx.emit(self.op, [*inputs, *lens], seq=self.seq, hidden=h,
+                          direction=self.direction, lens=self.lens is not None, **attrs)
         y = _slice(ctx, packed, 0, 0, self.seq)
         states = [reshape(ctx, _slice(ctx, packed, 0, self.seq + i, self.seq + i + 1),
                           (self.directions, self.batch, h)) for i in range(STATES[self.op])]
