@@ -114,3 +114,22 @@ def test_recurrence_matches_onnxruntime_at_two_lengths(op, compile_and_load, tmp
         lines = (tmp_path / f"c{seq}" / "model.c").read_text().splitlines()
         kernels.append(sum(line.startswith("static void k_") for line in lines))
     assert kernels[0] == kernels[1], f"{op}: {kernels[0]} kernels at 4 steps, {kernels[1]} at 11"
+
+
+def test_sequence_lens_beyond_the_sequence_is_a_clear_error(tmp_path):
+    """A constant sequence_lens longer than the sequence is refused at compile time."""
+    import kiln
+    from kiln.compiler.errors import KilnError
+
+    x = np.zeros((3, 2, SIZE), np.float32)
+    inits = [numpy_helper.from_array(np.zeros((1, HIDDEN, SIZE), np.float32), "w"),
+             numpy_helper.from_array(np.zeros((1, HIDDEN, HIDDEN), np.float32), "r"),
+             numpy_helper.from_array(np.array([3, 4], np.int32), "lens")]
+    node = helper.make_node("RNN", ["x", "w", "r", "", "lens"], ["y"], hidden_size=HIDDEN)
+    graph = helper.make_graph([node], "rnn_lens",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, x.shape)],
+                              [helper.make_empty_tensor_value_info("y")], inits)
+    model = onnx.shape_inference.infer_shapes(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)]))
+    with pytest.raises(KilnError, match=r"sequence_lens \[3, 4\] are not within \[0, 3\]"):
+        kiln.compile(model, output=str(tmp_path / "rnn.so"))
