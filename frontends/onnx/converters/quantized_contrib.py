@@ -8,6 +8,10 @@ onto the integer IR op qmatmul (compiler/ops/quantized.py):
     QGemm(A, a_scale, a_zp, B, b_scale, b_zp, C, y_scale, y_zp; alpha, transA, transB)
         acc' = acc + C (int32);  float:  y = float(acc') * (alpha * a_scale * b_scale[n])
                                  8-bit:  y = saturate(round(float(acc') * scale / y_scale) + y_zp)
+    DynamicQuantizeLSTM(X, W, R, B, sequence_lens, initial_h, initial_c, P, W_scale,
+                        W_zero_point, R_scale, R_zero_point)
+        ONNX's LSTM with W [dirs, input, 4H] and R [dirs, H, 4H] 8-bit (scale and zero
+        point per direction or per column); every product by them a DynamicQuantizeMatMul
 
 acc is the exact int32 sum of (a - a_zp)(b - b_zp). A's zero point and scale may be computed
 at run time (DynamicQuantizeLinear's outputs): qmatmul then takes them as inputs. B's scale
@@ -27,6 +31,7 @@ from .matmul import matmul as _matmul
 from .quantized_linear import (_a_zero_point, _column_zero_points, _integer_op, _known,
                                _matmul_form, _per_column, _scalar, _widen,
                                dynamic_quantize_linear)
+from .recurrent import lstm
 
 MS = "com.microsoft"
 
@@ -126,3 +131,51 @@ def qgemm(ctx, a, a_scale, a_zero_point, b, b_scale, b_zero_point, c=None, y_sca
     if a_zero is None or b_zero is None or y_zero is None:
         ctx.fail("QGemm's zero points must be constants (per tensor, B's per column too)")
     return _integer_op(ctx, "qmatmul", a, b, a_zero, b_zero, out, bias, scale, y_zero)
+
+
+def _direction_params(ctx, scale: Value, zero_point: Value, weight: Value, what: str
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """A quantized LSTM weight's constant scales and zero points, one row per direction:
+    [dirs] (per tensor) or [dirs, 4 * hidden] (per column)."""
+    scales = np.asarray(ctx.value_of(scale, f"{what}_scale"), np.float32)
+    zeros = np.asarray(ctx.value_of(zero_point, f"{what}_zero_point"))
+    if zero_point.dtype is not weight.dtype:
+        ctx.fail(f"{what}_zero_point is {zero_point.dtype.name} but {what} is "
+                 f"{weight.dtype.name}")
+    dirs, columns = weight.shape[0], weight.shape[2]
+    for name, array in ((f"{what}_scale", scales), (f"{what}_zero_point", zeros)):
+        if array.shape not in ((dirs,), (dirs, columns)):
+            ctx.fail(f"{name} has shape {list(array.shape)}, expected [{dirs}] or "
+                     f"[{dirs}, {columns}]")
+    return scales, zeros
+
+
+@converter("DynamicQuantizeLSTM", since=1, domain=MS)
+def dynamic_quantize_lstm(ctx, x, w, r, b=None, sequence_lens=None, initial_h=None,
+                          initial_c=None, p=None, w_scale=None, w_zero_point=None,
+                          r_scale=None, r_zero_point=None, activation_alpha=None,
+                          activation_beta=None, activations=None, clip=None,
+                          direction="forward", hidden_size=None, input_forget=0):
+    """An LSTM whose W [dirs, input, 4H] and R [dirs, H, 4H] are 8-bit constants: built by
+    recurrent.py's LSTM, with each product by W and by R a DynamicQuantizeMatMul (the
+    activations quantized to uint8 over their range at run time, as ONNX Runtime does for
+    every GEMM of the cell), so the weights stay 8-bit."""
+    for weight, what in ((w, "W"), (r, "R")):
+        if weight.dtype not in (DType.int8, DType.uint8) or weight.type.rank != 3 \
+                or not weight.is_constant:
+            ctx.fail(f"DynamicQuantizeLSTM's {what} must be a constant int8/uint8 tensor "
+                     f"of rank 3, not {weight.dtype.name} of shape {list(weight.shape)}")
+    params = {"W": _direction_params(ctx, w_scale, w_zero_point, w, "W"),
+              "R": _direction_params(ctx, r_scale, r_zero_point, r, "R")}
+
+    def product(a: Value, weight_t: Value, role: str, d: int) -> Value:
+        scales, zeros = params[role]
+        a_q, a_scale, a_zero = dynamic_quantize_linear(ctx, a)
+        return _to_float(ctx, a_q, weight_t, a_scale, ctx.const(scales[d]), a_zero,
+                         ctx.const(zeros[d]), None)
+
+    w_onnx, r_onnx = (ctx.emit("transpose", [v], perm=(0, 2, 1)) for v in (w, r))
+    return lstm(ctx, x, w_onnx, r_onnx, b, sequence_lens, initial_h, initial_c, p,
+                activation_alpha=activation_alpha, activation_beta=activation_beta,
+                activations=activations, clip=clip, direction=direction,
+                hidden_size=hidden_size, input_forget=input_forget, matmul=product)

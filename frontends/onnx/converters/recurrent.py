@@ -46,7 +46,7 @@ class _Recurrence:
     """What LSTM, GRU and RNN share: inputs in time-major form, per-direction weights."""
 
     def __init__(self, ctx, gates: int, x, w, r, b, sequence_lens, hidden_size,
-                 direction: str, layout: int):
+                 direction: str, layout: int, matmul: Callable | None = None):
         if direction not in ("forward", "reverse", "bidirectional"):
             ctx.fail(f"direction '{direction}' is not forward, reverse or bidirectional")
         self.ctx = ctx
@@ -72,6 +72,8 @@ class _Recurrence:
                          "pad or trim the sequences to one length")
         self.x = x
         self.w, self.r, self.b = w, r, b
+        #: matmul(a, weight_t, role "W" or "R", direction) -> a @ weight_t
+        self.matmul = matmul or (lambda a, weight_t, role, d: ctx.emit("matmul", [a, weight_t]))
 
     def weights(self, d: int):
         """(W_d^T [I, G*H], R_d^T [H, G*H], Wb_d [G*H], Rb_d [G*H] or None when no B)."""
@@ -85,11 +87,11 @@ class _Recurrence:
         b = reshape(ctx, _slice(ctx, self.b, 0, d, d + 1), (2 * gh,))
         return w_t, r_t, _slice(ctx, b, 0, 0, gh), _slice(ctx, b, 0, gh, 2 * gh)
 
-    def projected_inputs(self, w_t, bias):
+    def projected_inputs(self, w_t, bias, d: int = 0):
         """X @ W^T (+ bias) for every step at once: [seq, batch, G*H]."""
         ctx = self.ctx
         flat = reshape(ctx, self.x, (self.seq * self.batch, self.input_size))
-        xw = ctx.emit("matmul", [flat, w_t])
+        xw = self.matmul(flat, w_t, "W", d)
         if bias is not None:
             xw = ctx.emit("add", [xw, bias])
         return reshape(ctx, xw, (self.seq, self.batch, self.gates * self.hidden))
@@ -139,7 +141,7 @@ class _Recurrence:
             bias = wb
             if rb is not None and fold_recurrent_bias:
                 bias, rb = self.ctx.emit("add", [wb, rb]), None
-            xw = self.projected_inputs(w_t, bias)
+            xw = self.projected_inputs(w_t, bias, d)
             current = [self.state(s, d, f"{self.ctx.name}_init{i}") for i, s in enumerate(states)]
             outputs = [None] * self.seq
             order = range(self.seq - 1, -1, -1) if self.reverse[d] else range(self.seq)
@@ -161,15 +163,18 @@ def _clip(ctx, x, clip):
 @converter("LSTM", since=7)
 def lstm(ctx, x, w, r, b=None, sequence_lens=None, initial_h=None, initial_c=None, p=None,
          activation_alpha=None, activation_beta=None, activations=None, clip=None,
-         direction="forward", hidden_size=None, input_forget=0, layout=0):
-    rec = _Recurrence(ctx, 4, x, w, r, b, sequence_lens, hidden_size, direction, layout)
+         direction="forward", hidden_size=None, input_forget=0, layout=0, matmul=None):
+    """matmul: how the products by W^T and R^T are computed (the _Recurrence hook; a
+    quantized LSTM passes its integer matmul)."""
+    rec = _Recurrence(ctx, 4, x, w, r, b, sequence_lens, hidden_size, direction, layout,
+                      matmul)
     acts = _activations(ctx, activations, 3, rec.directions)
     h = rec.hidden
 
     def step(d, r_t, rb, xw_t, states):
         f_act, g_act, h_act = acts[d] or ("sigmoid", "tanh", "tanh")
         h_prev, c_prev = states
-        z = ctx.emit("add", [xw_t, ctx.emit("matmul", [h_prev, r_t])])
+        z = ctx.emit("add", [xw_t, rec.matmul(h_prev, r_t, "R", d)])
         i_pre, o_pre, f_pre, c_pre = (rec.gate(z, k) for k in range(4))
         if p is not None:
             peep = reshape(ctx, _slice(ctx, p, 0, d, d + 1), (3 * h,))
