@@ -10,6 +10,7 @@ and written stays 8-bit; scales and zero points are per tensor and known at comp
     mul:     y = sat(rint(float((a - z_a) * (b - z_b)) * (s_a * s_b / s_y) + z_y))
     table:   y = table[x], 256 entries computed here: quantize(f(dequantize(v))) for each
              value v (QLinearSigmoid, QLinearLeakyRelu, and the requantize of QLinearConcat)
+    concat:  inputs quantized as the output as they are, the others through a table
     pool:    y = sat(rint(float(sum(x) - z_x * n) * (s_x / (s_y * n))) + z_y)
 
 All of it in float32 as MLAS does (fma: one rounding). The float32 steps are carried out
@@ -124,6 +125,15 @@ def lookup(b: Builder, x: Value, entries: np.ndarray, name: str) -> Value:
     if low:
         index = b.emit("sub", [index, b.const(np.int32(low))])
     return b.emit("gather", [b.const(entries, name=name), index], axis=0)
+
+
+def concat(b: Builder, parts: list[tuple[Value, QParams]], out: QParams, axis: int,
+           name: str) -> Value:
+    """QLinearConcat: parts quantized as the output pass as they are, the others through
+    their requantize table."""
+    values = [x if params == out else lookup(b, x, table(x.dtype, params, out), f"{name}{i}")
+              for i, (x, params) in enumerate(parts)]
+    return b.emit("concat", values, axis=axis)
 
 
 def sigmoid(real: np.ndarray) -> np.ndarray:

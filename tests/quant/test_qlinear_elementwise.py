@@ -10,13 +10,10 @@ from __future__ import annotations
 import zlib
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 
-import kiln
-from kiln.runtime import load
-
 import contrib_models as cm
+from kernel_build import assert_bits_equal_onnxruntime
 
 DTYPES = {"int8": np.int8, "uint8": np.uint8}
 BUILDERS = {
@@ -34,11 +31,4 @@ BUILDERS = {
 def test_outputs_equal_onnxruntime(tmp_path, op, dtype):
     rng = np.random.default_rng(zlib.crc32(f"{op}-{dtype}".encode()))
     model, feed = BUILDERS[op](rng, DTYPES[dtype])
-    expected = ort.InferenceSession(model.SerializeToString(),
-                                    providers=["CPUExecutionProvider"]).run(None, feed)
-    library = kiln.compile(model, output=str(tmp_path / "model.so"))
-    with load(library) as session:
-        got = list(session.run(feed).values())
-    for index, (g, e) in enumerate(zip(got, expected)):
-        assert g.dtype == e.dtype and g.shape == e.shape, index
-        np.testing.assert_array_equal(g, e, err_msg=f"case {index} of {op}")
+    assert_bits_equal_onnxruntime(tmp_path, model, feed, op)

@@ -105,13 +105,11 @@ def qlinear_concat(ctx, y_scale, y_zero_point, *inputs, axis=None):
     xs = inputs[0::3]
     dtype = _eight_bit(ctx, *xs)
     out = _params(ctx, y_scale, y_zero_point, dtype, "Y")
-    parts = []
-    for i, (x, scale, zero) in enumerate(zip(xs, inputs[1::3], inputs[2::3])):
-        params = _params(ctx, scale, zero, dtype, f"input {i}")
-        parts.append(x if params == out else qlinear.lookup(
-            ctx, x, qlinear.table(dtype, params, out), f"{ctx.name}_table{i}"))
+    parts = [(x, _params(ctx, scale, zero, dtype, f"input {i}"))
+             for i, (x, scale, zero) in enumerate(zip(xs, inputs[1::3], inputs[2::3]))]
     rank = xs[0].type.rank
-    return ctx.emit("concat", parts, axis=int(axis) % rank if rank else 0)
+    return qlinear.concat(ctx, parts, out, int(axis) % rank if rank else 0,
+                          f"{ctx.name}_table")
 
 
 @converter("QLinearGlobalAveragePool", since=1, domain=MS)
