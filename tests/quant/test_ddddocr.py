@@ -3,19 +3,24 @@ Runtime's quantize_dynamic wrote as DynamicQuantizeLinear -> ConvInteger / MatMu
 a bidirectional com.microsoft DynamicQuantizeLSTM, real weights) compiled by Kiln: on a
 captcha-like image drawn here, its decoded characters equal ONNX Runtime's, decoded as
 ddddocr does (argmax per timestep, repeats merged, blank 0 dropped, the wheel's charset);
-the recurrent weights stay 8-bit (int8 GEMM kernels in the artifact)."""
+the weights stay 8-bit (the artifact's weights within 15% of the model's 8-bit
+initializers: no conv or LSTM weight widened to int32 or float)."""
 
 from __future__ import annotations
 
 import importlib.util
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
+from onnx import numpy_helper
 
 import kiln
 from kiln.runtime import load
 from pypi_models import DDDDOCR, REAL_MODELS, require_real_model, unpacked_wheel
+
+from kiln.runtime.manifest import read_manifest
 
 from kernel_build import kernels_of
 
@@ -88,3 +93,11 @@ def test_decoded_text_equals_onnxruntime(compiled):
     assert len(text) >= 4, text   # the drawing reads as a captcha, not as noise
     assert decode(got, charset) == text
     np.testing.assert_allclose(got, expected, atol=1e-3 * float(np.abs(expected).max()))
+
+
+def test_weights_stay_8bit(compiled):
+    path, library, kernels = compiled
+    assert "conv_direct" not in kernels, kernels   # every ConvInteger on qconv2d
+    stored = sum(numpy_helper.to_array(i).nbytes for i in onnx.load(str(path)).graph.initializer)
+    (level,) = read_manifest(str(library))["levels"]
+    assert level["weight_bytes"] <= 1.15 * stored, (level["weight_bytes"], stored)
