@@ -30,7 +30,6 @@ from .dtypes import DType
 from .ir import Value
 
 F32, F64 = np.float32, np.float64
-EIGHT_BIT = (DType.int8, DType.uint8)
 
 
 class Builder(Protocol):

@@ -25,6 +25,7 @@ import numpy as np
 from ..compiler import qlinear
 from ..compiler.ir import Graph, Node, Value
 from ..compiler.ops import infer_types
+from ..compiler.ops.quantized import EIGHT_BIT
 from .patterns import sole_reader
 
 
@@ -58,7 +59,7 @@ def _params(scale: Value, zero: Value) -> qlinear.QParams | None:
 def _dequantized(value: Value) -> tuple[Value, qlinear.QParams] | None:
     """(the 8-bit tensor, its per-tensor parameters) when `value` dequantizes one."""
     node = value.producer
-    if node is None or node.op != "dequantize" or node.inputs[0].dtype not in qlinear.EIGHT_BIT:
+    if node is None or node.op != "dequantize" or node.inputs[0].dtype not in EIGHT_BIT:
         return None
     params = _params(*node.inputs[1:])
     return None if params is None else (node.inputs[0], params)

@@ -20,6 +20,7 @@ import numpy as np
 from ....compiler import qlinear
 from ....compiler.dtypes import DType
 from ....compiler.ir import Value
+from ....compiler.ops.quantized import EIGHT_BIT
 from ..registry import converter
 
 MS = "com.microsoft"
@@ -44,7 +45,7 @@ def _params(ctx, scale: Value, zero: Value | None, like: DType, what: str) -> ql
 
 def _eight_bit(ctx, *values: Value) -> DType:
     dtype = values[0].dtype
-    if dtype not in qlinear.EIGHT_BIT or any(v.dtype is not dtype for v in values):
+    if dtype not in EIGHT_BIT or any(v.dtype is not dtype for v in values):
         ctx.fail(f"{ctx.node.op_type} takes int8 or uint8 tensors of one dtype, not "
                  f"{', '.join(v.dtype.name for v in values)}")
     return dtype
