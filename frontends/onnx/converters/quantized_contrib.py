@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from ....compiler.dtypes import DType
-from ....compiler.ir import Value
+from ....compiler.ir import Node, Value
 from ..registry import converter
 from .common import reshape
 from .matmul import matmul as _matmul
@@ -168,11 +168,23 @@ def dynamic_quantize_lstm(ctx, x, w, r, b=None, sequence_lens=None, initial_h=No
     params = {"W": _direction_params(ctx, w_scale, w_zero_point, w, "W"),
               "R": _direction_params(ctx, r_scale, r_zero_point, r, "R")}
 
+    first: dict[tuple[str, int], Node] = {}
+
     def product(a: Value, weight_t: Value, role: str, d: int) -> Value:
+        """a @ weight_t; the steps after the first qmatmul by a weight share its 8-bit
+        weight and per-column constants (qmatmul's inputs: a, b, b_zero_point, bias, scale,
+        then A's run-time zero point and scale)."""
         scales, zeros = params[role]
         a_q, a_scale, a_zero = dynamic_quantize_linear(ctx, a)
-        return _to_float(ctx, a_q, weight_t, a_scale, ctx.const(scales[d]), a_zero,
-                         ctx.const(zeros[d]), None)
+        if (role, d) in first:
+            node = first[role, d]
+            return ctx.emit("qmatmul", [a_q, *node.inputs[1:5], a_zero, a_scale], **node.attrs)
+        y = _to_float(ctx, a_q, weight_t, a_scale, ctx.const(scales[d]), a_zero,
+                      ctx.const(zeros[d]), None)
+        if y.producer is not None and y.producer.op == "qmatmul" \
+                and y.producer.attrs["a_zero_point"] is None:
+            first[role, d] = y.producer
+        return y
 
     w_onnx, r_onnx = (ctx.emit("transpose", [v], perm=(0, 2, 1)) for v in (w, r))
     return lstm(ctx, x, w_onnx, r_onnx, b, sequence_lens, initial_h, initial_c, p,
