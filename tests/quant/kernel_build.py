@@ -1,8 +1,14 @@
-"""Compiling the quantized test models for one integer kernel, and what they ran on."""
+"""Compiling the quantized test models for one integer kernel, what they ran on, and
+comparing a model's outputs with ONNX Runtime's bit for bit."""
 
 from __future__ import annotations
 
+import numpy as np
+import onnxruntime as ort
+
+from kiln import compile as compile_model
 from kiln.driver import compile_detailed
+from kiln.runtime import load
 from kiln.runtime.manifest import read_manifest
 from kiln.targets.x86_64 import host_features
 
@@ -23,3 +29,17 @@ def kernels_of(library) -> set[str]:
     """Every kernel the artifact's manifest records, over its CPU levels."""
     manifest = read_manifest(str(library))
     return {g["kernel"] for level in manifest["levels"] for g in level["schedules"]}
+
+
+def assert_bits_equal_onnxruntime(tmp_path, model, feed: dict, what: str) -> None:
+    """Compile `model` (default options), run it on `feed` beside ONNX Runtime, and require
+    every output equal bit for bit, dtype and shape included."""
+    expected = ort.InferenceSession(model.SerializeToString(),
+                                    providers=["CPUExecutionProvider"]).run(None, feed)
+    library = compile_model(model, output=str(tmp_path / "model.so"))
+    with load(library) as session:
+        got = list(session.run(feed).values())
+    assert len(got) == len(expected)
+    for index, (g, e) in enumerate(zip(got, expected)):
+        assert g.dtype == e.dtype and g.shape == e.shape, (what, index)
+        np.testing.assert_array_equal(g, e, err_msg=f"output {index} of {what}")

@@ -138,6 +138,20 @@ def dynamic_matmul_integer(rng, m: int, k: int, n: int, b_dtype, per_axis: bool)
                      _info("y", np.int32, (2, m, n)), {"b": b, "b_zero": b_zero}), {"x": x}
 
 
+def dynamic_conv_integer(rng, w_dtype, stride: int, pad: int, group: int, c: int = 8,
+                         oc: int = 16, size: int = 11):
+    """DynamicQuantizeLinear(x) -> ConvInteger(x_q, W, x_zero, W_zero): the run-time zero
+    point of x, as onnxruntime's quantize_dynamic writes CNNs (ddddocr's)."""
+    x = rng.standard_normal((2, c, size, size)).astype(np.float32) * 2 + 0.7
+    w, w_zero = quantized(rng, w_dtype, (oc, c // group, 3, 3), False)
+    inits = {"w": w, "w_zero": _zero(w_dtype, w_zero)}
+    nodes = [helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"]),
+             _conv_node("ConvInteger", ["xq", "w", "xz", "w_zero"], 3, stride, pad, group)]
+    out = (size + 2 * pad - 3) // stride + 1
+    return _ms_model(nodes, [_info("x", np.float32, x.shape)],
+                     _info("y", np.int32, (2, oc, out, out)), inits), {"x": x}
+
+
 def matmul_integer_to_float(rng, m: int, k: int, n: int, b_dtype, per_axis: bool,
                             bias: bool):
     """com.microsoft MatMulIntegerToFloat with A's scale and zero point as run-time inputs."""

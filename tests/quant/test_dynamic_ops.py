@@ -83,3 +83,26 @@ def test_quantize_dynamic_tail_joins_the_epilogue(tmp_path, per_axis):
     x = feed["x"]
     step = (max(x.max(), 0) - min(x.min(), 0)) / 255 * 0.01
     assert float(np.max(np.abs(got - expected))) <= step
+
+
+@pytest.mark.parametrize("kernel", list(KERNELS))
+@pytest.mark.parametrize("w_dtype,stride,pad,group", [
+    (S8, 1, 1, 1), (S8, 2, 1, 1), (U8, 1, 0, 1), (S8, 1, 2, 2)],
+    ids=["int8_pad1", "int8_stride2", "uint8_no_pad", "int8_grouped_pad2"])
+def test_dynamic_conv_integer_stays_8bit(tmp_path, kernel, w_dtype, stride, pad, group):
+    """DynamicQuantizeLinear -> ConvInteger (x's zero point computed at run time): the
+    int32 result exactly ONNX Runtime's, on qconv2d with the weight 8-bit (x padded with
+    its zero point, the zero point's share taken off per channel). Per-tensor weight zero
+points: ONNX Runtime's ConvInteger takes no other."""
+    if kernel == "int8_gemm_vnni" and not VNNI:
+        pytest.skip("this CPU has no avx512_vnni: the VNNI kernel cannot run here")
+    model, feed = models.dynamic_conv_integer(np.random.default_rng(11), w_dtype, stride, pad,
+                                              group)
+    expected = ort.InferenceSession(model.SerializeToString(),
+                                    providers=["CPUExecutionProvider"]).run(None, feed)[0]
+    result, kernels = compile_for(tmp_path, model, kernel)
+    assert kernels & ({"int8_gemm_vnni"} | PORTABLE), kernels
+    assert "conv_direct" not in kernels, kernels   # no int32 float-kernel conv
+    with load(result.library) as session:
+        (got,) = session.run(feed).values()
+    np.testing.assert_array_equal(got, expected)

@@ -8,6 +8,11 @@ onto the integer IR op qmatmul (compiler/ops/quantized.py):
     QGemm(A, a_scale, a_zp, B, b_scale, b_zp, C, y_scale, y_zp; alpha, transA, transB)
         acc' = acc + C (int32);  float:  y = float(acc') * (alpha * a_scale * b_scale[n])
                                  8-bit:  y = saturate(round(float(acc') * scale / y_scale) + y_zp)
+    DynamicQuantizeLSTM(X, W, R, B, sequence_lens, initial_h, initial_c, P, W_scale,
+                        W_zero_point, R_scale, R_zero_point)
+        ONNX's LSTM with W [dirs, input, 4H] and R [dirs, H, 4H] 8-bit (scale and zero
+        point per direction or per column); the product by W a DynamicQuantizeMatMul, the
+        one by R (inside the loop over time) on R dequantized to float32
 
 acc is the exact int32 sum of (a - a_zp)(b - b_zp). A's zero point and scale may be computed
 at run time (DynamicQuantizeLinear's outputs): qmatmul then takes them as inputs. B's scale
@@ -27,6 +32,7 @@ from .matmul import matmul as _matmul
 from .quantized_linear import (_a_zero_point, _column_zero_points, _integer_op, _known,
                                _matmul_form, _per_column, _scalar, _widen,
                                dynamic_quantize_linear)
+from .recurrent import lstm
 
 MS = "com.microsoft"
 
@@ -126,3 +132,64 @@ def qgemm(ctx, a, a_scale, a_zero_point, b, b_scale, b_zero_point, c=None, y_sca
     if a_zero is None or b_zero is None or y_zero is None:
         ctx.fail("QGemm's zero points must be constants (per tensor, B's per column too)")
     return _integer_op(ctx, "qmatmul", a, b, a_zero, b_zero, out, bias, scale, y_zero)
+
+
+def _direction_params(ctx, scale: Value, zero_point: Value, weight: Value, what: str
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """A quantized LSTM weight's constant scales and zero points, one row per direction:
+    [dirs] (per tensor) or [dirs, 4 * hidden] (per column)."""
+    scales = np.asarray(ctx.value_of(scale, f"{what}_scale"), np.float32)
+    zeros = np.asarray(ctx.value_of(zero_point, f"{what}_zero_point"))
+    if zero_point.dtype is not weight.dtype:
+        ctx.fail(f"{what}_zero_point is {zero_point.dtype.name} but {what} is "
+                 f"{weight.dtype.name}")
+    dirs, columns = weight.shape[0], weight.shape[2]
+    for name, array in ((f"{what}_scale", scales), (f"{what}_zero_point", zeros)):
+        if array.shape not in ((dirs,), (dirs, columns)):
+            ctx.fail(f"{name} has shape {list(array.shape)}, expected [{dirs}] or "
+                     f"[{dirs}, {columns}]")
+    return scales, zeros
+
+
+@converter("DynamicQuantizeLSTM", since=1, domain=MS)
+def dynamic_quantize_lstm(ctx, x, w, r, b=None, sequence_lens=None, initial_h=None,
+                          initial_c=None, p=None, w_scale=None, w_zero_point=None,
+                          r_scale=None, r_zero_point=None, activation_alpha=None,
+                          activation_beta=None, activations=None, clip=None,
+                          direction="forward", hidden_size=None, input_forget=0):
+    """An LSTM whose W [dirs, input, 4H] and R [dirs, H, 4H] are 8-bit constants, on
+    recurrent.py's loop: the input projection of every step is a DynamicQuantizeMatMul (X
+    quantized to uint8 over its range at run time, as ONNX Runtime does, times the 8-bit W,
+    which stays 8-bit), and R, dequantized at compile time, is the loop kernel's float32
+    R^T (ONNX Runtime quantizes each step's H as well: the two differ by that rounding)."""
+    for weight, what in ((w, "W"), (r, "R")):
+        if weight.dtype not in (DType.int8, DType.uint8) or weight.type.rank != 3 \
+                or not weight.is_constant:
+            ctx.fail(f"DynamicQuantizeLSTM's {what} must be a constant int8/uint8 tensor "
+                     f"of rank 3, not {weight.dtype.name} of shape {list(weight.shape)}")
+    w_scales, w_zeros = _direction_params(ctx, w_scale, w_zero_point, w, "W")
+    r_scales, r_zeros = _direction_params(ctx, r_scale, r_zero_point, r, "R")
+    dirs, columns = r.shape[0], r.shape[2]
+
+    def per_column(params: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(params.reshape(dirs, -1), (dirs, columns))
+
+    r_float = (r.data.astype(np.float32) - per_column(r_zeros).astype(np.float32)[:, None]) \
+        * per_column(r_scales)[:, None]
+    r_t = ctx.const(r_float.astype(np.float32), name=f"{ctx.name}_r_t")
+
+    def project(ctx, x_major: Value, weight: Value) -> Value:
+        seq, batch, size = x_major.shape
+        flat = reshape(ctx, x_major, (seq * batch, size))
+        a_q, a_scale, a_zero = dynamic_quantize_linear(ctx, flat)
+        parts = [_to_float(ctx, a_q, ctx.const(np.ascontiguousarray(weight.data[d]),
+                                               name=f"{ctx.name}_w{d}"),
+                           a_scale, ctx.const(w_scales[d]), a_zero, ctx.const(w_zeros[d]),
+                           None) for d in range(dirs)]
+        return parts[0] if dirs == 1 else ctx.emit("concat", parts, axis=1)
+
+    return lstm(ctx, x, w, r, b, sequence_lens, initial_h, initial_c, p,
+                activation_alpha=activation_alpha, activation_beta=activation_beta,
+                activations=activations, clip=clip, direction=direction,
+                hidden_size=hidden_size or columns // 4, input_forget=input_forget,
+                project=project, r_t=r_t)

@@ -5,9 +5,11 @@ DynamicQuantizeLinear as elementwise IR.
 DESIGN: the integer ops keep the 8-bit weight as it is (the artifact stores it 8-bit) and
 take the zero points, bias and combined scale (x_scale * w_scale / y_scale, in float32 as
 ONNX Runtime computes it) as per-column constants, so the requantize is the kernel's
-epilogue. Where a zero point or a scale is computed at run time, or the operands do not fit
-the ops' forms (a per-row zero point of A, a 1-D or batched B), the node is decomposed
-instead: inputs widened to int32, zero points subtracted, an exact int32 matmul/conv2d and
+epilogue. A zero point of A computed at run time (DynamicQuantizeLinear's) is qmatmul's
+run-time input; for ConvInteger the input is padded with it and qconv2d runs with zero point
+0, its share (zero point times the weight's per-channel sum) subtracted after. Where another
+zero point or a scale is computed at run time, or the operands do not fit the ops' forms (a
+per-row zero point of A, a 1-D or batched B), the node is decomposed instead: inputs widened to int32, zero points subtracted, an exact int32 matmul/conv2d and
 an elementwise requantize in float64 (ONNX's reference multiplies the int32 accumulator by
 the scale ratio in numpy, which promotes to float64).
 """
@@ -249,12 +251,54 @@ def _conv_int32(ctx, x, w, x_zero_point, w_zero_point, attrs) -> Value:
     return _conv(ctx, x32, w32, None, **attrs)
 
 
+def _run_time_zero_conv(ctx, x, w, x_zero_point, w_zero_point, attrs) -> Value | None:
+    """A ConvInteger whose x zero point is computed at run time (DynamicQuantizeLinear's,
+    as quantize_dynamic writes CNNs) on qconv2d with the weight still 8-bit:
+
+        conv(x - zx, w - zw) = qconv2d(x padded with zx, w, zw; zero point 0, no pads)
+                               - zx * sum(w - zw)[o]
+
+    (padding with zx makes the padded taps add nothing, as ONNX's zero-padded x - zx).
+    None where the forms do not fit (the node is decomposed)."""
+    if x_zero_point is None or x_zero_point.is_constant or x_zero_point.type.numel != 1 \
+            or x.type.rank != 4 or w.type.rank != 4 or not w.is_constant:
+        return None
+    if x_zero_point.dtype is not x.dtype:
+        ctx.fail(f"x_zero_point is {x_zero_point.dtype.name} but x is {x.dtype.name}")
+    w_zero = _column_zero_points(ctx, w_zero_point, w, w.shape[0])
+    if w_zero is None:
+        return None
+    kernel = attrs["kernel_shape"]
+    if kernel is not None and tuple(int(k) for k in kernel) != tuple(w.shape[2:]):
+        ctx.fail(f"kernel_shape {list(kernel)} disagrees with the weight's "
+                 f"{list(w.shape[2:])}")
+    window = spatial_attrs(ctx, x, w.shape[2:], attrs["strides"], attrs["pads"],
+                           attrs["dilations"], attrs["auto_pad"], "convolution")
+    zero = reshape(ctx, x_zero_point, ())
+    top, left, bottom, right = window["pads"]
+    padded = x
+    if any(window["pads"]):
+        padded = ctx.emit("pad", [x], pads=(0, 0, top, left, 0, 0, bottom, right))
+        border = np.pad(np.zeros((1, 1) + x.shape[2:], bool),
+                        ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=True)
+        padded = ctx.emit("where", [ctx.const(border), zero, padded])
+    acc = _integer_op(ctx, "qconv2d", padded, w, 0, w_zero, DType.int32,
+                      strides=window["strides"], pads=(0, 0, 0, 0),
+                      dilations=window["dilations"], group=int(attrs["group"]))
+    sums = (w.data.astype(np.int64) - w_zero.reshape(-1, 1, 1, 1)).sum(axis=(1, 2, 3))
+    correction = ctx.emit("mul", [ctx.emit("cast", [zero], to=DType.int32),
+                                  ctx.const(sums.astype(np.int32).reshape(1, -1, 1, 1))])
+    return ctx.emit("sub", [acc, correction])
+
+
 @converter("ConvInteger", since=10)
 def conv_integer(ctx, x, w, x_zero_point=None, w_zero_point=None, auto_pad="NOTSET",
                  dilations=None, group=1, kernel_shape=None, pads=None, strides=None):
     attrs = dict(auto_pad=auto_pad, dilations=dilations, group=group,
                  kernel_shape=kernel_shape, pads=pads, strides=strides)
     y = _qconv(ctx, x, w, x_zero_point, w_zero_point, dict(attrs))
+    if y is None:
+        y = _run_time_zero_conv(ctx, x, w, x_zero_point, w_zero_point, attrs)
     return y if y is not None else _conv_int32(ctx, x, w, x_zero_point, w_zero_point, attrs)
 
 
