@@ -32,7 +32,7 @@ from .compiler.ops.storage import check_storage_uses
 from .frontends.onnx import import_model, load_model
 from .passes.manager import run_passes
 from .passes.quantize import RECORD, REQUEST
-from .quantizer.plan import prepare, quantize_options
+from .quantizer.plan import named_nodes, prepare, quantize_options
 from .quantizer.report import Row, table, write_json
 from .runtime.abi import ModelSpec, TensorSpec, check_prefix
 from .runtime.build import RUNTIME_SOURCES, runtime_cflags, runtime_ldflags
@@ -200,6 +200,8 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
     report: list[Row] = []
     quant_table = ""
     if quant is not None:
+        proto = named_nodes(proto)
+
         def helper_build(extra: dict, path: Path) -> CompileResult:
             return compile_detailed(proto, "host", path, dims, shapes, consts=consts, cc=cc,
                                     threads_max=threads, _metadata=extra)

@@ -5,8 +5,8 @@ What it reads: graph.metadata["quantize"], a QuantizeRequest (absent: nothing to
 What it writes: graph.metadata["quantized"], one QuantizedTensor per activation a quantized
 layer reads, in graph order.
 
-A layer is a conv2d or a 2-D-weight matmul by a constant float32 weight whose node (or
-output) is not named in keep_float. Static int8 (`mode="int8"`, ranges calibrated):
+A layer is a conv2d or a 2-D-weight matmul by a constant float32 weight whose node is not
+named in keep_float. Static int8 (`mode="int8"`, ranges calibrated):
 
     x ─ layer(x, W)    ->   x ─ quantize(sx, zx) ─ dequantize ─┬─ layer(·, dequantize(W8, sw))
                                                                └─ every other reader of x
@@ -49,8 +49,9 @@ WEIGHT_MAX = 127
 
 @dataclass(frozen=True)
 class QuantizeRequest:
-    """How to quantize: the mode, the layers kept in float (ONNX node or output names) and,
-    for int8, each activation's calibrated (low, high) by tensor name."""
+    """How to quantize: the mode, the layers kept in float (node names: the IR node a
+    converter writes first has its ONNX node's name) and, for int8, each activation's
+    calibrated (low, high) by tensor name."""
 
     mode: str
     keep_float: frozenset[str] = frozenset()
@@ -87,8 +88,7 @@ def layers(graph: Graph, keep_float: frozenset[str] = frozenset(),
     graph output: that tensor stays as the model gives it)."""
     found = []
     for node in graph.nodes:
-        if node.op not in ops or node.name in keep_float \
-                or any(v.name in keep_float for v in node.outputs):
+        if node.op not in ops or node.name in keep_float:
             continue
         x, w = node.inputs[:2]
         if x.is_constant or x.dtype is not DType.float32 or not w.is_constant \
@@ -204,7 +204,7 @@ def _dynamic_layer(graph: Graph, layer: Layer, xq: Value, x_scale: Value, x_zero
     build = _Builder(graph, node.output, name)
     build.at = graph.nodes.index(node)
     acc = build.emit("qmatmul", [xq, graph.constant(q, f"{name}_w8"),
-                                 graph.constant(np.zeros(columns, np.int8), f"{name}_wz"),
+                                 graph.constant(np.zeros(columns, np.int32), f"{name}_wz"),
                                  x_zero], "acc", a_zero_point=None, out="int32",
                      y_zero_point=0, relu=False)
     unit = build.emit("mul", [x_scale, build.const(scale.reshape(columns), "ws")], "unit")

@@ -78,10 +78,27 @@ def quantize_options(quantize: str | None, calibration: Any, calibrate: str | No
     return QuantizeOptions(quantize, calibration, calibrate or DEFAULT_METHOD, keep, report)
 
 
-def _check_keep_float(names: Sequence[str], proto: Any) -> None:
-    known = [n.name for n in proto.graph.node if n.name] + \
-        [o for n in proto.graph.node for o in n.output if o]
-    unknown = [n for n in names if n not in set(known)]
+def named_nodes(proto: Any) -> Any:
+    """`proto`, or a copy whose unnamed nodes are named for their first output, so every
+    layer has a name of its own (the report shows it, --keep-float finds it)."""
+    if all(n.name for n in proto.graph.node):
+        return proto
+    named = type(proto)()
+    named.CopyFrom(proto)
+    taken = {n.name for n in named.graph.node}
+    for node in named.graph.node:
+        if not node.name and node.output and node.output[0] not in taken:
+            node.name = node.output[0]
+            taken.add(node.name)
+    return named
+
+
+def _keep_float(names: Sequence[str], proto: Any) -> frozenset[str]:
+    """The node names --keep-float means (an output name stands for its node)."""
+    by_output = {o: n.name for n in proto.graph.node for o in n.output if o}
+    nodes = {n.name for n in proto.graph.node if n.name}
+    known = sorted(nodes | set(by_output))
+    unknown = [n for n in names if n not in nodes and n not in by_output]
     if unknown:
         hints = []
         for name in unknown:
@@ -90,6 +107,7 @@ def _check_keep_float(names: Sequence[str], proto: Any) -> None:
         raise QuantizeOptionError(f"--keep-float names no node of the model: "
                                   f"{'; '.join(hints)}; give ONNX node names or output names "
                                   f"(`kiln inspect MODEL` lists them)")
+    return frozenset(n if n in nodes else by_output[n] for n in names)
 
 
 #: build(metadata, output path) -> the CompileResult of an artifact for this host
@@ -100,9 +118,9 @@ def prepare(options: QuantizeOptions, proto: Any, graph: Graph, build: Build,
             progress: Callable[[str], None] | None = None
             ) -> tuple[QuantizeRequest, list[Row], int]:
     """The request the quantize pass reads, the accuracy rows (empty unless options.report)
-    and the number of samples; `graph` is the imported model (its pinned inputs)."""
-    _check_keep_float(options.keep_float, proto)
-    keep = frozenset(options.keep_float)
+    and the number of samples; `proto` is the model as named_nodes gives it, `graph` the
+    imported model (its pinned inputs)."""
+    keep = _keep_float(options.keep_float, proto)
     if options.mode == "dynamic":
         return QuantizeRequest("dynamic", keep), [], 0
     samples = check_samples(read_samples(options.calibration), graph.inputs)
