@@ -69,12 +69,13 @@ def _percentile(hist: np.ndarray, low: float, high: float) -> tuple[float, float
     return float(min(edges[first], 0.0)), float(max(edges[min(last + 1, BINS)], 0.0))
 
 
-def _kl(p: np.ndarray, levels: int) -> float:
-    """KL(p || q), q being p merged into `levels` equal runs of bins and spread back over
-    each run's non-empty bins."""
+def _kl(p: np.ndarray, kept: np.ndarray, levels: int) -> float:
+    """KL(p || q): p the histogram with what lies beyond the threshold folded into its last
+    bin, q the bins kept (without the fold) merged into `levels` equal runs and spread back
+    over each run's non-empty bins, as an 8-bit tensor clipped there would hold them."""
     q = np.zeros_like(p)
     for chunk in np.array_split(np.arange(p.size), levels):
-        part = p[chunk]
+        part = kept[chunk]
         used = part > 0
         if used.any():
             q[chunk[used]] = part.sum() / used.sum()
@@ -95,10 +96,11 @@ def _entropy(hist: np.ndarray, low: float, high: float) -> tuple[float, float]:
     magnitude, _ = np.histogram(np.abs(centres), BINS, (0.0, peak), weights=hist)
     levels = LEVELS if low >= 0 or high <= 0 else LEVELS // 2
     best, best_kl = BINS, np.inf
-    for stop in range(max(levels, BINS // 16), BINS + 1, BINS // 64):
-        p = magnitude[:stop].astype(np.float64)
+    for stop in range(levels, BINS + 1, BINS // 64):
+        kept = magnitude[:stop].astype(np.float64)
+        p = kept.copy()
         p[-1] += magnitude[stop:].sum()
-        kl = _kl(p, levels)
+        kl = _kl(p, kept, levels)
         if kl < best_kl:
             best, best_kl = stop, kl
     threshold = peak * best / BINS
