@@ -5,8 +5,10 @@ What it reads: graph.metadata["quantize"], a QuantizeRequest (absent: nothing to
 What it writes: graph.metadata["quantized"], one QuantizedTensor per activation a quantized
 layer reads, in graph order.
 
-A layer is a conv2d or a 2-D-weight matmul by a constant float32 weight whose node is not
-named in keep_float. Static int8 (`mode="int8"`, ranges calibrated):
+A layer is a conv2d (ungrouped) or a 2-D-weight matmul by a constant float32 weight whose
+node is not named in keep_float. Grouped and depthwise convs stay in float: the integer
+kernel they would get is the portable qconv_direct loop, measured slower than the float
+NHWC depthwise kernel (and their few weights per channel gain little from 8 bits). Static int8 (`mode="int8"`, ranges calibrated):
 
     x ─ layer(x, W)    ->   x ─ quantize(sx, zx) ─ dequantize ─┬─ layer(·, dequantize(W8, sw))
                                                                └─ every other reader of x
@@ -94,7 +96,7 @@ def layers(graph: Graph, keep_float: frozenset[str] = frozenset(),
         if x.is_constant or x.dtype is not DType.float32 or not w.is_constant \
                 or w.dtype is not DType.float32 or any(v is x for v in graph.outputs):
             continue
-        if node.op == "conv2d":
+        if node.op == "conv2d" and node.attrs["group"] == 1:
             found.append(Layer(node, x, w, 0))
         elif w.type.rank == 2 and x.type.rank >= 2:
             found.append(Layer(node, x, w, 1))

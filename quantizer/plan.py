@@ -106,7 +106,7 @@ def _keep_float(names: Sequence[str], proto: Any) -> frozenset[str]:
             hints.append(f"'{name}'" + (f" (near: {', '.join(close)})" if close else ""))
         raise QuantizeOptionError(f"--keep-float names no node of the model: "
                                   f"{'; '.join(hints)}; give ONNX node names or output names "
-                                  f"(`kiln inspect MODEL` lists them)")
+                                  f"(the accuracy report names each quantized layer)")
     return frozenset(n if n in nodes else by_output[n] for n in names)
 
 
