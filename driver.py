@@ -203,7 +203,7 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
         proto = named_nodes(proto)
 
         def helper_build(extra: dict, path: Path) -> CompileResult:
-            return compile_detailed(proto, "host", path, dims, shapes, consts=consts, cc=cc,
+            return compile_detailed(proto, "host", path, dims, shapes, consts=consts,
                                     threads_max=threads, _metadata=extra)
 
         metadata[REQUEST], report, samples = prepare(
