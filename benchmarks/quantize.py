@@ -1,7 +1,7 @@
 """Kiln's own int8 quantization against float and against ONNX Runtime's quantizers, side by
 side in one process.
 
-    python -m kiln.benchmarks.quantize --output docs/quantization-results.md
+    python -m kiln.benchmarks.quantize --threads 1 2 --profile [--output FILE.md]
 
 For each model (ResNet-18 and MobileNetV2 of kiln.zoo, rescaled to unit variance: static
 int8, calibrated on 32 seeded random images; BERT-small at seq 128: dynamic) and thread
