@@ -96,8 +96,9 @@ def layers(graph: Graph, keep_float: frozenset[str] = frozenset(),
         if x.is_constant or x.dtype is not DType.float32 or not w.is_constant \
                 or w.dtype is not DType.float32 or any(v is x for v in graph.outputs):
             continue
-        if node.op == "conv2d" and node.attrs["group"] == 1:
-            found.append(Layer(node, x, w, 0))
+        if node.op == "conv2d":
+            if node.attrs["group"] == 1:
+                found.append(Layer(node, x, w, 0))
         elif w.type.rank == 2 and x.type.rank >= 2:
             found.append(Layer(node, x, w, 1))
     return found
@@ -125,10 +126,8 @@ def weight_params(weight: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray
 class _Builder:
     """Nodes inserted in order at one place of the graph, their types inferred."""
 
-    def __init__(self, graph: Graph, after: Value, hint: str):
-        self.graph, self.hint = graph, hint
-        producer = after.producer
-        self.at = 0 if producer is None else graph.nodes.index(producer) + 1
+    def __init__(self, graph: Graph, at: int, hint: str):
+        self.graph, self.at, self.hint = graph, at, hint
 
     def const(self, data: Any, role: str) -> Value:
         return self.graph.constant(np.asarray(data), f"{self.hint}_{role}")
@@ -140,6 +139,11 @@ class _Builder:
         self.graph.insert(self.at, node)
         self.at += 1
         return node.output
+
+
+def _after(graph: Graph, value: Value) -> int:
+    """The position just after `value`'s producer (the start for a graph input)."""
+    return 0 if value.producer is None else graph.nodes.index(value.producer) + 1
 
 
 def _read_instead(graph: Graph, old: Value, new: Value, skip: Node) -> None:
@@ -155,7 +159,7 @@ def _read_instead(graph: Graph, old: Value, new: Value, skip: Node) -> None:
 def _static_activation(graph: Graph, x: Value, low: float, high: float,
                        record: QuantizedTensor) -> None:
     scale, zero = activation_params(low, high)
-    build = _Builder(graph, x, x.name)
+    build = _Builder(graph, _after(graph, x), x.name)
     q = build.emit("quantize", [x, build.const(scale, "scale"), build.const(zero, "zero")],
                    "quantized")
     dq = build.emit("dequantize", [q, build.const(scale, "dq_scale"),
@@ -178,7 +182,7 @@ def _static_weight(graph: Graph, layer: Layer) -> None:
 def _dynamic_activation(graph: Graph, x: Value) -> tuple[Value, Value, Value]:
     """(uint8 x, its scale, its zero point) as DynamicQuantizeLinear computes them at run
     time: the range of x widened to hold 0, over 255 steps."""
-    build = _Builder(graph, x, f"{x.name}_dyn")
+    build = _Builder(graph, _after(graph, x), f"{x.name}_dyn")
     axes = tuple(range(x.type.rank))
     zero = build.const(np.float32(0), "zero_f")
     high = build.emit("max", [build.emit("reduce_max", [x], "high", axes=axes, keepdims=False),
@@ -203,8 +207,7 @@ def _dynamic_layer(graph: Graph, layer: Layer, xq: Value, x_scale: Value, x_zero
     node, name = layer.node, layer.node.name
     q, scale = weight_params(layer.weight.data, layer.axis)
     columns = q.shape[1]
-    build = _Builder(graph, node.output, name)
-    build.at = graph.nodes.index(node)
+    build = _Builder(graph, graph.nodes.index(node), name)
     acc = build.emit("qmatmul", [xq, graph.constant(q, f"{name}_w8"),
                                  graph.constant(np.zeros(columns, np.int32), f"{name}_wz"),
                                  x_zero], "acc", a_zero_point=None, out="int32",
