@@ -196,6 +196,7 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
         progress("loading the model")
     t = time.perf_counter()
     proto = load_model(model)
+    t = phase("load", t, "importing the graph")
     metadata = dict(_metadata or {})
     report: list[Row] = []
     quant_table = ""
@@ -213,8 +214,7 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
             quant_table = table(report, quant.method, samples)
         if isinstance(quant_report, (str, os.PathLike)):
             write_json(quant_report, report, quant.method, samples)
-        t = phase("calibrate", t)
-    t = phase("load", t, "importing the graph")
+        t = phase("calibrate", t, "importing the graph")
     builds = []
     for index, level in enumerate(levels):
         graph: Graph = import_model(proto, dims=dims, shapes=shapes, consts=consts)
