@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import tempfile
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -125,12 +126,13 @@ def prepare(options: QuantizeOptions, proto: Any, graph: Graph, build: Build,
         return QuantizeRequest("dynamic", keep), [], 0
     samples = check_samples(read_samples(options.calibration), graph.inputs)
     n = count(samples)
-    with tempfile.TemporaryDirectory(prefix="kiln-calibrate-") as folder:
+    with tempfile.TemporaryDirectory(prefix="kiln-calibrate-") as folder, \
+            ExitStack() as sessions:
         if progress is not None:
             progress("building the float model to calibrate")
         calibration = build({REQUEST: QuantizeRequest("int8", keep), OBSERVE: True},
                             Path(folder) / "calibration.so")
-        float_model = load(calibration.library)
+        float_model = sessions.enter_context(load(calibration.library))
         observed = [o.name for o in float_model.outputs if o.name.startswith(OBSERVED)]
         fed = [r.name for r in calibration.quantized if r.name in samples]
         if not calibration.quantized:
@@ -151,7 +153,7 @@ def prepare(options: QuantizeOptions, proto: Any, graph: Graph, build: Build,
         if progress is not None:
             progress("building the quantized model for the accuracy report")
         quantized = build({REQUEST: request, OBSERVE: True}, Path(folder) / "report.so")
-        rows = _compare(float_model, load(quantized.library),
+        rows = _compare(float_model, sessions.enter_context(load(quantized.library)),
                         quantized.quantized, samples, progress)
     return request, rows, n
 
