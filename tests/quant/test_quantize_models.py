@@ -65,6 +65,7 @@ def _ort_quantized_agreement(tmp_path, model, calibration: np.ndarray, test: np.
     return float(np.mean(theirs.argmax(-1) == reference.argmax(-1)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
 def test_static_int8_cnn_agrees_with_float_on_top1(tmp_path, images, name):
     model = zoo.load(name)
@@ -89,6 +90,7 @@ def test_static_int8_cnn_agrees_with_float_on_top1(tmp_path, images, name):
     assert cosine.min() >= 0.999, float(cosine.min())
 
 
+@pytest.mark.slow
 def test_dynamic_bert_small_output_cosine(tmp_path):
     model = zoo.load("bert_small_random")
     rng = np.random.default_rng(3)
