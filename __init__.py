@@ -27,6 +27,12 @@ def compile(model, target: str = "host", output: str = "model.so", dims=None, sh
     - log: a function that receives the IR dumps and one line per pass (time, node count)
     - progress: a function called with each stage's name as it starts (`kiln compile`
       shows them on one line when stderr is a terminal)
+    - quantize: "int8" (static, calibrated) or "dynamic" (matmul activations quantized at
+      run time) (`--quantize`); calibration: a .npz path or {input: array[N, ...]}, samples
+      along the first axis (`--calibration`); calibrate: "minmax" (default), "percentile" or
+      "entropy" (`--calibrate`); keep_float: ONNX node or output names left in float
+      (`--keep-float`); quant_report: True (CompileResult.quant_report) or a JSON path
+      (`--quant-report`): each quantized tensor's error against float on the samples
 
     An option not in this list raises a KilnError that names the options.
     """

@@ -88,6 +88,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--tuning", action="append", default=[], metavar="RECORDS.jsonl",
                    help="use the best schedule `kiln tune` measured for each kernel (repeat "
                         "to merge several files); records of another CPU are ignored")
+    c.add_argument("--quantize", metavar="int8|dynamic",
+                   help="quantize a float model: int8 (static, calibrated on --calibration; "
+                        "prints each quantized tensor's error against float) or dynamic "
+                        "(matmul activations quantized at run time)")
+    c.add_argument("--calibration", metavar="SAMPLES.npz",
+                   help="calibration samples for --quantize int8: one array per input, "
+                        "samples along the first axis")
+    c.add_argument("--calibrate", metavar="minmax|percentile|entropy",
+                   help="how calibration sets each activation's range (default: minmax)")
+    c.add_argument("--keep-float", action="extend", nargs="+", default=[], metavar="NODE",
+                   help="ONNX node (or output) names to leave in float")
+    c.add_argument("--quant-report", metavar="FILE",
+                   help="also write the accuracy report of --quantize int8 there, as JSON")
     c.add_argument("--debug", action="store_true", default=argparse.SUPPRESS)
 
     t = sub.add_parser("tune", help="search the kernels' schedules of MODEL.onnx on this "
@@ -224,10 +237,18 @@ def cmd_compile(args: argparse.Namespace) -> int:
                                   cpu=args.cpu, emit=args.emit, sanitize=args.sanitize,
                                   threads_max=args.threads_max, schedule=args.schedule,
                                   dump_schedule=args.dump_schedule,
-                                  tuning=args.tuning or None, progress=progress)
+                                  tuning=args.tuning or None, progress=progress,
+                                  quantize=args.quantize, calibration=args.calibration,
+                                  calibrate=args.calibrate, keep_float=args.keep_float,
+                                  quant_report=args.quant_report or args.quantize == "int8")
     finally:
         if progress is not None:
             progress.clear()
+    if result.quant_table:
+        print(result.quant_table)
+    if args.quant_report:
+        print(f"wrote the accuracy report of all {len(result.quant_report)} tensors to "
+              f"{args.quant_report}")
     for note in result.notes:
         print(f"kiln: note: {note}", file=sys.stderr)
     print(f"wrote {result.library} ({result.library_size / 1e6:.2f} MB) and {result.header}")

@@ -31,6 +31,9 @@ from .compiler.ir import Graph
 from .compiler.ops.storage import check_storage_uses
 from .frontends.onnx import import_model, load_model
 from .passes.manager import run_passes
+from .passes.quantize import RECORD, REQUEST
+from .quantizer.plan import named_nodes, prepare, quantize_options
+from .quantizer.report import Row, table, write_json
 from .runtime.abi import ModelSpec, TensorSpec, check_prefix
 from .runtime.build import RUNTIME_SOURCES, runtime_cflags, runtime_ldflags
 from .runtime.header import render_header
@@ -69,6 +72,9 @@ class CompileResult:
     notes: tuple[str, ...] = ()              # tuning records left out, and why
     #: what the arena holds (activations, workspace, prepared): the largest CPU level's
     arena_parts: dict[str, int] = field(default_factory=dict)
+    quantized: tuple = ()                    # passes.quantize.QuantizedTensor per activation
+    quant_report: tuple[Row, ...] = ()       # the accuracy rows, worst first (quant_report)
+    quant_table: str = ""                    # the short table of them compile prints
 
     @property
     def library_size(self) -> int:
@@ -119,7 +125,11 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
                      schedule: str | Path | None = None,
                      dump_schedule: str | Path | None = None,
                      tuning: str | Path | Sequence[str | Path] | None = None,
-                     progress: Callable[[str], None] | None = None) -> CompileResult:
+                     progress: Callable[[str], None] | None = None,
+                     quantize: str | None = None, calibration: Any = None,
+                     calibrate: str | None = None, keep_float: Sequence[str] = (),
+                     quant_report: str | Path | bool | None = None,
+                     _metadata: Mapping[str, Any] | None = None) -> CompileResult:
     """compile_model, returning a CompileResult with sizes and timings.
 
     consts: inputs fixed to a value at compile time, e.g. {"sr": 16000}.
@@ -132,6 +142,12 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
     ignored and why.
     progress: called with what starts as each stage starts ("running the passes"), for a
     terminal to show while a long compile runs.
+    quantize: "int8" (static post-training quantization calibrated on `calibration`, a .npz
+    path or {input name: array[N, ...]}, with the `calibrate` method: minmax, percentile or
+    entropy) or "dynamic" (matmul activations quantized at run time); keep_float: ONNX node
+    or output names left in float; quant_report: True to measure the accuracy of each
+    quantized tensor against float on the samples (CompileResult.quant_report), or a path
+    to write it to as JSON too. See docs/quantization.md.
     """
 
     start = time.perf_counter()
@@ -146,6 +162,8 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
             progress(then)
         return now
 
+    quant = quantize_options(quantize, calibration, calibrate, keep_float,
+                             bool(quant_report))
     if output is None or str(output) == "":
         raise OptionError("no output path given: pass -o OUT.so (output='model.so')")
     output = Path(output)
@@ -181,6 +199,24 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
     t = time.perf_counter()
     proto = load_model(model)
     t = phase("load", t, "importing the graph")
+    metadata = dict(_metadata or {})
+    report: list[Row] = []
+    quant_table = ""
+    if quant is not None:
+        proto = named_nodes(proto)
+
+        def helper_build(extra: dict, path: Path) -> CompileResult:
+            return compile_detailed(proto, "host", path, dims, shapes, consts=consts,
+                                    threads_max=threads, _metadata=extra)
+
+        metadata[REQUEST], report, samples = prepare(
+            quant, proto, import_model(proto, dims=dims, shapes=shapes, consts=consts),
+            helper_build, progress)
+        if report:
+            quant_table = table(report, quant.method, samples)
+        if isinstance(quant_report, (str, os.PathLike)):
+            write_json(quant_report, report, quant.method, samples)
+        t = phase("calibrate", t, "importing the graph")
     builds = []
     for index, level in enumerate(levels):
         graph: Graph = import_model(proto, dims=dims, shapes=shapes, consts=consts)
@@ -198,6 +234,7 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
             selector = kernel_selector(target_spec, emit, level, threads, level_lines)
         vector_bits = selector.vector_bits
         graph.metadata["kernel_choice"] = selector   # layout, padding and fusion ask it
+        graph.metadata.update(metadata)
         graph = run_passes(graph, verify_each=verify, dump_after=set(dump_ir_after), log=log)
         t = phase("passes", t, f"generating the kernels of {len(graph.groups)} groups")
         stem = "" if len(levels) == 1 else f"_{index}"
@@ -231,7 +268,8 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
                       "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
                       "opsets": {o.domain or "ai.onnx": o.version for o in proto.opset_import}},
             "target": {"name": target_spec.name, "triple": target_spec.triple},
-            "options": _options(dims, shapes, consts, prefix, cc, emit, sanitize, threads),
+            "options": _options(dims, shapes, consts, prefix, cc, emit, sanitize, threads,
+                                quant),
             "inputs": [_tensor(t) for t in sources.inputs],
             "outputs": [_tensor(t) for t in sources.outputs],
             "levels": [_level_entry(target_spec, b) for b in builds]}
@@ -280,7 +318,8 @@ def compile_detailed(model: Any, target: str = "host", output: str | Path = "mod
                          sources.kernels, phases,
                          ",".join(level["cpu"] for level in manifest["levels"]),
                          tuple(f.name for f in best.checked), package_files, tuple(notes),
-                         largest.arena_parts)
+                         largest.arena_parts, tuple(graph.metadata.get(RECORD, ())),
+                         tuple(report), quant_table)
 
 
 @dataclass
@@ -384,7 +423,7 @@ def _tensor(info: Any) -> dict[str, Any]:
 
 
 def _options(dims, shapes, consts, prefix: str, cc: str | None, emit: str, sanitize: bool,
-             threads: int) -> dict[str, Any]:
+             threads: int, quant: Any = None) -> dict[str, Any]:
     """The compile options that shape the artifact, as JSON values (constants as values when
     small, else their shape). A schedule file is not one: the schedules it gave are in the
     manifest, and replaying a dumped file gives the same artifact, byte for byte."""
@@ -404,10 +443,14 @@ def _options(dims, shapes, consts, prefix: str, cc: str | None, emit: str, sanit
         options["cc"] = cc
     if sanitize:
         options["sanitize"] = True
+    if quant is not None:
+        options["quantize"] = {"mode": quant.mode, "keep_float": list(quant.keep_float),
+                               **({"calibrate": quant.method} if quant.mode == "int8" else {})}
     return options
 
 
 #: The keyword options of kiln.compile / compile_model: compile_detailed's keyword-only ones.
 COMPILE_OPTIONS = tuple(name for name, parameter in
                         inspect.signature(compile_detailed).parameters.items()
-                        if parameter.kind is inspect.Parameter.KEYWORD_ONLY)
+                        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+                        and not name.startswith("_"))

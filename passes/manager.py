@@ -29,8 +29,10 @@ from .fuse_layer_norm import fuse_layer_norm
 from .fuse_swish import fuse_swish
 from .pad_convs import pad_convs
 from .plan_memory import plan_memory
+from .observe_quantized import observe_quantized
 from .qdq_elementwise import qdq_elementwise
 from .qdq_to_integer import qdq_to_integer
+from .quantize import quantize
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,15 @@ PIPELINE: list[Pass] = [
     Pass("decompose", decompose, "lower the remaining batch_norms to mul + add"),
     Pass("fold_constants", fold_constants, "fold what decomposition made constant"),
     Pass("dce", dce, "drop what folding left unread"),
+    Pass("quantize", quantize,
+         "a float model quantized when asked (--quantize): QDQ around its convs and "
+         "matmuls, or run-time quantized matmuls (after BatchNorm folding, on final weights)"),
+    Pass("qdq_to_integer", qdq_to_integer, "the QDQ pairs quantize wrote -> integer ops"),
+    Pass("fuse_integer_dequantize", fuse_integer_dequantize,
+         "the int32 qmatmuls of --quantize dynamic -> float32 epilogues"),
+    Pass("observe_quantized", observe_quantized,
+         "the quantized tensors as extra outputs, for calibration and the accuracy report"),
+    Pass("dce", dce, "drop the float weights and the nodes quantization left unread"),
     Pass("channels_last", channels_last,
          "convs and the ops between them in NHWC on vector targets; transposes at the edges"),
     Pass("pad_convs", pad_convs, "dense NHWC convs read an explicitly zero-padded input"),

@@ -12,13 +12,14 @@ an 8-bit input); W8 is a constant int8/uint8 weight, per tensor or per output ch
 (conv: axis 0; matmul: per column, or per row of the [N, K] weight a Gemm with transB
 reads through a transpose). The matmul's bias is the add that follows it. Where a quantize
 follows, the op writes its 8-bit result (bias in int32, units of sx * sw; a Relu between
-becomes the lower bound zy); where none does, it writes float32 (dequantize epilogue, float
-bias). Scales are combined in float32 in ONNX Runtime's order. The nodes left unread are
-for DCE; dequantizes of constants that stay float are folded by fold_constants. A Gather
-of a dequantized table gathers the 8-bit rows and dequantizes them.
+becomes the lower bound zy, and so does a Clip(0, hi) whose hi the quantize saturates
+below); where none does, it writes float32 (dequantize epilogue, float bias). Scales
+are combined in float32 in ONNX Runtime's order. The nodes left unread are for DCE;
+dequantizes of constants that stay float are folded by fold_constants. A Gather of a
+dequantized table gathers the 8-bit rows and dequantizes them.
 
 The pass runs before fold_constants, which would otherwise turn every dequantized weight
-into float32.
+into float32, and again after the quantize pass has written a float model in QDQ form.
 """
 
 from __future__ import annotations
@@ -149,15 +150,37 @@ def _tail(graph: Graph, anchor: Node, bias_add: bool) -> Tail:
                 and _constant(other):
             tail.bias, tail.last = other, reader
             reader = sole_reader(graph, reader.output, ("relu", "quantize"))
-    if reader is not None and reader.op == "relu":
-        tail.relu, tail.last = True, reader
-        reader = sole_reader(graph, reader.output, "quantize")
-    if reader is not None and reader.op == "quantize":
-        _, scale, zero = reader.inputs
-        if scale.is_constant and zero.is_constant and scale.data.size == 1 \
-                and zero.data.size == 1:
-            tail.y, tail.last = Dequantized(reader.output, scale.data, zero.data), reader
+    relu = reader if reader is not None and reader.op in ("relu", "clip") else None
+    if relu is not None:
+        reader = sole_reader(graph, relu.output, "quantize")
+    y = _quantize_of(reader) if reader is not None and reader.op == "quantize" else None
+    if relu is not None and relu.op == "clip" and not _clip_is_relu(relu, y):
+        return tail
+    if relu is not None:
+        tail.relu, tail.last = True, relu
+    if y is not None:
+        tail.y, tail.last = y, reader
     return tail
+
+
+def _quantize_of(node: Node) -> Dequantized | None:
+    """A quantize's output with its constant per-tensor scale and zero point."""
+    _, scale, zero = node.inputs
+    if scale.is_constant and zero.is_constant and scale.data.size == 1 and zero.data.size == 1:
+        return Dequantized(node.output, scale.data, zero.data)
+    return None
+
+
+def _clip_is_relu(clip: Node, y: Dequantized | None) -> bool:
+    """clip(x, 0, hi) before a quantize that saturates at or below hi (ReLU6 before a
+    quantize of [0, <= 6]) is a Relu there: the quantize's upper bound already clips."""
+    low, high = clip.attrs.get("min"), clip.attrs.get("max")
+    if y is None or low != 0:
+        return False
+    if high is None:
+        return True
+    top = np.iinfo(y.q.dtype.numpy).max - int(y.zero.reshape(()))
+    return np.float32(top) * np.float32(y.scale.reshape(())) <= np.float32(high)
 
 
 def _rewrite(graph: Graph, op: str, x: Dequantized, w: Weight, bias: Value | None,

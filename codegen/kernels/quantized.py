@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ...compiler.ir import FusedGroup
 from ..lower.int8_gemm import LANES, gemm_shape, int8_gemm_rejects, lower_int8_gemm, \
-    pack_int8_gemm
+    pack_int8_gemm, reads_a_in_place
 from ..lower.quantized import lower_qconv_direct, lower_qmatmul_loops
 from ..schedules import Int8GemmSchedule, KernelTarget, NoSchedule
 from .registry import Kernel, register
@@ -16,14 +16,17 @@ VNNI_ACCUMULATORS = 28
 
 def _vnni_default(group: FusedGroup, target: KernelTarget) -> Int8GemmSchedule:
     """A 14x2 tile (28 accumulators: vpdpbusd's latency hidden), fewer rows for a short A;
-    as many panels per task as keep a quarter of L2 and still give every thread four
-    tasks."""
+    as many panels per task as keep a quarter of L2 (a conv: all of them, since each task
+    gathers its rows of A again, which costs more than streaming B from L3: 1.5x on
+    ResNet-18's int8 convs) and still give every thread four tasks."""
     m, k, n = gemm_shape(group.anchor)
     nv = 2 if n > LANES else 1
     mr = min(VNNI_ACCUMULATORS // nv, 14, m)
     panel_bytes = -(-k // 4) * 4 * nv * LANES
     panels = -(-n // (nv * LANES))
     per_task = max(1, min(panels, target.l2_bytes // 4 // panel_bytes))
+    if not reads_a_in_place(group.anchor):
+        per_task = panels
     row_tiles = -(-m // mr)
     while per_task > 1 and row_tiles * -(-panels // per_task) < 4 * target.threads:
         per_task //= 2

@@ -113,7 +113,7 @@ def int8_gemm_rejects(group: FusedGroup) -> str | None:
     return None
 
 
-def _direct_a(node: Node) -> bool:
+def reads_a_in_place(node: Node) -> bool:
     """Whether A's words are read in place: a matmul's rows, K a multiple of 4."""
     return node.op == "qmatmul" and node.inputs[1].shape[0] % 4 == 0
 
@@ -242,7 +242,7 @@ def lower_int8_gemm(ctx: LowerContext, group: FusedGroup, s: Int8GemmSchedule
     g, rt = t // row_tiles, t % row_tiles
     m0 = names.var("m0")
     body: list[K.Stmt] = [K.Let(m0, rt * mr)]
-    direct = _direct_a(node)
+    direct = reads_a_in_place(node)
     if direct:
         a_words = _words(ctx, node.inputs[0], m_total * k_ // 4, "aw")
         flip = node.inputs[0].dtype is DType.int8

@@ -35,10 +35,12 @@ def resnet_like(blocks: int = 3) -> Graph:
 
 def test_pipeline_order():
     assert [p.name for p in PIPELINE] == ["qdq_to_integer", "fuse_integer_dequantize",
-                                          "qdq_elementwise", "fold_constants", "dce", "fuse_layer_norm",
-                                          "fuse_gelu", "fuse_swish", "fuse_attention",
+                                          "qdq_elementwise", "fold_constants", "dce",
+                                          "fuse_layer_norm", "fuse_gelu", "fuse_swish", "fuse_attention",
                                           "fold_batchnorm",
                                           "decompose", "fold_constants", "dce",
+                                          "quantize", "qdq_to_integer",
+                                          "fuse_integer_dequantize", "observe_quantized", "dce",
                                           "channels_last", "pad_convs", "fuse",
                                           "concat_in_place", "plan_memory"]
     assert all(p.why for p in PIPELINE)
@@ -67,7 +69,7 @@ def test_dump_after_a_named_pass():
     dumps = []
     run_passes(g, dump_after={"fuse"}, log=dumps.append)
     (dump,) = [d for d in dumps if d.startswith("// IR after")]
-    assert dump.startswith("// IR after pass 15: fuse\ngraph resnetish(")
+    assert dump.startswith("// IR after pass 20: fuse\ngraph resnetish(")
     assert "  group stem (conv2d+relu) -> %stem_relu {" in dump and "plan arena" not in dump
 
 
