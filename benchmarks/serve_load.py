@@ -4,6 +4,7 @@ Poisson arrivals at fixed fractions of each server's measured peak.
     python -m kiln.benchmarks.serve_load [--models resnet18,bert_small_random]
         [--duration 5] [--threads 1] [--server-cpus 0] [--client-cpus 1]
         [--peers inprocess,kiln,fastapi,kserve] [--kserve-python PATH]
+        [--c1-only] [--baseline PATH]
 
 For each model (from kiln.zoo; BERT at batch 1, sequence 16), on the same thread budget
 (--threads runtime threads for Kiln, intra-op threads for ONNX Runtime) and the same CPUs:
@@ -33,6 +34,11 @@ the servers (the lower p50 is the floor), and beside the measured p99/p50 at 80%
 stands that of an ideal server (ideal_queue): Poisson arrivals alone make it well above 1.
 Last, the memory of `kiln serve`: its RSS with one instance, with two instances, and with
 a second version of the model.
+
+--c1-only measures concurrency 1 alone (binary and JSON; no open loop, no memory): what a
+request costs a server over its runtime's in-process run, in a minute or two. --baseline
+names another Kiln checkout (the folder holding its `kiln` package): its `kiln serve` runs
+beside this one's, on the same model, floor and CPUs, for a before/after comparison.
 """
 
 from __future__ import annotations
@@ -313,13 +319,15 @@ def kiln_env() -> dict[str, str]:
 
 
 class Server:
-    """A server process pinned to `cpus`, once /v2/health/ready answers 200."""
+    """A server process pinned to `cpus`, once /v2/health/ready answers 200; `env` is its
+    environment (default: kiln_env())."""
 
-    def __init__(self, command: list[str], port: int, cpus: set[int], what: str):
+    def __init__(self, command: list[str], port: int, cpus: set[int], what: str,
+                 env: dict[str, str] | None = None):
         self.what, self.port = what, port
         # its output goes to a file: a pipe nobody reads would stop a chatty server
         self.output = tempfile.TemporaryFile("w+")
-        self.process = subprocess.Popen(command, env=kiln_env(), stdout=self.output,
+        self.process = subprocess.Popen(command, env=env or kiln_env(), stdout=self.output,
                                         stderr=subprocess.STDOUT, text=True,
                                         preexec_fn=lambda: os.sched_setaffinity(0, cpus))
         end = time.monotonic() + 120
@@ -369,10 +377,16 @@ def kiln_repo(root: Path, name: str, library: Path, instances: int = 1,
     return root
 
 
-def start_kiln(repo: Path, threads: int, cpus: set[int]) -> Server:
+def start_kiln(repo: Path, threads: int, cpus: set[int], checkout: str | None = None
+               ) -> Server:
+    """`kiln serve` on `repo`: this process's kiln, or the one in `checkout` (a folder
+    holding a `kiln` package)."""
     port = free_port()
+    env = None if checkout is None else dict(os.environ, PYTHONUNBUFFERED="1",
+                                             PYTHONPATH=os.path.abspath(checkout))
     return Server([sys.executable, "-m", "kiln", "serve", str(repo), "--http-port", str(port),
-                   "--grpc-port", "-1", "--threads", str(threads)], port, cpus, "kiln serve")
+                   "--grpc-port", "-1", "--threads", str(threads)], port, cpus,
+                  "kiln serve" if checkout is None else f"kiln serve of {checkout}", env)
 
 
 def start_peer(kind: str, python: str, onnx_path: Path, name: str, threads: int,
@@ -446,19 +460,23 @@ class Sweep:
 
 
 def sweep(server: Server, name: str, label: str, feed: dict[str, np.ndarray],
-          seconds: float) -> Sweep:
+          seconds: float, c1_only: bool = False) -> Sweep:
+    """The closed-loop sweep of `server`, then its open-loop points (concurrency 1 alone,
+    binary and JSON, with `c1_only`)."""
     binary = request_bytes(name, feed, True)
     plain = request_bytes(name, feed, False)
     result = Sweep(label)
     print(f"{label}:", flush=True)
     result.json_c1 = asyncio.run(closed_loop(server.port, plain, 1, seconds, "JSON, c=1"))
     print(result.json_c1.row(), flush=True)
-    for concurrency in CONCURRENCY:
+    for concurrency in CONCURRENCY[:1] if c1_only else CONCURRENCY:
         point = asyncio.run(closed_loop(server.port, binary, concurrency, seconds,
                                         f"closed c={concurrency}"))
         result.closed.append(point)
         print(point.row(), flush=True)
     peak = result.peak
+    if c1_only:
+        return result
     if not peak:
         print("  no request succeeded: no open-loop points", flush=True)
         return result
@@ -487,26 +505,39 @@ def memory(library: Path, name: str, threads: int, cpus: set[int], folder: Path
     return rss
 
 
-def summary(name: str, floors: list[list[Point]], sweeps: dict[str, Sweep]) -> list[str]:
-    """The figures the issue asks for, of one model. `floors`: the in-process runs (Kiln,
-    ONNX Runtime) before and after the servers; the lower p50 of each is the floor, so
-    that a neighbour's burst during one of them does not flatter the servers."""
+def summary(name: str, floors: list[list[Point]], sweeps: dict[str, Sweep],
+            c1_only: bool = False) -> list[str]:
+    """The figures the issue asks for, of one model (with `c1_only`, those of concurrency
+    1). `floors`: the in-process runs (Kiln, ONNX Runtime) before and after the servers;
+    the lower p50 of each is the floor, so that a neighbour's burst during one of them does
+    not flatter the servers."""
     lines = [f"{name}:"]
     kiln_floor = min(f[0].percentiles()[0] for f in floors)
     ort_floor = min(f[1].percentiles()[0] for f in floors)
     kiln = sweeps.get("kiln serve")
-    if kiln is not None:
-        binary = kiln.closed[0].percentiles()[0]
-        plain = kiln.json_c1.percentiles()[0]
-        lines.append(f"  concurrency 1, kiln serve p50 minus in-process kiln run p50: "
-                     f"binary {binary - kiln_floor:+.3f} ms, JSON {plain - kiln_floor:+.3f} ms "
-                     f"(in-process p50 {kiln_floor:.3f} ms; ORT in process {ort_floor:.3f} ms)")
+    overheads = {}
+    for label, result in sweeps.items():
+        floor = ort_floor if label.startswith("ORT") else kiln_floor
+        overheads[label] = (result.closed[0].percentiles()[0] - floor,
+                            result.json_c1.percentiles()[0] - floor)
+        lines.append(f"  concurrency 1, {label} p50 minus its runtime's in-process p50: "
+                     f"binary {overheads[label][0]:+.3f} ms, JSON {overheads[label][1]:+.3f} "
+                     f"ms")
+    lines.append(f"  in-process p50: Kiln {kiln_floor:.3f} ms, ORT {ort_floor:.3f} ms")
+    for label in overheads:
+        if label.startswith("kiln serve of") and "kiln serve" in overheads:
+            (binary, plain), (base_binary, base_plain) = overheads["kiln serve"], \
+                overheads[label]
+            lines.append(f"  overhead, kiln serve / {label}: binary "
+                         f"{binary / base_binary:.2f}x, JSON {plain / base_plain:.2f}x")
     service = np.array(floors[0][0].latencies + floors[-1][0].latencies)
     ideal = ideal_queue(service, 0.8 / service.mean()) * 1e3
     p50, p99 = np.percentile(ideal, [50, 99])
     lines.append(f"  an ideal server (no overhead, Kiln's in-process run times) at 80% of its "
                  f"peak: p99/p50 = {p99 / p50:.2f} (p50 {p50:.2f} ms, p99 {p99:.2f} ms)")
     for label, result in sweeps.items():
+        if c1_only:
+            break
         if not result.open:
             lines.append(f"  {label:<20} no request succeeded")
             continue
@@ -519,7 +550,7 @@ def summary(name: str, floors: list[list[Point]], sweeps: dict[str, Sweep]) -> l
                      f"runtime's in-process rate); at 80% of peak p99/p50 = "
                      f"{p99 / p50:.2f} (p50 {p50:.2f} ms, p99 {p99:.2f} ms)")
     for peer in ("ORT + FastAPI", "ORT + KServe"):
-        if kiln is not None and peer in sweeps and sweeps[peer].peak:
+        if kiln is not None and peer in sweeps and sweeps[peer].peak and not c1_only:
             lines.append(f"  peak throughput kiln serve / {peer}: "
                          f"{kiln.peak / sweeps[peer].peak:.2f}x")
     return lines
@@ -543,6 +574,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="a Python where kserve is installed (default: this one)")
     parser.add_argument("--no-memory", action="store_true",
                         help="skip the RSS of extra instances and versions")
+    parser.add_argument("--c1-only", action="store_true",
+                        help="concurrency 1 alone, binary and JSON (no open loop, no memory)")
+    parser.add_argument("--baseline", default=None, metavar="PATH",
+                        help="another Kiln checkout (the folder holding its kiln package) "
+                             "whose kiln serve runs beside this one's")
     args = parser.parse_args(argv)
     import kiln
 
@@ -583,6 +619,9 @@ def main(argv: list[str] | None = None) -> int:
                 repo = kiln_repo(folder / f"repo-{name}", name, library)
                 starts.append(("kiln serve", lambda: start_kiln(repo, args.threads,
                                                                 server_cpus)))
+                if args.baseline:
+                    starts.append((f"kiln serve of {args.baseline}", lambda: start_kiln(
+                        repo, args.threads, server_cpus, args.baseline)))
             if "fastapi" in peers:
                 starts.append(("ORT + FastAPI", lambda: start_peer(
                     "fastapi", sys.executable, onnx_path, name, args.threads, server_cpus)))
@@ -592,7 +631,8 @@ def main(argv: list[str] | None = None) -> int:
             for label, start in starts:
                 server = start()
                 try:
-                    sweeps[label] = sweep(server, name, label, feed, args.duration)
+                    sweeps[label] = sweep(server, name, label, feed, args.duration,
+                                          args.c1_only)
                 finally:
                     server.close()
             floors.append(in_process(library, onnx_path, feed, args.threads, server_cpus,
@@ -600,8 +640,8 @@ def main(argv: list[str] | None = None) -> int:
             print("in process again, after the servers:", flush=True)
             for point in floors[1]:
                 print(point.row().replace("client CPU", "CPU"), flush=True)
-            report += summary(name, floors, sweeps)
-            if "kiln" in peers and not args.no_memory:
+            report += summary(name, floors, sweeps, args.c1_only)
+            if "kiln" in peers and not (args.no_memory or args.c1_only):
                 rss = memory(library, name, args.threads, server_cpus, folder)
                 one = rss["1 instance"]
                 report.append(f"  kiln serve RSS: {one:.1f} MiB with 1 instance; "
