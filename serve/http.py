@@ -460,10 +460,12 @@ def _joined(chunks: list[bytes], header_length: str | None) -> memoryview:
     size = sum(map(len, chunks))
     block = np.empty(size + _ALIGNMENT, np.uint8)
     start = -(block.ctypes.data + offset) % _ALIGNMENT
+    body = memoryview(block)[start:start + size]
+    filled = 0
     for chunk in chunks:
-        block[start:start + len(chunk)] = np.frombuffer(chunk, np.uint8)
-        start += len(chunk)
-    return memoryview(block[start - size:start])
+        body[filled:filled + len(chunk)] = chunk
+        filled += len(chunk)
+    return body
 
 
 def _coalesced(pieces: list[bytes | memoryview]) -> list[bytes | memoryview]:
