@@ -36,9 +36,12 @@ Last, the memory of `kiln serve`: its RSS with one instance, with two instances,
 a second version of the model.
 
 --c1-only measures concurrency 1 alone (binary and JSON; no open loop, no memory): what a
-request costs a server over its runtime's in-process run, in a minute or two. --baseline
-names another Kiln checkout (the folder holding its `kiln` package): its `kiln serve` runs
-beside this one's, on the same model, floor and CPUs, for a before/after comparison.
+request costs a server over its runtime's in-process run, in a minute or two. Its servers
+run at once and are measured in turns with the in-process runs (ten turns of a tenth of
+--duration each), so that on a shared machine a neighbour's burst falls on all of them
+alike. --baseline names another Kiln checkout (the folder holding its `kiln` package): its
+`kiln serve` runs beside this one's, on the same model.so, floor and CPUs, for a
+before/after comparison.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -460,23 +464,19 @@ class Sweep:
 
 
 def sweep(server: Server, name: str, label: str, feed: dict[str, np.ndarray],
-          seconds: float, c1_only: bool = False) -> Sweep:
-    """The closed-loop sweep of `server`, then its open-loop points (concurrency 1 alone,
-    binary and JSON, with `c1_only`)."""
+          seconds: float) -> Sweep:
     binary = request_bytes(name, feed, True)
     plain = request_bytes(name, feed, False)
     result = Sweep(label)
     print(f"{label}:", flush=True)
     result.json_c1 = asyncio.run(closed_loop(server.port, plain, 1, seconds, "JSON, c=1"))
     print(result.json_c1.row(), flush=True)
-    for concurrency in CONCURRENCY[:1] if c1_only else CONCURRENCY:
+    for concurrency in CONCURRENCY:
         point = asyncio.run(closed_loop(server.port, binary, concurrency, seconds,
                                         f"closed c={concurrency}"))
         result.closed.append(point)
         print(point.row(), flush=True)
     peak = result.peak
-    if c1_only:
-        return result
     if not peak:
         print("  no request succeeded: no open-loop points", flush=True)
         return result
@@ -486,6 +486,52 @@ def sweep(server: Server, name: str, label: str, feed: dict[str, np.ndarray],
         result.open.append(point)
         print(point.row(), flush=True)
     return result
+
+
+def interleaved_c1(servers: dict[str, Server], library: Path, onnx_path: Path, name: str,
+                   feed: dict[str, np.ndarray], threads: int, cpus: set[int], seconds: float,
+                   rounds: int = 10) -> tuple[list[Point], dict[str, Sweep]]:
+    """Concurrency 1 of every server of `servers` (all running at once), binary then JSON,
+    and the in-process runs of Kiln and ONNX Runtime on `cpus`, in turns of
+    `seconds / rounds` each, `rounds` times over: on a shared machine a neighbour's burst
+    then falls on all of them alike, not on whichever was measured at the time. Returns
+    the in-process points (Kiln, ONNX Runtime) and a Sweep of each server."""
+    from kiln.runtime import load
+
+    from .serve_load_peers import ort_session
+
+    turn = seconds / rounds
+    ort = ort_session(str(onnx_path), threads)
+    names = [o.name for o in ort.get_outputs()]
+    floors = [Point("kiln run"), Point("ORT run")]
+    sweeps = {label: Sweep(label, Point("JSON, c=1"), [Point("closed c=1")])
+              for label in servers}
+    requests = (request_bytes(name, feed, True), request_bytes(name, feed, False))
+    mine = os.sched_getaffinity(0)
+    with load(library, threads=threads) as session:
+        runs = (lambda: session.run(feed), lambda: ort.run(names, feed))
+        for _ in range(rounds):
+            os.sched_setaffinity(0, cpus)
+            try:
+                for point, run in zip(floors, runs):
+                    _merge(point, _timed(point.label, run, turn))
+            finally:
+                os.sched_setaffinity(0, mine)
+            for label, server in servers.items():
+                points = (sweeps[label].closed[0], sweeps[label].json_c1)
+                for point, request in zip(points, requests):
+                    _merge(point, asyncio.run(closed_loop(server.port, request, 1, turn,
+                                                          point.label)))
+    return floors, sweeps
+
+
+def _merge(point: Point, part: Point) -> None:
+    """Add `part`'s requests, errors and times to `point`."""
+    point.latencies += part.latencies
+    for what, count in part.errors.items():
+        point.errors[what] = point.errors.get(what, 0) + count
+    point.wall += part.wall
+    point.client_cpu += part.client_cpu
 
 
 def memory(library: Path, name: str, threads: int, cpus: set[int], folder: Path
@@ -526,18 +572,19 @@ def summary(name: str, floors: list[list[Point]], sweeps: dict[str, Sweep],
     lines.append(f"  in-process p50: Kiln {kiln_floor:.3f} ms, ORT {ort_floor:.3f} ms")
     for label in overheads:
         if label.startswith("kiln serve of") and "kiln serve" in overheads:
-            (binary, plain), (base_binary, base_plain) = overheads["kiln serve"], \
-                overheads[label]
-            lines.append(f"  overhead, kiln serve / {label}: binary "
-                         f"{binary / base_binary:.2f}x, JSON {plain / base_plain:.2f}x")
+            ratios = [f"{what} {mine / base:.2f}x" if mine > 0 and base > 0 else
+                      f"{what} n/a (an overhead within the floor's noise)"
+                      for what, mine, base in zip(("binary", "JSON"), overheads["kiln serve"],
+                                                  overheads[label])]
+            lines.append(f"  overhead, kiln serve / {label}: {', '.join(ratios)}")
+    if c1_only:
+        return lines
     service = np.array(floors[0][0].latencies + floors[-1][0].latencies)
     ideal = ideal_queue(service, 0.8 / service.mean()) * 1e3
     p50, p99 = np.percentile(ideal, [50, 99])
     lines.append(f"  an ideal server (no overhead, Kiln's in-process run times) at 80% of its "
                  f"peak: p99/p50 = {p99 / p50:.2f} (p50 {p50:.2f} ms, p99 {p99:.2f} ms)")
     for label, result in sweeps.items():
-        if c1_only:
-            break
         if not result.open:
             lines.append(f"  {label:<20} no request succeeded")
             continue
@@ -550,10 +597,51 @@ def summary(name: str, floors: list[list[Point]], sweeps: dict[str, Sweep],
                      f"runtime's in-process rate); at 80% of peak p99/p50 = "
                      f"{p99 / p50:.2f} (p50 {p50:.2f} ms, p99 {p99:.2f} ms)")
     for peer in ("ORT + FastAPI", "ORT + KServe"):
-        if kiln is not None and peer in sweeps and sweeps[peer].peak and not c1_only:
+        if kiln is not None and peer in sweeps and sweeps[peer].peak:
             lines.append(f"  peak throughput kiln serve / {peer}: "
                          f"{kiln.peak / sweeps[peer].peak:.2f}x")
     return lines
+
+
+def full_sweeps(starts: list[tuple[str, Callable[[], Server]]], library: Path,
+                onnx_path: Path, name: str, feed: dict[str, np.ndarray], threads: int,
+                cpus: set[int], seconds: float) -> tuple[list[list[Point]], dict[str, Sweep]]:
+    """The in-process floor, each server's sweep in turn, then the floor again."""
+    floors = [in_process(library, onnx_path, feed, threads, cpus, seconds)]
+    for point in floors[0]:
+        print(point.row().replace("client CPU", "CPU"), flush=True)
+    sweeps = {}
+    for label, start in starts:
+        server = start()
+        try:
+            sweeps[label] = sweep(server, name, label, feed, seconds)
+        finally:
+            server.close()
+    floors.append(in_process(library, onnx_path, feed, threads, cpus, seconds))
+    print("in process again, after the servers:", flush=True)
+    for point in floors[1]:
+        print(point.row().replace("client CPU", "CPU"), flush=True)
+    return floors, sweeps
+
+
+def c1_only(starts: list[tuple[str, Callable[[], Server]]], library: Path, onnx_path: Path,
+            name: str, feed: dict[str, np.ndarray], threads: int, cpus: set[int],
+            seconds: float) -> tuple[list[list[Point]], dict[str, Sweep]]:
+    """Every server started at once, then interleaved_c1."""
+    servers = {}
+    try:
+        for label, start in starts:
+            servers[label] = start()
+        floors, sweeps = interleaved_c1(servers, library, onnx_path, name, feed, threads,
+                                        cpus, seconds)
+    finally:
+        for server in servers.values():
+            server.close()
+    for point in floors:
+        print(point.row().replace("client CPU", "CPU"), flush=True)
+    for label, result in sweeps.items():
+        print(f"{label}:\n{result.json_c1.row()}\n{result.closed[0].row()}", flush=True)
+    return [floors], sweeps
 
 
 def parse_cpus(text: str) -> set[int]:
@@ -609,11 +697,6 @@ def main(argv: list[str] | None = None) -> int:
             library = Path(kiln.compile(str(onnx_path), output=str(folder / f"{name}.so")))
             print(f"\n== {name} ({', '.join(f'{k} {list(v.shape)}' for k, v in feed.items())})",
                   flush=True)
-            floors = [in_process(library, onnx_path, feed, args.threads, server_cpus,
-                                 args.duration)]
-            for point in floors[0]:
-                print(point.row().replace("client CPU", "CPU"), flush=True)
-            sweeps: dict[str, Sweep] = {}
             starts = []
             if "kiln" in peers:
                 repo = kiln_repo(folder / f"repo-{name}", name, library)
@@ -628,18 +711,12 @@ def main(argv: list[str] | None = None) -> int:
             if kserve is not None:
                 starts.append(("ORT + KServe", lambda: start_peer(
                     "kserve", kserve, onnx_path, name, args.threads, server_cpus)))
-            for label, start in starts:
-                server = start()
-                try:
-                    sweeps[label] = sweep(server, name, label, feed, args.duration,
-                                          args.c1_only)
-                finally:
-                    server.close()
-            floors.append(in_process(library, onnx_path, feed, args.threads, server_cpus,
-                                     args.duration))
-            print("in process again, after the servers:", flush=True)
-            for point in floors[1]:
-                print(point.row().replace("client CPU", "CPU"), flush=True)
+            if args.c1_only:
+                floors, sweeps = c1_only(starts, library, onnx_path, name, feed, args.threads,
+                                         server_cpus, args.duration)
+            else:
+                floors, sweeps = full_sweeps(starts, library, onnx_path, name, feed,
+                                             args.threads, server_cpus, args.duration)
             report += summary(name, floors, sweeps, args.c1_only)
             if "kiln" in peers and not (args.no_memory or args.c1_only):
                 rss = memory(library, name, args.threads, server_cpus, folder)
