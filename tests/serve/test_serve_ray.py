@@ -105,7 +105,7 @@ def test_the_autoscaler_scaling_down_under_load_loses_no_request(kiln_ray, artif
     request is answered, and requests flowed while it happened."""
     module, _ = kiln_ray
     scaling = {"initial_replicas": 2, "target_ongoing_requests": 16,
-               "look_back_period_s": 1.0, "downscale_delay_s": 3.0, "upscale_delay_s": 60.0}
+               "downscale_delay_s": 3.0, "upscale_delay_s": 60.0}
     serve.delete("kiln")   # a fresh deployment starts at initial_replicas
     handle = serve.run(module.application(str(artifacts["conv"]), "conv", threads=1,
                                           min_replicas=1, max_replicas=2,
