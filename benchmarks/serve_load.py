@@ -4,6 +4,7 @@ Poisson arrivals at fixed fractions of each server's measured peak.
     python -m kiln.benchmarks.serve_load [--models resnet18,bert_small_random]
         [--duration 5] [--threads 1] [--server-cpus 0] [--client-cpus 1]
         [--peers inprocess,kiln,fastapi,kserve] [--kserve-python PATH]
+        [--c1-only] [--baseline PATH]
 
 For each model (from kiln.zoo; BERT at batch 1, sequence 16), on the same thread budget
 (--threads runtime threads for Kiln, intra-op threads for ONNX Runtime) and the same CPUs:
@@ -33,6 +34,14 @@ the servers (the lower p50 is the floor), and beside the measured p99/p50 at 80%
 stands that of an ideal server (ideal_queue): Poisson arrivals alone make it well above 1.
 Last, the memory of `kiln serve`: its RSS with one instance, with two instances, and with
 a second version of the model.
+
+--c1-only measures concurrency 1 alone (binary and JSON; no open loop, no memory): what a
+request costs a server over its runtime's in-process run, in a minute or two. Its servers
+run at once and are measured in turns with the in-process runs (ten turns of a tenth of
+--duration each), so that on a shared machine a neighbour's burst falls on all of them
+alike. --baseline names another Kiln checkout (the folder holding its `kiln` package): its
+`kiln serve` runs beside this one's, on the same model.so, floor and CPUs, for a
+before/after comparison.
 """
 
 from __future__ import annotations
@@ -49,6 +58,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -313,13 +323,15 @@ def kiln_env() -> dict[str, str]:
 
 
 class Server:
-    """A server process pinned to `cpus`, once /v2/health/ready answers 200."""
+    """A server process pinned to `cpus`, once /v2/health/ready answers 200; `env` is its
+    environment (default: kiln_env())."""
 
-    def __init__(self, command: list[str], port: int, cpus: set[int], what: str):
+    def __init__(self, command: list[str], port: int, cpus: set[int], what: str,
+                 env: dict[str, str] | None = None):
         self.what, self.port = what, port
         # its output goes to a file: a pipe nobody reads would stop a chatty server
         self.output = tempfile.TemporaryFile("w+")
-        self.process = subprocess.Popen(command, env=kiln_env(), stdout=self.output,
+        self.process = subprocess.Popen(command, env=env or kiln_env(), stdout=self.output,
                                         stderr=subprocess.STDOUT, text=True,
                                         preexec_fn=lambda: os.sched_setaffinity(0, cpus))
         end = time.monotonic() + 120
@@ -369,10 +381,16 @@ def kiln_repo(root: Path, name: str, library: Path, instances: int = 1,
     return root
 
 
-def start_kiln(repo: Path, threads: int, cpus: set[int]) -> Server:
+def start_kiln(repo: Path, threads: int, cpus: set[int], checkout: str | None = None
+               ) -> Server:
+    """`kiln serve` on `repo`: this process's kiln, or the one in `checkout` (a folder
+    holding a `kiln` package)."""
     port = free_port()
+    env = None if checkout is None else dict(os.environ, PYTHONUNBUFFERED="1",
+                                             PYTHONPATH=os.path.abspath(checkout))
     return Server([sys.executable, "-m", "kiln", "serve", str(repo), "--http-port", str(port),
-                   "--grpc-port", "-1", "--threads", str(threads)], port, cpus, "kiln serve")
+                   "--grpc-port", "-1", "--threads", str(threads)], port, cpus,
+                  "kiln serve" if checkout is None else f"kiln serve of {checkout}", env)
 
 
 def start_peer(kind: str, python: str, onnx_path: Path, name: str, threads: int,
@@ -470,6 +488,52 @@ def sweep(server: Server, name: str, label: str, feed: dict[str, np.ndarray],
     return result
 
 
+def interleaved_c1(servers: dict[str, Server], library: Path, onnx_path: Path, name: str,
+                   feed: dict[str, np.ndarray], threads: int, cpus: set[int], seconds: float,
+                   rounds: int = 10) -> tuple[list[Point], dict[str, Sweep]]:
+    """Concurrency 1 of every server of `servers` (all running at once), binary then JSON,
+    and the in-process runs of Kiln and ONNX Runtime on `cpus`, in turns of
+    `seconds / rounds` each, `rounds` times over: on a shared machine a neighbour's burst
+    then falls on all of them alike, not on whichever was measured at the time. Returns
+    the in-process points (Kiln, ONNX Runtime) and a Sweep of each server."""
+    from kiln.runtime import load
+
+    from .serve_load_peers import ort_session
+
+    turn = seconds / rounds
+    ort = ort_session(str(onnx_path), threads)
+    names = [o.name for o in ort.get_outputs()]
+    floors = [Point("kiln run"), Point("ORT run")]
+    sweeps = {label: Sweep(label, Point("JSON, c=1"), [Point("closed c=1")])
+              for label in servers}
+    requests = (request_bytes(name, feed, True), request_bytes(name, feed, False))
+    mine = os.sched_getaffinity(0)
+    with load(library, threads=threads) as session:
+        runs = (lambda: session.run(feed), lambda: ort.run(names, feed))
+        for _ in range(rounds):
+            os.sched_setaffinity(0, cpus)
+            try:
+                for point, run in zip(floors, runs):
+                    _merge(point, _timed(point.label, run, turn))
+            finally:
+                os.sched_setaffinity(0, mine)
+            for label, server in servers.items():
+                points = (sweeps[label].closed[0], sweeps[label].json_c1)
+                for point, request in zip(points, requests):
+                    _merge(point, asyncio.run(closed_loop(server.port, request, 1, turn,
+                                                          point.label)))
+    return floors, sweeps
+
+
+def _merge(point: Point, part: Point) -> None:
+    """Add `part`'s requests, errors and times to `point`."""
+    point.latencies += part.latencies
+    for what, count in part.errors.items():
+        point.errors[what] = point.errors.get(what, 0) + count
+    point.wall += part.wall
+    point.client_cpu += part.client_cpu
+
+
 def memory(library: Path, name: str, threads: int, cpus: set[int], folder: Path
            ) -> dict[str, float]:
     """RSS (MiB) of `kiln serve` with one instance, two instances, two versions."""
@@ -487,20 +551,34 @@ def memory(library: Path, name: str, threads: int, cpus: set[int], folder: Path
     return rss
 
 
-def summary(name: str, floors: list[list[Point]], sweeps: dict[str, Sweep]) -> list[str]:
-    """The figures the issue asks for, of one model. `floors`: the in-process runs (Kiln,
-    ONNX Runtime) before and after the servers; the lower p50 of each is the floor, so
-    that a neighbour's burst during one of them does not flatter the servers."""
+def summary(name: str, floors: list[list[Point]], sweeps: dict[str, Sweep],
+            c1_only: bool = False) -> list[str]:
+    """The figures the issue asks for, of one model (with `c1_only`, those of concurrency
+    1). `floors`: the in-process runs (Kiln, ONNX Runtime) before and after the servers;
+    the lower p50 of each is the floor, so that a neighbour's burst during one of them does
+    not flatter the servers."""
     lines = [f"{name}:"]
     kiln_floor = min(f[0].percentiles()[0] for f in floors)
     ort_floor = min(f[1].percentiles()[0] for f in floors)
     kiln = sweeps.get("kiln serve")
-    if kiln is not None:
-        binary = kiln.closed[0].percentiles()[0]
-        plain = kiln.json_c1.percentiles()[0]
-        lines.append(f"  concurrency 1, kiln serve p50 minus in-process kiln run p50: "
-                     f"binary {binary - kiln_floor:+.3f} ms, JSON {plain - kiln_floor:+.3f} ms "
-                     f"(in-process p50 {kiln_floor:.3f} ms; ORT in process {ort_floor:.3f} ms)")
+    overheads = {}
+    for label, result in sweeps.items():
+        floor = ort_floor if label.startswith("ORT") else kiln_floor
+        overheads[label] = (result.closed[0].percentiles()[0] - floor,
+                            result.json_c1.percentiles()[0] - floor)
+        lines.append(f"  concurrency 1, {label} p50 minus its runtime's in-process p50: "
+                     f"binary {overheads[label][0]:+.3f} ms, JSON {overheads[label][1]:+.3f} "
+                     f"ms")
+    lines.append(f"  in-process p50: Kiln {kiln_floor:.3f} ms, ORT {ort_floor:.3f} ms")
+    for label in overheads:
+        if label.startswith("kiln serve of") and "kiln serve" in overheads:
+            ratios = [f"{what} {mine / base:.2f}x" if mine > 0 and base > 0 else
+                      f"{what} n/a (an overhead within the floor's noise)"
+                      for what, mine, base in zip(("binary", "JSON"), overheads["kiln serve"],
+                                                  overheads[label])]
+            lines.append(f"  overhead, kiln serve / {label}: {', '.join(ratios)}")
+    if c1_only:
+        return lines
     service = np.array(floors[0][0].latencies + floors[-1][0].latencies)
     ideal = ideal_queue(service, 0.8 / service.mean()) * 1e3
     p50, p99 = np.percentile(ideal, [50, 99])
@@ -525,6 +603,47 @@ def summary(name: str, floors: list[list[Point]], sweeps: dict[str, Sweep]) -> l
     return lines
 
 
+def full_sweeps(starts: list[tuple[str, Callable[[], Server]]], library: Path,
+                onnx_path: Path, name: str, feed: dict[str, np.ndarray], threads: int,
+                cpus: set[int], seconds: float) -> tuple[list[list[Point]], dict[str, Sweep]]:
+    """The in-process floor, each server's sweep in turn, then the floor again."""
+    floors = [in_process(library, onnx_path, feed, threads, cpus, seconds)]
+    for point in floors[0]:
+        print(point.row().replace("client CPU", "CPU"), flush=True)
+    sweeps = {}
+    for label, start in starts:
+        server = start()
+        try:
+            sweeps[label] = sweep(server, name, label, feed, seconds)
+        finally:
+            server.close()
+    floors.append(in_process(library, onnx_path, feed, threads, cpus, seconds))
+    print("in process again, after the servers:", flush=True)
+    for point in floors[1]:
+        print(point.row().replace("client CPU", "CPU"), flush=True)
+    return floors, sweeps
+
+
+def c1_only(starts: list[tuple[str, Callable[[], Server]]], library: Path, onnx_path: Path,
+            name: str, feed: dict[str, np.ndarray], threads: int, cpus: set[int],
+            seconds: float) -> tuple[list[list[Point]], dict[str, Sweep]]:
+    """Every server started at once, then interleaved_c1."""
+    servers = {}
+    try:
+        for label, start in starts:
+            servers[label] = start()
+        floors, sweeps = interleaved_c1(servers, library, onnx_path, name, feed, threads,
+                                        cpus, seconds)
+    finally:
+        for server in servers.values():
+            server.close()
+    for point in floors:
+        print(point.row().replace("client CPU", "CPU"), flush=True)
+    for label, result in sweeps.items():
+        print(f"{label}:\n{result.json_c1.row()}\n{result.closed[0].row()}", flush=True)
+    return [floors], sweeps
+
+
 def parse_cpus(text: str) -> set[int]:
     return {int(c) for c in text.split(",") if c.strip()}
 
@@ -543,6 +662,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="a Python where kserve is installed (default: this one)")
     parser.add_argument("--no-memory", action="store_true",
                         help="skip the RSS of extra instances and versions")
+    parser.add_argument("--c1-only", action="store_true",
+                        help="concurrency 1 alone, binary and JSON (no open loop, no memory)")
+    parser.add_argument("--baseline", default=None, metavar="PATH",
+                        help="another Kiln checkout (the folder holding its kiln package) "
+                             "whose kiln serve runs beside this one's")
     args = parser.parse_args(argv)
     import kiln
 
@@ -573,35 +697,28 @@ def main(argv: list[str] | None = None) -> int:
             library = Path(kiln.compile(str(onnx_path), output=str(folder / f"{name}.so")))
             print(f"\n== {name} ({', '.join(f'{k} {list(v.shape)}' for k, v in feed.items())})",
                   flush=True)
-            floors = [in_process(library, onnx_path, feed, args.threads, server_cpus,
-                                 args.duration)]
-            for point in floors[0]:
-                print(point.row().replace("client CPU", "CPU"), flush=True)
-            sweeps: dict[str, Sweep] = {}
             starts = []
             if "kiln" in peers:
                 repo = kiln_repo(folder / f"repo-{name}", name, library)
                 starts.append(("kiln serve", lambda: start_kiln(repo, args.threads,
                                                                 server_cpus)))
+                if args.baseline:
+                    starts.append((f"kiln serve of {args.baseline}", lambda: start_kiln(
+                        repo, args.threads, server_cpus, args.baseline)))
             if "fastapi" in peers:
                 starts.append(("ORT + FastAPI", lambda: start_peer(
                     "fastapi", sys.executable, onnx_path, name, args.threads, server_cpus)))
             if kserve is not None:
                 starts.append(("ORT + KServe", lambda: start_peer(
                     "kserve", kserve, onnx_path, name, args.threads, server_cpus)))
-            for label, start in starts:
-                server = start()
-                try:
-                    sweeps[label] = sweep(server, name, label, feed, args.duration)
-                finally:
-                    server.close()
-            floors.append(in_process(library, onnx_path, feed, args.threads, server_cpus,
-                                     args.duration))
-            print("in process again, after the servers:", flush=True)
-            for point in floors[1]:
-                print(point.row().replace("client CPU", "CPU"), flush=True)
-            report += summary(name, floors, sweeps)
-            if "kiln" in peers and not args.no_memory:
+            if args.c1_only:
+                floors, sweeps = c1_only(starts, library, onnx_path, name, feed, args.threads,
+                                         server_cpus, args.duration)
+            else:
+                floors, sweeps = full_sweeps(starts, library, onnx_path, name, feed,
+                                             args.threads, server_cpus, args.duration)
+            report += summary(name, floors, sweeps, args.c1_only)
+            if "kiln" in peers and not (args.no_memory or args.c1_only):
                 rss = memory(library, name, args.threads, server_cpus, folder)
                 one = rss["1 instance"]
                 report.append(f"  kiln serve RSS: {one:.1f} MiB with 1 instance; "

@@ -24,7 +24,6 @@ threads (the runtime releases the GIL), so probes are answered while models comp
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 import time
 import traceback
@@ -34,6 +33,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 import numpy as np
 
 from .. import __version__
+from . import jsoncodec
 from .accesslog import AccessLog
 from .errors import BadRequest, NotFound, QueueTimeout, RequestError, Unavailable
 from .metrics import Metrics
@@ -45,12 +45,17 @@ from .scheduler import Timings
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict]]
 Send = Callable[[dict], Awaitable[None]]
-Answer = tuple[int, bytes, dict[str, str]]
+#: status, body (bytes, or the pieces to write one after another) and headers
+Answer = tuple[int, bytes | list[bytes | memoryview], dict[str, str]]
 T = TypeVar("T")
 
 EXTENSIONS = ["binary_tensor_data", "model_repository", "statistics"]
 DEFAULT_MAX_BODY_BYTES = 64 << 20
 _JSON = "application/json"
+#: where a request's binary tensor data starts in a body read in several messages
+_ALIGNMENT = 64
+#: response pieces below this many bytes are joined into one message
+_SMALL_PIECE = 64 << 10
 
 
 class MethodNotAllowed(RequestError):
@@ -70,8 +75,7 @@ class PayloadTooLarge(RequestError):
 
 
 def _json(status: int, obj: Any, headers: dict[str, str] | None = None) -> Answer:
-    return status, json.dumps(obj, separators=(",", ":")).encode(), \
-        {"content-type": _JSON, **(headers or {})}
+    return status, jsoncodec.dumps(obj), {"content-type": _JSON, **(headers or {})}
 
 
 class InferenceApp:
@@ -114,10 +118,13 @@ class InferenceApp:
             status, body, headers = _json(500, {"error": f"internal error in kiln serve: "
                                                          f"{type(exc).__name__}: {exc}"})
         self.log_access(scope, status)
+        pieces = _coalesced(body) if isinstance(body, list) else [body]
         raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-        raw_headers.append((b"content-length", str(len(body)).encode()))
+        raw_headers.append((b"content-length", str(sum(map(len, pieces))).encode()))
         await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-        await send({"type": "http.response.body", "body": body})
+        for piece in pieces[:-1]:
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+        await send({"type": "http.response.body", "body": pieces[-1]})
 
     def log_access(self, record: dict[str, Any], status: int) -> None:
         """One access-log line for an inference request whose `record` `infer` filled in
@@ -404,9 +411,14 @@ class InferenceApp:
         default = served.config.default_timeout_ms
         return None if default is None else default / 1e3
 
-    async def _body(self, scope: Scope, receive: Receive) -> bytes:
+    async def _body(self, scope: Scope, receive: Receive) -> bytes | memoryview:
         """The request body, refused with 413 past the limit (before reading it when the
-        Content-Length says so), decompressed if its Content-Encoding is gzip or deflate."""
+        Content-Length says so), decompressed if its Content-Encoding is gzip or deflate.
+
+        A body of one message is that message's bytes. One of several is joined into a
+        buffer placed so that its binary tensor data (after the Inference-Header-Content-
+        Length bytes of JSON) starts on a 64-byte boundary: the inputs are then views on
+        it that the runtime takes as they are, where it copies a misaligned one."""
         limit = self.max_body_bytes
         declared = _header(scope, "content-length")
         if declared is not None and declared.strip().isdigit() and int(declared) > limit:
@@ -423,7 +435,7 @@ class InferenceApp:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        body = chunks[0] if len(chunks) == 1 else _joined(chunks, _header(scope, HEADER_LENGTH))
         encoding = (_header(scope, "content-encoding") or "identity").strip().lower()
         if encoding == "identity":
             return body
@@ -440,6 +452,41 @@ class InferenceApp:
         return plain
 
 
+def _joined(chunks: list[bytes], header_length: str | None) -> memoryview:
+    """`chunks` copied into one buffer, placed so that byte `header_length` (where the
+    binary tensor data starts, when the header is a byte count) is 64-byte aligned."""
+    offset = int(header_length) if header_length is not None and \
+        header_length.strip().isdigit() else 0
+    size = sum(map(len, chunks))
+    block = np.empty(size + _ALIGNMENT, np.uint8)
+    start = -(block.ctypes.data + offset) % _ALIGNMENT
+    body = memoryview(block)[start:start + size]
+    filled = 0
+    for chunk in chunks:
+        body[filled:filled + len(chunk)] = chunk
+        filled += len(chunk)
+    return body
+
+
+def _coalesced(pieces: list[bytes | memoryview]) -> list[bytes | memoryview]:
+    """A response's pieces as the messages to send: runs of small pieces joined (a message
+    is a write to the socket, which costs more than copying a few kilobytes), large ones as
+    they are."""
+    messages: list[bytes | memoryview] = []
+    small: list[bytes | memoryview] = []
+    for piece in pieces:
+        if len(piece) < _SMALL_PIECE:
+            small.append(piece)
+            continue
+        if small:
+            messages.append(b"".join(small))
+            small = []
+        messages.append(piece)
+    if small:
+        messages.append(b"".join(small))
+    return messages
+
+
 def _header(scope: Scope, name: str) -> str | None:
     wanted = name.encode("latin-1")
     for key, value in scope["headers"]:
@@ -448,13 +495,13 @@ def _header(scope: Scope, name: str) -> str | None:
     return None
 
 
-def _decode_object(body: bytes, what: str) -> dict:
-    if not body.strip():
+def _decode_object(body: bytes | memoryview, what: str) -> dict:
+    if not bytes(body).strip():
         return {}
     try:
-        value = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadRequest(f"{what} is not valid JSON: {exc}") from None
+        value = jsoncodec.loads(body)
+    except jsoncodec.NotJSON as exc:
+        raise BadRequest(f"{what} is {exc}") from None
     if not isinstance(value, dict):
         raise BadRequest(f"{what} must be a JSON object")
     return value

@@ -25,6 +25,7 @@ import ml_dtypes
 import numpy as np
 
 from ..runtime import TensorInfo
+from . import jsoncodec
 from .errors import BadRequest, ServeError
 
 #: The protocol's datatype names -> numpy dtypes. BYTES (strings) has none: Kiln artifacts
@@ -84,23 +85,31 @@ class InferRequest:
     timeout_us: float | None                 # the request's "timeout" parameter
 
 
-def parse_infer_request(body: bytes, header_length: str | None,
+def parse_infer_request(body: bytes | memoryview, header_length: str | None,
                         inputs: Sequence[TensorInfo],
                         outputs: Sequence[TensorInfo]) -> InferRequest:
     """Decode an inference request's body (with its Inference-Header-Content-Length header's
     value, or None) and check every input against the model's `inputs` (name, datatype,
-    shape, data length); raises BadRequest naming what is wrong."""
+    shape, data length); raises BadRequest naming what is wrong. Binary inputs are views on
+    `body`, not copies."""
     header, binary = _split_body(body, header_length)
     try:
-        request = json.loads(header)
-    except UnicodeDecodeError:
-        raise BadRequest("the request's JSON object is not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise BadRequest(f"the request body is not valid JSON: {exc.msg} at line "
-                         f"{exc.lineno} column {exc.colno}") from None
+        try:
+            return check_infer_request(_decode_header(header, False), binary, inputs, outputs)
+        except BadRequest:
+            if not jsoncodec.fast():
+                raise
+        # orjson reads integers past 64 bits as floats: the standard reading judges
+        return check_infer_request(_decode_header(header, True), binary, inputs, outputs)
+    except jsoncodec.NotJSON as exc:
+        raise BadRequest(f"the request body is {exc}") from None
+
+
+def _decode_header(header: memoryview, exact: bool) -> dict:
+    request = jsoncodec.loads(header, exact)
     if not isinstance(request, dict):
         raise BadRequest("the request body must be a JSON object with an 'inputs' list")
-    return check_infer_request(request, binary, inputs, outputs)
+    return request
 
 
 def check_infer_request(request: dict, binary: memoryview, inputs: Sequence[TensorInfo],
@@ -121,9 +130,11 @@ def check_infer_request(request: dict, binary: memoryview, inputs: Sequence[Tens
         timeout_us=_timeout(parameters))
 
 
-def _split_body(body: bytes, header_length: str | None) -> tuple[bytes, memoryview]:
+def _split_body(body: bytes | memoryview, header_length: str | None
+                ) -> tuple[memoryview, memoryview]:
+    view = memoryview(body)
     if header_length is None:
-        return body, memoryview(b"")
+        return view, view[:0]
     text = header_length.strip()
     if not text.isdigit():
         raise BadRequest(f"the Inference-Header-Content-Length header must be a byte count, "
@@ -132,8 +143,7 @@ def _split_body(body: bytes, header_length: str | None) -> tuple[bytes, memoryvi
     if length > len(body):
         raise BadRequest(f"the Inference-Header-Content-Length header says the JSON object "
                          f"is {length} bytes but the body has only {len(body)}")
-    view = memoryview(body)
-    return bytes(view[:length]), view[length:]
+    return view[:length], view[length:]
 
 
 def _decode_inputs(items: Any, binary: memoryview,
@@ -259,6 +269,11 @@ def _json_tensor(where: str, data: Any, tensor: TensorInfo) -> np.ndarray:
                              f"({info.min} .. {info.max})")
         return np.array(array.reshape(-1).tolist() if array.dtype.kind == "O" else array,
                         dtype=tensor.dtype).reshape(tensor.shape)
+    elif kind == "O" and all(type(v) in (int, float) for v in array.reshape(-1).tolist()):
+        try:   # integers past 64 bits among floats: numbers all the same (orjson's reading)
+            array = array.astype(np.float64)
+        except OverflowError:
+            raise BadRequest(f"{where}: an integer is out of the range of {name}") from None
     elif kind not in "iuf":
         raise BadRequest(f"{where}: {name} data must be numbers, got {_kind_name(kind)}")
     return array.astype(tensor.dtype).reshape(tensor.shape)
@@ -322,47 +337,31 @@ def _timeout(parameters: dict) -> float | None:
 def encode_infer_response(model_name: str, version: str, request_id: str | None,
                           results: dict[str, np.ndarray],
                           requested: list[RequestedOutput] | None,
-                          binary_output: bool) -> tuple[bytes, dict[str, str]]:
-    """The response body and its content headers: a JSON object, followed by the binary
-    outputs' bytes when any output goes back as binary data."""
+                          binary_output: bool) -> tuple[list[bytes | memoryview],
+                                                        dict[str, str]]:
+    """The response body, as the pieces to write one after another, and its content headers:
+    a JSON object, followed by the binary outputs' bytes when any output goes back as binary
+    data. A binary output's piece is a view on its array (bytes, not elements: len() is its
+    size), so that the server writes it without copying it first."""
     chosen = requested if requested is not None else [RequestedOutput(n) for n in results]
-    entries, chunks = [], []
+    entries, pieces = [], []
     for wanted in chosen:
         array = results[wanted.name]
         entry: dict[str, Any] = {"name": wanted.name, "datatype": datatype_name(array.dtype),
                                  "shape": list(array.shape)}
         if wanted.binary if wanted.binary is not None else binary_output:
-            raw = np.ascontiguousarray(array, array.dtype.newbyteorder("<")).tobytes()
-            entry["parameters"] = {"binary_data_size": len(raw)}
-            chunks.append(raw)
-            entries.append(_dumps(entry))
-        else:   # the entry's JSON with the data spliced in, written by _json_data
-            entries.append(_dumps(entry)[:-1] + ',"data":' + _json_data(array) + "}")
+            raw = np.ascontiguousarray(array, array.dtype.newbyteorder("<")).reshape(-1)
+            entry["parameters"] = {"binary_data_size": raw.nbytes}
+            pieces.append(memoryview(raw.view(np.uint8)))
+            entries.append(jsoncodec.dumps(entry))
+        else:   # the entry's JSON with the data spliced in
+            entries.append(jsoncodec.dumps(entry)[:-1] + b',"data":'
+                           + jsoncodec.dumps_array(array) + b"}")
     response: dict[str, Any] = {"model_name": model_name, "model_version": version}
     if request_id is not None:
         response["id"] = request_id
-    header = (_dumps(response)[:-1] + ',"outputs":[' + ",".join(entries) + "]}").encode()
-    if not chunks:
-        return header, {"content-type": "application/json"}
-    return header + b"".join(chunks), {"content-type": "application/octet-stream",
-                                       HEADER_LENGTH: str(len(header))}
-
-
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"))
-
-
-#: 16- and 32-bit floats: 9 significant digits give the value back exactly, and "%.9g"
-#: writes them in half the time json.dumps takes for the 17 digits of their float64 repr
-_SHORT_FLOATS = (np.dtype(np.float16), np.dtype(np.float32), DATATYPES["BF16"])
-
-
-def _json_data(array: np.ndarray) -> str:
-    """An output's values as a JSON list (row-major, flat)."""
-    flat = array.reshape(-1)
-    if array.dtype in _SHORT_FLOATS:
-        values = flat.astype(np.float32)
-        if np.isfinite(values).all():
-            return "[" + ",".join(["%.9g" % v for v in values.tolist()]) + "]"
-        return _dumps(values.tolist())   # NaN and Infinity, as Python's json writes them
-    return _dumps(flat.tolist())
+    header = jsoncodec.dumps(response)[:-1] + b',"outputs":[' + b",".join(entries) + b"]}"
+    if not pieces:
+        return [header], {"content-type": "application/json"}
+    return [header, *pieces], {"content-type": "application/octet-stream",
+                               HEADER_LENGTH: str(len(header))}

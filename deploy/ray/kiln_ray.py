@@ -68,9 +68,9 @@ class KilnModel:
         except RequestError as exc:
             return _error(exc.status, exc.message)
         outputs = self.session.run(decoded.inputs)
-        body, headers = encode_infer_response(self.name, "1", decoded.id, outputs,
-                                              decoded.outputs, decoded.binary_output)
-        return Response(body, headers=headers)
+        pieces, headers = encode_infer_response(self.name, "1", decoded.id, outputs,
+                                                decoded.outputs, decoded.binary_output)
+        return Response(b"".join(pieces), headers=headers)
 
 
 def _error(status: int, message: str) -> Any:
@@ -80,10 +80,14 @@ def _error(status: int, message: str) -> Any:
 
 
 def application(artifact: str, name: str = "model", threads: int = 1,
-                min_replicas: int = 2, max_replicas: int = 4) -> serve.Application:
+                min_replicas: int = 2, max_replicas: int = 4,
+                autoscaling: dict[str, Any] | None = None) -> serve.Application:
     """The Ray Serve application of `artifact`, with `min_replicas` to `max_replicas`
-    replicas of `threads` runtime threads (and Ray CPUs) each."""
-    scaling = {**AUTOSCALING, "min_replicas": min_replicas, "max_replicas": max_replicas}
+    replicas of `threads` runtime threads (and Ray CPUs) each; `autoscaling` overrides
+    fields of AUTOSCALING (Ray's AutoscalingConfig: initial_replicas, downscale_delay_s,
+    ...)."""
+    scaling = {**AUTOSCALING, "min_replicas": min_replicas, "max_replicas": max_replicas,
+               **(autoscaling or {})}
     return KilnModel.options(autoscaling_config=scaling,
                              ray_actor_options={"num_cpus": threads}).bind(
         os.path.abspath(artifact), name, threads)

@@ -1,9 +1,11 @@
 """Helpers of the server tests: plain HTTP requests (http.client: nothing between the test
 and the bytes on the wire), a reader of the Prometheus metrics, the slow model's request,
-the building of model repositories, and `kiln serve` run as a process of its own."""
+the building of model repositories, the choice of JSON codec, and `kiln serve` run as a
+process of its own."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -16,8 +18,28 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import kiln
+
+#: kiln serve's JSON codecs: orjson (the test extra installs it), the standard module alone
+CODECS = ("orjson", "json")
+
+
+@contextlib.contextmanager
+def json_codec(name: str):
+    """kiln serve's JSON codec (in this process: the servers the tests start in it too) set
+    to `name`, one of CODECS, for the block."""
+    from kiln.serve import jsoncodec
+
+    installed = jsoncodec.orjson
+    if name == "orjson" and installed is None:
+        pytest.skip("orjson is not installed (the test extra installs it)")
+    jsoncodec.orjson = installed if name == "orjson" else None
+    try:
+        yield
+    finally:
+        jsoncodec.orjson = installed
 
 
 def request(url: str, method: str, path: str, body: bytes | None = None,

@@ -152,6 +152,12 @@ def test_a_request_keeps_its_own_batch_and_one_over_the_maximum_is_a_400(batch_s
     assert records[-1]["compute_ms"] is None and records[-1]["batch_size"] is None
     assert len([r for r in records if r["model"] == "bconv"]) == \
         counters(url, "bconv")["success"] + counters(url, "bconv")["invalid"]
+    x = rows_of(9, MAX_BATCH)   # its 64 KiB output goes out as a view on the batch's array
+    status, headers, body = request(url, "POST", "/v2/models/bconv/infer", *binary_body("x", x))
+    assert status == 200 and int(headers["content-length"]) == len(body), body
+    _, y = binary_answer(headers, body)
+    assert y.nbytes == 1 << 16
+    assert_matches(y, run_onnxruntime(conv_model("batch"), {"x": x})[0])
 
 
 def test_prebuilt_batch_artifacts_split_a_larger_batch(batch_server):

@@ -13,7 +13,7 @@ import pytest
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from serve_helpers import metric, post_json, request
+from serve_helpers import CODECS, json_codec, metric, post_json, request
 from reference import assert_matches, assert_model_output, run_onnxruntime
 from serve_models import DTYPES, conv_model, dtype_feed, dtypes_model
 from kiln import zoo
@@ -244,6 +244,17 @@ BAD_REQUESTS = {
     "malformed json": ("POST", "/v2/models/conv/infer",
                        (b'{"inputs": [', {"Content-Type": "application/json"}), 400,
                        ["not valid JSON"]),
+    "not UTF-8": ("POST", "/v2/models/conv/infer",
+                  (b'{"id": "\xff"}', {"Content-Type": "application/json"}), 400,
+                  ["not UTF-8 text"]),
+    "nested too deeply": ("POST", "/v2/models/conv/infer",
+                          (b'{"inputs": ' + b"[" * 100_000, {}), 400, ["nest too deeply"]),
+    "integer past 64 bits": ("POST", "/v2/models/dtypes/infer",
+                             as_json({"inputs": [{"name": "in_u64", "shape": [2, 3],
+                                                  "datatype": "UINT64",
+                                                  "data": [2**64] * 6}]}), 400,
+                             ["input 'in_u64'", "value 18446744073709551616 is out of the "
+                                                "range of UINT64"]),
     "binary size": ("POST", "/v2/models/conv/infer", binary_conv(100, 100), 400,
                     ["binary_data_size is 100 bytes", "takes 3072"]),
     "binary short": ("POST", "/v2/models/conv/infer", binary_conv(3072, 3000), 400,
@@ -280,13 +291,18 @@ BAD_REQUESTS = {
 
 @pytest.mark.parametrize("case", list(BAD_REQUESTS))
 def test_bad_request_is_answered_clearly_and_the_server_serves_on(client, server, case):
+    """Each case under both JSON codecs: the same answer, word for word."""
     method, path, (body, headers), status, phrases = BAD_REQUESTS[case]
-    got, reply_headers, reply = request(server.url, method, path, body, headers)
-    assert got == status, reply
-    assert reply_headers["content-type"] == "application/json"
-    error = json.loads(reply)["error"]
-    for phrase in phrases:
-        assert phrase in error, error
+    errors = {}
+    for codec in CODECS:
+        with json_codec(codec):
+            got, reply_headers, reply = request(server.url, method, path, body, headers)
+        assert got == status, (codec, reply)
+        assert reply_headers["content-type"] == "application/json"
+        errors[codec] = json.loads(reply)["error"]
+        for phrase in phrases:
+            assert phrase in errors[codec], (codec, errors[codec])
+    assert errors["orjson"] == errors["json"]
     assert client.is_server_live() and client.is_server_ready()
     x = conv_input(seed=2)
     (expected,) = run_onnxruntime(conv_model(), {"x": x})
@@ -348,6 +364,41 @@ def test_a_gzip_body_is_accepted(server):
     (expected,) = run_onnxruntime(conv_model(), {"x": x})
     actual = np.array(json.loads(reply)["outputs"][0]["data"], np.float32).reshape(1, 8, 16, 16)
     assert_model_output(actual, expected)
+
+
+def test_a_body_in_several_messages_is_read_once_with_its_binary_data_aligned(server):
+    """A body that comes in one message is used as it is; one in several is joined into one
+    buffer where the binary data after the JSON header starts 64-byte aligned, so that the
+    inputs are views the runtime takes without copying (it copies misaligned ones)."""
+    import asyncio
+
+    from kiln.runtime import TensorInfo
+    from kiln.serve.protocol import parse_infer_request
+
+    x = np.random.default_rng(4).standard_normal((3, 5000)).astype(np.float32)
+    head = json.dumps({"inputs": [{"name": "x", "shape": [3, 5000], "datatype": "FP32",
+                                   "parameters": {"binary_data_size": x.nbytes}}]}).encode()
+    head += b" " * (-len(head) % 4 + 1)   # a header of 4k + 1 bytes: misaligned as sent
+    body = head + x.tobytes()
+    scope = {"headers": [(b"inference-header-content-length", str(len(head)).encode())]}
+
+    def read(chunks: list[bytes]):
+        messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+                    for i, c in enumerate(chunks)]
+
+        async def receive() -> dict:
+            return messages.pop(0)
+
+        return asyncio.run(server.server.app._body(scope, receive))
+
+    assert read([body]) is body
+    joined = read([body[i:i + 7000] for i in range(0, len(body), 7000)])
+    assert bytes(joined) == body
+    decoded = parse_infer_request(joined, str(len(head)),
+                                  [TensorInfo("x", x.dtype, x.shape, x.nbytes)], [])
+    array = decoded.inputs["x"]
+    assert array.ctypes.data % 64 == 0 and np.shares_memory(array, np.asarray(joined))
+    np.testing.assert_array_equal(array, x)
 
 
 def test_a_request_timeout_shorter_than_the_hand_off_is_refused_uncomputed(client):

@@ -1,16 +1,17 @@
 """The load benchmark's generator (benchmarks/serve_load.py), briefly: its Poisson schedule
 has the statistics of one, its ideal queue waits as queueing theory says, and against a
 loopback `kiln serve` every request it counts is one the server counts (closed and open
-loop), with latencies the server's own timings bound from below."""
+loop, and --c1-only's turns), with latencies the server's own timings bound from below."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 
 import numpy as np
 
-from kiln.benchmarks.serve_load import closed_loop, ideal_queue, open_loop, poisson_offsets, \
-    request_bytes
+from kiln.benchmarks.serve_load import closed_loop, ideal_queue, interleaved_c1, open_loop, \
+    poisson_offsets, request_bytes
 from serve_helpers import add_model, metric
 
 
@@ -60,3 +61,13 @@ def test_the_generator_counts_what_the_server_counts(artifacts, tmp_path):
         served = metric(background.url, "kiln_request_duration_seconds_sum", model="conv",
                         version="1") / successes()
         assert np.mean(point.latencies) > served   # the client's view includes the server's
+        before = successes()
+        floors, sweeps = interleaved_c1({"kiln": background.server}, artifacts["conv"],
+                                        artifacts["conv.onnx"], "conv", {"x": x}, 1,
+                                        {min(os.sched_getaffinity(0))},
+                                        seconds=0.4, rounds=2)
+        points = [sweeps["kiln"].closed[0], sweeps["kiln"].json_c1]
+        # two turns of 0.2 s each, added up; the server also saw each turn's warm-up
+        assert all(not p.errors and p.latencies and 0.4 <= p.wall < 0.6 for p in points)
+        assert successes() - before > sum(len(p.latencies) for p in points)
+        assert all(len(f.latencies) > 10 and 0.4 <= f.wall < 0.6 for f in floors)

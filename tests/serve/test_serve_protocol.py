@@ -1,5 +1,6 @@
 """The protocol's request decoding and response encoding without a server: JSON (flat and
-nested) and binary tensors of every datatype, and refusals that name what is wrong."""
+nested) and binary tensors of every datatype, and refusals that name what is wrong. Every
+test runs under both JSON codecs (orjson, and the standard module alone)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,13 @@ from kiln.runtime import TensorInfo
 from kiln.serve.errors import BadRequest
 from kiln.serve.protocol import (DATATYPES, HEADER_LENGTH, RequestedOutput, UnservableModel,
                                  datatype_name, encode_infer_response, parse_infer_request)
+from serve_helpers import CODECS, json_codec
+
+
+@pytest.fixture(autouse=True, params=CODECS)
+def codec(request):
+    with json_codec(request.param):
+        yield request.param
 
 
 def tensor(name: str, datatype: str, shape=(2, 2)) -> TensorInfo:
@@ -96,19 +104,22 @@ def test_responses_mix_binary_and_json_outputs():
     results = {"x": np.array([1.5, 2.5], np.float32),
                "y": np.array([1.0, -2.0], ml_dtypes.bfloat16),
                "z": np.array([True, False])}
-    body, headers = encode_infer_response("m", "3", "r9", results, None, binary_output=False)
+    pieces, headers = encode_infer_response("m", "3", "r9", results, None, binary_output=False)
+    body = b"".join(pieces)
     assert headers == {"content-type": "application/json"}
     response = json.loads(body)
     assert response["model_version"] == "3" and response["id"] == "r9"
     assert [(o["datatype"], o["data"]) for o in response["outputs"]] == [
         ("FP32", [1.5, 2.5]), ("BF16", [1.0, -2.0]), ("BOOL", [True, False])]
-    body, headers = encode_infer_response(
+    pieces, headers = encode_infer_response(
         "m", "3", None, results, [RequestedOutput("z", True), RequestedOutput("x")], False)
+    body = b"".join(pieces)
     length = int(headers[HEADER_LENGTH])
     response = json.loads(body[:length])
     assert [o["name"] for o in response["outputs"]] == ["z", "x"]
     assert response["outputs"][0]["parameters"] == {"binary_data_size": 2}
     assert body[length:] == b"\x01\x00"
+    assert np.shares_memory(np.asarray(pieces[1]), results["z"])   # written from the array
 
 
 def test_a_storage_type_without_a_datatype_is_unservable():
@@ -122,9 +133,57 @@ def test_json_floats_come_back_exactly_and_non_finite_ones_survive():
                              rng.standard_normal(500) * 1e30]).astype(np.float32)
     halves = rng.standard_normal(100).astype(np.float16)
     special = np.array([np.nan, np.inf, -np.inf, 1.0], np.float32)
-    body, _ = encode_infer_response("m", "1", None, {"f": values, "h": halves, "s": special},
-                                    None, binary_output=False)
-    f, h, s = (np.array(o["data"]) for o in json.loads(body)["outputs"])
+    pieces, _ = encode_infer_response("m", "1", None, {"f": values, "h": halves, "s": special},
+                                      None, binary_output=False)
+    f, h, s = (np.array(o["data"]) for o in json.loads(b"".join(pieces))["outputs"])
     np.testing.assert_array_equal(f.astype(np.float32), values)
     np.testing.assert_array_equal(h.astype(np.float16), halves)
     np.testing.assert_array_equal(s.astype(np.float32), special)
+
+
+
+#: a model of two inputs, for the requests below
+TWO_INPUTS = [tensor("u", "UINT64", [4]), tensor("f", "FP32", [4])]
+
+
+def two_inputs(u: str, f: str, request_id: str = '"r"') -> bytes:
+    return (f'{{"id": {request_id}, "inputs": ['
+            f'{{"name": "u", "shape": [4], "datatype": "UINT64", "data": [{u}]}}, '
+            f'{{"name": "f", "shape": [4], "datatype": "FP32", "data": [{f}]}}]}}').encode()
+
+
+@pytest.mark.parametrize("text, phrase", [
+    (b'[1, 2, 3, 4', "not valid JSON: Expecting ',' delimiter at line 1 column 12"),
+    (b'{"inputs": []', "not valid JSON: Expecting ',' delimiter at line 1 column 14"),
+    (b'{"id": "\xff"}', "the request body is not UTF-8 text"),
+    (b"[" * 5000, "its lists or objects nest too deeply"),
+    (two_inputs("1, 2, 3, 18446744073709551616", "0, 0, 0, 0"),
+     "input 'u': value 18446744073709551616 is out of the range of UINT64"),
+    (two_inputs("1, 2, 3, 4", "0, 0, 0, 0", request_id="18446744073709551616"),
+     "the request's 'id' must be a string, got 18446744073709551616"),
+])
+def test_json_refusals_read_the_same_under_either_codec(text, phrase):
+    """orjson reads integers past 64 bits as floats, and words its syntax errors its own
+    way: the message is the standard module's whichever codec runs."""
+    with pytest.raises(BadRequest) as error:
+        parse_infer_request(text, None, TWO_INPUTS, [])
+    assert phrase in str(error.value)
+
+
+def test_what_orjson_refuses_but_the_standard_module_reads_is_accepted():
+    """NaN, Infinity and a lone surrogate in the id: orjson refuses them, the standard module
+    reads them; so does kiln serve under either codec. An integer past 64 bits for a float
+    is a float under both."""
+    text = two_inputs("1, 2, 3, 18446744073709551615", "NaN, Infinity, -Infinity, 1e23",
+                      request_id='"\\ud800"')
+    request = parse_infer_request(text, None, TWO_INPUTS, [])
+    assert request.inputs["u"].tolist() == [1, 2, 3, 2**64 - 1]
+    np.testing.assert_array_equal(request.inputs["f"],
+                                  np.array([np.nan, np.inf, -np.inf, 1e23], np.float32))
+    assert request.id == "\ud800"
+    pieces, _ = encode_infer_response("m", "1", request.id, {"y": np.ones(2, np.float32)},
+                                      None, binary_output=False)
+    assert json.loads(b"".join(pieces))["id"] == "\ud800"
+    text = two_inputs("1, 2, 3, 4", "1.5, 0, 0, 100000000000000000000000")
+    request = parse_infer_request(text, None, TWO_INPUTS, [])
+    np.testing.assert_array_equal(request.inputs["f"], np.array([1.5, 0, 0, 1e23], np.float32))
