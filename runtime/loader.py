@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,6 +42,35 @@ _P = ctypes.c_void_p
 _PP = ctypes.POINTER(ctypes.c_void_p)
 _I32 = ctypes.c_int32
 # function -> (restype, argtypes), without the prefix
+#: absolute path -> (device, inode, mtime) of the file dlopen loaded under that name
+_OPENED: dict[str, tuple[int, int, int]] = {}
+_OPENED_LOCK = threading.Lock()
+
+
+def _open_library(path: str) -> ctypes.CDLL:
+    """dlopen `path`, the file there now. dlopen answers a name it has loaded before with the
+    library already in the process, so an artifact rebuilt at the same path (a notebook's
+    compile-load-edit loop, a server reloading a version) would run the old code: a changed
+    file is opened through a fresh hard link (a copy across file systems), removed once
+    loaded."""
+    info = os.stat(path)
+    identity = (info.st_dev, info.st_ino, info.st_mtime_ns)
+    with _OPENED_LOCK:
+        first = _OPENED.setdefault(path, identity)
+    if first == identity:
+        return ctypes.CDLL(path)
+    folder = tempfile.mkdtemp(prefix="kiln-reload-")
+    alias = os.path.join(folder, os.path.basename(path))
+    try:
+        try:
+            os.link(path, alias)
+        except OSError:
+            shutil.copyfile(path, alias)
+        return ctypes.CDLL(alias)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 _SIGNATURES = {
     "abi_version": (ctypes.c_uint32, []),
     "model_name": (ctypes.c_char_p, []),
@@ -168,7 +199,7 @@ class Session:
     @staticmethod
     def _bind(path: str, prefix: str) -> dict:
         try:
-            lib = ctypes.CDLL(os.path.abspath(path))   # a bare name would search LD paths
+            lib = _open_library(os.path.abspath(path))   # a bare name would search LD paths
         except OSError as exc:
             raise ArtifactError(f"cannot load {path}: {exc}") from exc
         functions = {}

@@ -169,3 +169,27 @@ def test_relative_path(fake_so, monkeypatch):
     monkeypatch.chdir(fake_so.parent)
     with load(fake_so.name) as s:       # "fake.so", not a search of the library path
         check(s.run(feed()), feed())
+
+
+def test_an_artifact_rebuilt_at_the_same_path_loads_anew(tmp_path):
+    """dlopen answers a path it has loaded with the old library; the loader must not."""
+    from onnx import TensorProto, helper
+
+    from reference import run_onnxruntime
+
+    def model(op: str):
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])
+        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])
+        graph = helper.make_graph([helper.make_node(op, ["x"], ["y"])], op, [x], [y])
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+    f = {"x": np.array([-1.5, 2.0, -3.0, 4.0], np.float32)}
+    path = str(tmp_path / "model.so")
+    kiln.compile(model("Relu"), output=path)
+    with load(path) as first:
+        for op in ("Neg", "Abs"):
+            kiln.compile(model(op), output=path)
+            with load(path) as rebuilt:
+                np.testing.assert_array_equal(rebuilt.run(f)["y"],
+                                              run_onnxruntime(model(op), f)[0])
+        np.testing.assert_array_equal(first.run(f)["y"], run_onnxruntime(model("Relu"), f)[0])
