@@ -74,8 +74,13 @@ def _check(types: list[TensorType], attrs: dict[str, Any], columns: int) -> Tens
         if t.shape != (columns,):
             raise ShapeError(f"{what} must have one value per output column ({columns}), "
                              f"not shape {t.shape}")
+    if zero.dtype is not DType.int32:
+        raise ShapeError(f"b_zero_point must be int32 (the kernels read it as such), not "
+                         f"{zero.dtype.name}")
     if out != "int32" and per_column[1].dtype not in (DType.int32, DType.float32):
         raise ShapeError(f"bias must be int32 or float32, not {per_column[1].dtype.name}")
+    if out != "int32" and per_column[2].dtype is not DType.float32:
+        raise ShapeError(f"scale must be float32, not {per_column[2].dtype.name}")
     for t, what, dtype in zip(types[len(types) - dynamic:], ("a_zero_point", "a_scale"),
                               (a.dtype, DType.float32)):
         if t.numel != 1 or t.dtype is not dtype:

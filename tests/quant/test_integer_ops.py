@@ -71,3 +71,21 @@ def test_weights_stay_8_bit(tmp_path, kernel):
     size = (tmp_path / "src" / "weights.bin").stat().st_size
     assert weight_bytes <= size <= weight_bytes + 4096, size
     assert size < 0.27 * 4 * weight_bytes
+
+
+@pytest.mark.parametrize("wrong", ["b_zero_point", "scale"])
+def test_qmatmul_refuses_per_column_constants_of_another_dtype(wrong):
+    """The kernels read b_zero_point as int32 and scale as float32: any other dtype would be
+    read as garbage, so the op's type rule refuses it."""
+    from kiln.compiler.dtypes import DType
+    from kiln.compiler.errors import ShapeError
+    from kiln.compiler.ir import TensorType
+    from kiln.compiler.ops import infer_types
+
+    dtypes = {"b_zero_point": DType.int32, "bias": DType.int32, "scale": DType.float32}
+    dtypes[wrong] = DType.int8 if wrong == "b_zero_point" else DType.float64
+    types = [TensorType(DType.uint8, (4, 8)), TensorType(DType.int8, (8, 3))] + \
+        [TensorType(dtypes[what], (3,)) for what in ("b_zero_point", "bias", "scale")]
+    attrs = {"a_zero_point": 0, "out": "uint8", "y_zero_point": 0}
+    with pytest.raises(ShapeError, match=wrong):
+        infer_types("qmatmul", types, attrs)
