@@ -40,7 +40,7 @@ def test_pipeline_order():
                                           "fold_batchnorm",
                                           "decompose", "fold_constants", "dce",
                                           "channels_last", "pad_convs", "fuse",
-                                          "concat_in_place", "plan_memory"]
+                                          "concat_in_place", "loop_in_place", "plan_memory"]
     assert all(p.why for p in PIPELINE)
 
 
