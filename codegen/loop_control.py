@@ -1,5 +1,6 @@
 """The run function's side of a loop (compiler/ops/loops.py): the C `for` around the kernels
-of a loop's body, opened at its loop_begin and closed at its loop_end.
+of a loop's body, opened at its loop_begin and closed at its loop_end; and an If's
+`if (cond) { ... } else { ... }` around the kernels of its branches.
 
     {   int64_t kiln_trip0 = BOUND;               the trip count, clamped to [0, BOUND]
         ... = min(max(*trip, 0), BOUND);          when given at run time
@@ -46,10 +47,14 @@ class LoopControl:
         return f"*(int64_t *)({self.renderer.address(buffer)}) = {expr};"
 
     def lines(self, node: Node) -> list[str]:
-        """What `node` (loop_begin or loop_end) adds to the run function."""
+        """What `node` (a loop or If marker) adds to the run function."""
         if node.op == "loop_begin":
             return self._open(node)
-        return self._close(node)
+        if node.op == "loop_end":
+            return self._close(node)
+        if node.op == "if_begin":
+            return [f"if ({self._read(node.inputs[0])}) {{   /* {node.attrs['loop']} */"]
+        return ["} else {"] if node.op == "if_else" else ["}"]
 
     def _open(self, node: Node) -> list[str]:
         k = self.numbers.setdefault(node.attrs["loop"], len(self.numbers))

@@ -12,5 +12,6 @@ loops("loop_buffer_loops", ("loop_buffer",), "a scan output's buffer, zeroed",
       lower_loop_buffer)
 loops("loop_write_loops", ("loop_write",), "one iteration's slice of a scan output",
       lower_loop_write)
-unscheduled("loop_control", ("loop_begin", "loop_end"),
-            "no kernel: the run function's loop over the body's kernels", lower_nothing)
+unscheduled("loop_control", ("loop_begin", "loop_end", "if_begin", "if_else", "if_end"),
+            "no kernel: the run function's loop over the body's kernels, or its if / else "
+            "around a branch's", lower_nothing)

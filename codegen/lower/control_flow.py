@@ -67,5 +67,5 @@ def lower_loop_write(ctx: LowerContext, group: FusedGroup, schedule: LoopSchedul
 
 
 def lower_nothing(ctx: LowerContext, group: FusedGroup) -> list[K.Stmt]:
-    """loop_begin / loop_end: the run function's loop, no kernel."""
+    """Loop and If markers: the run function's loop or branch, no kernel."""
     return []

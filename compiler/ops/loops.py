@@ -17,6 +17,16 @@ outside alive to its end).
     out     = loop_result(acc' or s', count)   a copy after the loop; `bounded`: a graph
                                            output whose axis 0 holds `count` rows
 
+An If whose condition is known only at run time is a region the same way, run at most once:
+
+    r       = loop_buffer()                each output's bytes, shared by the branches
+    f       = if_begin(cond)               the run function's `if (cond) {`
+      ... then branch ...;  r1 = loop_next(r, a)
+    g       = if_else(f, r1, ...)          `} else {`
+      ... else branch ...;  r2 = loop_next(r, b)
+    done    = if_end(g, r2, ...)           `}`
+    out     = loop_result(r1, done)
+
 loop_begin's attributes: `bound` (the most iterations; the trip count, when given at run time,
 is clamped to it), `trip` and `cond` (whether those inputs are present). loop_end's `cond`:
 whether the body's condition follows the counter; the loop stops after an iteration that
@@ -33,8 +43,9 @@ from ..errors import KilnError
 from ..ir import Node, TensorType
 from .registry import register
 
-#: the ops that open and close a loop's region (no kernel: the run function's `for`)
-MARKERS = ("loop_begin", "loop_end")
+#: the ops that open and close a loop's region (no kernel: the run function's `for`) and
+#: an If's branches (its `if` / `else`)
+MARKERS = ("loop_begin", "loop_end", "if_begin", "if_else", "if_end")
 
 
 class LoopInterpretError(KilnError, RuntimeError):
@@ -76,7 +87,8 @@ def _write(types: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     return [acc]
 
 
-for _name, _infer in (("loop_begin", _scalar), ("loop_end", _scalar), ("loop_carry", _first),
+for _name, _infer in (("loop_begin", _scalar), ("loop_end", _scalar), ("if_begin", _scalar),
+                      ("if_else", _scalar), ("if_end", _scalar), ("loop_carry", _first),
                       ("loop_buffer", _buffer), ("loop_next", _next), ("loop_write", _write),
                       ("loop_result", _first)):
     register(_name, "loop", _infer, folds_at_import=False)(_refuse)
@@ -95,14 +107,16 @@ def regions(nodes: Sequence[Node]) -> list[tuple[int, int]]:
 
 
 def innermost_loop(nodes: Sequence[Node]) -> dict[int, str | None]:
-    """id(node) -> the loop whose body holds it (the innermost), None outside every loop;
-    the markers belong to the loop around them."""
+    """id(node) -> the loop or If branch that holds it (the innermost), None outside every
+    one; the markers belong to the region around them."""
     stack: list[str] = []
     where: dict[int, str | None] = {}
     for node in nodes:
-        if node.op == "loop_end":
+        if node.op in ("loop_end", "if_else", "if_end"):
             stack.pop()
         where[id(node)] = stack[-1] if stack else None
-        if node.op == "loop_begin":
+        if node.op in ("loop_begin", "if_begin"):
             stack.append(node.attrs["loop"])
+        elif node.op == "if_else":
+            stack.append(node.attrs["loop"] + "/else")
     return where
