@@ -305,14 +305,17 @@ class CRenderer(CStyleRenderer):
         if b.storage == "local":
             return f"    {ctype} {b.name}[{b.numel}] __attribute__((aligned(64)));"
         const = "" if written else "const "
-        source = {
+        return f"    {const}{ctype} *restrict {b.name} = ({const}{ctype} *)({self.address(b)});"
+
+    def address(self, b: K.Buffer) -> str:
+        """Where a non-local buffer's first byte is, from a kernel or the run function."""
+        return {
             "input": f"e->inputs[{b.location}]",
             "output": f"e->outputs[{b.location}]",
             "arena": f"e->arena + {b.location}",
             "weight": f"kiln_weights + {b.location}",
             "prepared": f"e->arena + KILN_PREPARED + {b.location}",
         }[b.storage]
-        return f"    {const}{ctype} *restrict {b.name} = ({const}{ctype} *)({source});"
 
     def vector_type(self, dtype: DType, lanes: int) -> str:
         return vector_type(dtype, lanes)

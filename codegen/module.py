@@ -12,10 +12,12 @@ import numpy as np
 
 from ..compiler.errors import Problem, UnsupportedModelError
 from ..compiler.ir import FusedGroup, Graph, Value
+from ..compiler.ops.loops import MARKERS
 from ..compiler.ops.storage import check_storage_uses
 from . import kernel_ir as K
 from .c_renderer import CRenderer
 from .kernel_verify import verify_kernel
+from .loop_control import LoopControl
 from .renderers import KernelRenderer
 from .lower import LowerContext, Storage
 from .kernels import KernelSelector, lower_group, prepack, registered_ops, select_kernels
@@ -118,7 +120,11 @@ def generate(graph: Graph, target_name: str, version: str,
     renderer = renderer or c_renderer
     kernel_names: set[str] = set()
     kernels, launches, launched = [], [], []
+    control = LoopControl(storage)
     for group in graph.groups:
+        if group.anchor.op in MARKERS:   # a loop opens or closes around the kernels
+            launches += control.lines(group.anchor)
+            continue
         ctx = LowerContext(storage)
         body = lower_group(ctx, group)
         if not body:   # nothing to do at run time (a concat its producers did in place)
@@ -135,7 +141,7 @@ def generate(graph: Graph, target_name: str, version: str,
         loop = kernel.parallel_loop
         tasks = c_renderer.expr(loop.stop) if loop is not None else "1"
         launched.append(c_string(group.name))
-        launches.append(f"KILN_LAUNCH({len(launches)}, "
+        launches.append(f"KILN_LAUNCH({len(launched) - 1}, "
                         f"kiln_parallel_for(e, {kernel.name}, {tasks}));")
     inits = []
     for name, doc, ctx, body in storage.preparations:

@@ -7,7 +7,11 @@ reads its inputs while it writes its outputs, so they never share bytes.
 Values that need no arena: graph inputs and constants (caller's buffers, read-only data),
 graph outputs (the caller's output buffers), values used only inside their own group, and
 the outputs of groups that write into another value (FusedGroup.into): that value lives
-from the first of its writers on.
+from the first of its writers on, and until the last reader of any of them.
+
+A loop (compiler/ops/loops.py) runs the steps of its region again and again: a value made
+before the region and read inside it lives to the region's end (the next iteration reads it
+again). Values made and read inside one iteration need nothing more.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .ir import FusedGroup, Graph, Value
+from .ops.loops import regions
 
 #: Every arena offset is a multiple of this many bytes (a cache line; any vector load fits).
 ALIGNMENT = 64
@@ -50,9 +55,14 @@ def live_ranges(graph: Graph) -> list[LiveRange]:
     graph_outputs = {id(v) for v in graph.outputs}
     aliased = {id(g.nodes[-1].output) for g in groups if g.into is not None}
     first_writer: dict[int, int] = {}
+    last_reader: dict[int, int] = {}
     for index, group in enumerate(groups):
         if group.into is not None:
-            first_writer.setdefault(id(group.into[0]), index)
+            target = id(group.into[0])
+            first_writer.setdefault(target, index)
+            readers = [step_of[id(u)] for u in group.nodes[-1].output.users]
+            last_reader[target] = max([last_reader.get(target, index), *readers])
+    loops = regions([g.anchor for g in groups])
     ranges: list[LiveRange] = []
     for index, group in enumerate(groups):
         needed = {id(v): v for v in group.outputs(graph) if id(v) not in aliased}
@@ -64,8 +74,12 @@ def live_ranges(graph: Graph) -> list[LiveRange]:
             if id(value) in graph_outputs:
                 continue
             end = max((step_of[id(u)] for u in value.users), default=index)
+            end = max(end, index, last_reader.get(id(value), index))
             start = min(index, first_writer.get(id(value), index))
-            ranges.append(LiveRange(value, start, max(end, index)))
+            for begin, stop in loops:
+                if start < begin <= end:
+                    end = max(end, stop)
+            ranges.append(LiveRange(value, start, end))
     return ranges
 
 

@@ -33,6 +33,8 @@ def fold_constants(graph: Graph) -> Graph:
 
 
 def _foldable(node: Node) -> bool:
+    if op_def(node.op).kind == "loop":   # a loop's values change per iteration
+        return False
     if op_def(node.op).kind == "shape":
         return True
     if not node.inputs or not all(v.is_constant for v in node.inputs):

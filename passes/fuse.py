@@ -13,6 +13,8 @@
   the kernel for the pair (codegen/lower/conv_pointwise_depthwise.py) applies: the wide
   tensor between them then never leaves the caches.
 - Every other node is a group of its own.
+- A group stays inside one loop body (compiler/ops/loops.py): a kernel either runs once per
+  iteration or once in all.
 
 Each group's nodes are contiguous in graph.nodes: groups are ordered topologically (ties
 keep the original order), which may move a residual's producer ahead of the anchor. No
@@ -29,6 +31,7 @@ import networkx as nx
 from ..compiler.ir import FusedGroup, Graph, Node, Value
 from ..compiler.kernel_choice import kernel_choice
 from ..compiler.ops import op_def
+from ..compiler.ops.loops import innermost_loop
 
 
 def fuse(graph: Graph) -> Graph:
@@ -66,6 +69,7 @@ class _Fuser:
         self.position = {id(n): i for i, n in enumerate(graph.nodes)}
         self.graph_outputs = {id(v) for v in graph.outputs}
         self.assigned: set[int] = set()
+        self.loop_of = innermost_loop(graph.nodes)
 
     def chain(self, head: Node, same_dtype: bool) -> list[Node]:
         """`head` followed by the elementwise ops that can run in its kernel."""
@@ -89,7 +93,10 @@ class _Fuser:
         if len(readers) != 1 or id(value) in self.graph_outputs:
             return None
         (reader,) = readers.values()
-        return None if id(reader) in self.assigned else reader
+        if id(reader) in self.assigned or value.producer is None \
+                or self.loop_of[id(reader)] != self.loop_of[id(value.producer)]:
+            return None
+        return reader
 
 
 def _topological(groups: list[list[Node]], position: dict[int, int]) -> list[list[Node]]:

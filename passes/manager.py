@@ -27,6 +27,7 @@ from .fuse_gelu import fuse_gelu
 from .fuse_integer_dequantize import fuse_integer_dequantize
 from .fuse_layer_norm import fuse_layer_norm
 from .fuse_swish import fuse_swish
+from .loop_in_place import loop_in_place
 from .pad_convs import pad_convs
 from .plan_memory import plan_memory
 from .observe_quantized import observe_quantized
@@ -81,6 +82,9 @@ PIPELINE: list[Pass] = [
     Pass("fuse", fuse, "group nodes into the kernels codegen emits"),
     Pass("concat_in_place", concat_in_place,
          "conv groups write their channels straight into the NHWC concat that reads them"),
+    Pass("loop_in_place", loop_in_place,
+         "loop states and scan outputs written into their own buffers, iteration after "
+         "iteration"),
     Pass("plan_memory", plan_memory, "place intermediates in one fixed-size arena"),
 ]
 

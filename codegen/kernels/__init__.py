@@ -9,7 +9,7 @@ from ...compiler.ir import FusedGroup, Graph
 from .. import kernel_ir as K
 from ..lower.common import LowerContext
 from ..schedules import KernelTarget, fields
-from . import attention, conv, elementwise, indexing, matmul  # noqa: F401  (fill KERNELS)
+from . import attention, control_flow, conv, elementwise, indexing, matmul  # noqa: F401
 from . import movement, pool, quantized, recurrent, reduce, rows, sampling  # noqa: F401
 from .registry import KERNELS, Kernel, kernels_for, register, registered_ops  # noqa: F401
 from .select import KernelSelector, select_kernels  # noqa: F401

@@ -13,3 +13,4 @@ from . import attention  # noqa: F401
 from . import data_dependent  # noqa: F401
 from . import quantized, qdq  # noqa: F401
 from . import recurrent  # noqa: F401
+from . import loops  # noqa: F401

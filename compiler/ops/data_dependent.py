@@ -23,6 +23,8 @@ BOUNDED_AXIS: dict[str, int] = {"nonzero": 1, "nms": 0, "unique_indices": 0,
 
 def bounded_axis(op: str, attrs: dict[str, Any]) -> int | None:
     """The data-dependent axis of op's output, or None for an op of static output size."""
+    if op == "loop_result":   # a Loop's scan output: as many rows as iterations ran
+        return 0 if attrs.get("bounded") else None
     if op == "unique_values":
         return 0 if attrs.get("axis") is None else attrs["axis"]
     return BOUNDED_AXIS.get(op)

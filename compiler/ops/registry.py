@@ -15,7 +15,7 @@ ReferenceFn = Callable[..., Any]
 
 #: The kinds codegen dispatches on.
 KINDS = ("unary", "binary", "ternary", "conv", "matmul", "pool", "reduce", "softmax", "norm",
-         "movement", "shape", "recurrent")
+         "movement", "shape", "recurrent", "loop")
 
 #: How fusion treats an op. elementwise / broadcast: joins the kernel of what it reads
 #: (same shape) or starts an elementwise group; out_elementwise and reduction: anchors a
@@ -34,7 +34,7 @@ _KIND_RULES = {"unary": ("elementwise", "carried"), "binary": ("broadcast", "car
                "pool": ("out_elementwise", "channels_last"), "reduce": ("reduction", "axes"),
                "softmax": ("opaque", "fixed"), "norm": ("reduction", "fixed"),
                "movement": ("injective", "fixed"), "shape": ("opaque", "fixed"),
-               "recurrent": ("opaque", "fixed")}
+               "recurrent": ("opaque", "fixed"), "loop": ("opaque", "fixed")}
 
 
 @dataclass(frozen=True)

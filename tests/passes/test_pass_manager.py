@@ -42,7 +42,7 @@ def test_pipeline_order():
                                           "quantize", "qdq_to_integer",
                                           "fuse_integer_dequantize", "observe_quantized", "dce",
                                           "channels_last", "pad_convs", "fuse",
-                                          "concat_in_place", "plan_memory"]
+                                          "concat_in_place", "loop_in_place", "plan_memory"]
     assert all(p.why for p in PIPELINE)
 
 

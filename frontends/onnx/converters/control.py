@@ -5,10 +5,11 @@ known at compile time (a constant, a value computed from shapes, or an input the
 with `consts={"sr": 16000}` / `--const sr=16000`), only the branch taken is converted, inline,
 as if its nodes stood in place of the If.
 
-When the condition is only known at run time, both branches are converted inline and each
-output is chosen with an elementwise `where` on the condition. ONNX branches have no side
-effects, so this computes the same results; it costs the time of both branches, and needs both
-to produce the same types at the pinned shapes (otherwise pinning the condition is the fix).
+When the condition is only known at run time, both branches are converted, each between
+markers (compiler/ops/loops.py: if_begin, if_else, if_end), and the run function runs only the
+kernels of the branch taken (a C `if`). Each output has one buffer both branches write
+(loop_buffer, written by a loop_next in each branch), read after the If. Both branches must
+produce the same types at the pinned shapes (otherwise pinning the condition is the fix).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ import numpy as np
 
 from ....compiler.dtypes import DType
 from ....compiler.errors import UnsupportedModelError
+from ....compiler.ir import Value
 from ..registry import converter, lookup, normalize_domain
-from .common import reshape
 from .scan import run_body
 
 
@@ -84,7 +85,16 @@ def if_(ctx, cond, then_branch=None, else_branch=None):
                                  "then" if taken else "else")
         return outputs[0] if len(outputs) == 1 else outputs
     pins = _condition_inputs(ctx, cond)
+    flag = cond if cond.dtype is DType.bool else ctx.emit("cast", [cond], to=DType.bool)
+    name = ctx.graph.unique_node_name(f"{ctx.name}_if")
+    begin = ctx.emit("if_begin", [flag], loop=name)
     then_out = _run_time_branch(ctx, then_branch, "then", pins)
+    then_written = [None] * len(then_out)
+    slots: list[Value] = []
+    for index, value in enumerate(then_out):
+        slots.append(_slot(ctx, value, begin))
+        then_written[index] = _write(ctx, slots[-1], value)
+    middle = ctx.emit("if_else", [begin] + then_written, loop=name)
     else_out = _run_time_branch(ctx, else_branch, "else", pins)
     if len(then_out) != len(else_out):
         ctx.fail(f"the branches produce {len(then_out)} and {len(else_out)} outputs")
@@ -93,9 +103,21 @@ def if_(ctx, cond, then_branch=None, else_branch=None):
             ctx.fail(f"the condition is only known at run time, and output {index} differs "
                      f"between branches ({a.type} vs {b.type}) at these shapes",
                      _pin_hint(pins), pins)
-    flag = cond if cond.dtype is DType.bool else ctx.emit("cast", [cond], to=DType.bool)
-    if flag.shape != ():
-        flag = reshape(ctx, flag, ())
-    results = [a if a is b else ctx.emit("where", [flag, a, b])
-               for a, b in zip(then_out, else_out)]
+    else_written = [_write(ctx, slot, b) for slot, b in zip(slots, else_out)]
+    done = ctx.emit("if_end", [middle] + else_written, loop=name)
+    results = [ctx.emit("loop_result", [w, done], bounded=False) for w in then_written]
     return results[0] if len(results) == 1 else results
+
+
+def _write(ctx, slot: Value, value: Value) -> Value:
+    """`value` written into an output's buffer (an empty one holds nothing to write)."""
+    return slot if slot.is_constant else ctx.emit("loop_next", [slot, value])
+
+
+def _slot(ctx, like: Value, begin: Value) -> Value:
+    """A buffer of `like`'s type, made before the If (whose if_begin makes `begin`)."""
+    slot = ctx.emit("loop_buffer", [], dtype=like.dtype, shape=like.shape)
+    if slot.producer is not None:
+        ctx.graph.nodes.remove(slot.producer)
+        ctx.graph.nodes.insert(ctx.graph.nodes.index(begin.producer), slot.producer)
+    return slot
