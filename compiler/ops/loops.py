@@ -31,7 +31,8 @@ loop_begin's attributes: `bound` (the most iterations; the trip count, when give
 is clamped to it), `trip` and `cond` (whether those inputs are present). loop_end's `cond`:
 whether the body's condition follows the counter; the loop stops after an iteration that
 leaves it false. Their numpy references cannot say this node by node: the interpreter
-refuses them, and constant folding never evaluates a `loop` op.
+(compiler/interpret.py) runs them as the run function does, repeating or skipping the nodes
+of a region, and constant folding never evaluates a `loop` op.
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ..dtypes import DType
-from ..errors import KilnError
 from ..ir import Node, TensorType
 from .registry import register
 
@@ -48,13 +48,9 @@ from .registry import register
 MARKERS = ("loop_begin", "loop_end", "if_begin", "if_else", "if_end")
 
 
-class LoopInterpretError(KilnError, RuntimeError):
-    """The numpy interpreter met a loop op: loops run only in the compiled artifact."""
-
-
 def _refuse(*arrays: Any, **attrs: Any) -> Any:
-    raise LoopInterpretError("loop ops (a Scan or Loop run as a loop) run only in the "
-                             "compiled artifact, not in the numpy interpreter")
+    raise RuntimeError("a loop op means nothing on its own: compiler/interpret.py runs a "
+                       "loop's region as a whole")
 
 
 def _scalar(types: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:

@@ -82,10 +82,24 @@ def test_a_long_scan_imports_its_body_once():
     assert histogram["loop_begin"] == 1 and histogram["add"] == 1, histogram
 
 
-def test_the_interpreter_refuses_loop_ops():
-    with pytest.raises(RuntimeError, match="only in the compiled artifact"):
-        run_graph(import_model(_scan_model(3)), {"init": np.zeros(1, np.float32),
-                                                 "xs": np.zeros((3, 1), np.float32)})
+def test_the_interpreter_runs_a_scan_as_a_loop():
+    model = _scan_model(5)
+    feed = {"init": np.array([0.5], np.float32),
+            "xs": np.arange(5, dtype=np.float32).reshape(5, 1)}
+    graph = import_model(model)
+    assert graph.op_histogram()["loop_begin"] == 1
+    for actual, expected in zip(run_graph(graph, feed).values(), run_onnxruntime(model, feed)):
+        np.testing.assert_allclose(actual, expected)
+
+
+@pytest.mark.parametrize("trips", [0, 2, 7])
+def test_the_interpreter_stops_a_loop_on_its_trip_count_and_condition(trips):
+    for cond_from_body in (False, True):
+        model = _loop_model(cond_from_body)
+        feed = {"m": np.array(trips, np.int64), "v0": np.array([0.75, -1.5], np.float32)}
+        (actual,) = run_graph(import_model(model), feed).values()
+        (expected,) = run_onnxruntime(model, feed)
+        np.testing.assert_allclose(actual, expected)
 
 
 def test_a_state_that_grows_is_unrolled():
