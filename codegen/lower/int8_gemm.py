@@ -274,22 +274,36 @@ def pack_rows_nhwc(ctx: LowerContext, node: Node, m0: K.Expr, mr: int, apack: K.
     i, m, j = names.var("i"), names.var("m"), names.var("j")
     kh, kw, ih, iw = names.var("kh"), names.var("kw"), names.var("ih"), names.var("iw")
     pixel, w0, oy, ox = names.var("pixel"), names.var("w0"), names.var("oy"), names.var("ox")
-    inside = K.all_of([K.binary(">=", ih, 0), K.binary("<", ih, h_),
-                       K.binary(">=", iw, 0), K.binary("<", iw, w_)])
     words = _words(ctx, x, x.type.numel // 4, "xw")
     word: K.Expr = K.Load(words, pixel * cw + j)
     if x.dtype is DType.int8:
         word = K.binary("^", word, K.const(int(SIGN_FLIP), I32))
     to = i * k4 + w0 + j
     per_image = oh_ * ow_
-    tap = [K.Let(ih, oy * sh + kh * dh - pt), K.Let(iw, ox * sw + kw * dw - pl),
-           K.Let(w0, (kh * kw_ + kw) * cw),
-           K.If(inside, [K.Let(pixel, ((m // per_image) * h_ + ih) * w_ + iw),
-                         K.For(j, K.const(0), K.const(cw), [K.Store(apack, to, word)],
-                               "vector")],
-                [K.For(j, K.const(0), K.const(cw), [K.Store(apack, to, fill)], "vector")])]
+
+    def copy(count: K.Expr | int) -> list[K.Stmt]:
+        return [K.For(j, K.const(0), K.as_expr(count), [K.Store(apack, to, word)], "vector")]
+
+    def zeros(count: K.Expr | int) -> list[K.Stmt]:
+        return [K.For(j, K.const(0), K.as_expr(count), [K.Store(apack, to, fill)], "vector")]
+
+    at_pixel = K.Let(pixel, ((m // per_image) * h_ + ih) * w_ + iw)
+    # one tap at a time where the window's row crosses the image's left or right edge
+    tap = [K.Let(iw, ox * sw + kw * dw - pl), K.Let(w0, (kh * kw_ + kw) * cw),
+           K.If(K.all_of([K.binary(">=", iw, 0), K.binary("<", iw, w_)]),
+                [at_pixel] + copy(cw), zeros(cw))]
+    row_inside: K.Stmt = K.For(kw, K.const(0), K.const(kw_), tap)
+    if dw == 1:   # a whole row of the window inside the image: kw * C contiguous bytes
+        first = ox * sw - pl
+        row_inside = K.If(
+            K.all_of([K.binary(">=", first, 0), K.binary("<", first + (kw_ - 1), w_)]),
+            [K.Let(iw, first), K.Let(w0, kh * kw_ * cw), at_pixel] + copy(kw_ * cw),
+            [row_inside])
+    window_row = [K.Let(ih, oy * sh + kh * dh - pt),
+                  K.If(K.all_of([K.binary(">=", ih, 0), K.binary("<", ih, h_)]), [row_inside],
+                       [K.Let(w0, kh * kw_ * cw)] + zeros(kw_ * cw))]
     row = [K.Let(oy, (m % per_image) // ow_), K.Let(ox, m % ow_),
-           K.For(kh, K.const(0), K.const(kh_), [K.For(kw, K.const(0), K.const(kw_), tap)])]
+           K.For(kh, K.const(0), K.const(kh_), window_row)]
     w = names.var("w")
     past = [K.For(w, K.const(0), K.const(k4), [K.Store(apack, i * k4 + w, K.const(0, I32))])]
     if rowsum is not None:
