@@ -48,6 +48,8 @@ def _cases():
         r, U8, U8, U8, True, False, c=6, oc=40, size=11, stride=2)))
     cases.append(("qlinear_conv_5x5_5ch_int8", lambda r: models.qlinear_conv(
         r, S8, S8, S8, True, False, c=5, oc=17, size=10, kernel=5, pad=2)))
+    cases.append(("qlinear_conv_dilated_stride2", lambda r: models.qlinear_conv(
+        r, U8, S8, U8, True, False, size=13, stride=2, pad=2, dilation=3)))
     return cases
 
 
