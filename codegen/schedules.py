@@ -74,6 +74,17 @@ class Int8GemmSchedule:
 
 
 @dataclass(frozen=True)
+class Int8ConvNhwcSchedule:
+    """The AVX-512 VNNI NHWC int8 conv (int8_gemm.py, pack_rows_nhwc): an implicit GEMM
+    over pixels whose A rows are a tap's contiguous channels, copied a word at a time. A
+    task is one tile of pixels by a group of panels of the packed weight."""
+
+    mr: int = knob(1, 16, "pixels of the register tile")
+    nv: int = knob(1, 4, "vectors of 16 int32 output channels of the register tile")
+    panels: int = knob(1, 1 << 16, "panels of the weight (16 * nv channels each) one task runs")
+
+
+@dataclass(frozen=True)
 class WinogradSchedule:
     """F(m x m, 3 x 3) Winograd over NHWC (conv_winograd.py)."""
 

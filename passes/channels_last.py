@@ -45,7 +45,7 @@ def channels_last(graph: Graph) -> Graph:
 # time) or "as is" (layout-free: weights, biases, scalars). None: the node stays NCHW.
 
 def _joins(node: Node, nhwc: set[int], choice: KernelChoice) -> list[str] | None:
-    if node.op == "conv2d":
+    if node.op in ("conv2d", "qconv2d"):
         if node.attrs.get("layout", "NCHW") != "NCHW":
             return None
         decision = choice.conv_kernel(node)

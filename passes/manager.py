@@ -29,6 +29,7 @@ from .fuse_layer_norm import fuse_layer_norm
 from .fuse_swish import fuse_swish
 from .loop_in_place import loop_in_place
 from .pad_convs import pad_convs
+from .pad_qconv_channels import pad_qconv_channels
 from .plan_memory import plan_memory
 from .observe_quantized import observe_quantized
 from .qdq_elementwise import qdq_elementwise
@@ -79,6 +80,8 @@ PIPELINE: list[Pass] = [
     Pass("channels_last", channels_last,
          "convs and the ops between them in NHWC on vector targets; transposes at the edges"),
     Pass("pad_convs", pad_convs, "dense NHWC convs read an explicitly zero-padded input"),
+    Pass("pad_qconv_channels", pad_qconv_channels,
+         "NHWC int8 convs read whole 4-channel words: few channels padded by the zero point"),
     Pass("fuse", fuse, "group nodes into the kernels codegen emits"),
     Pass("concat_in_place", concat_in_place,
          "conv groups write their channels straight into the NHWC concat that reads them"),

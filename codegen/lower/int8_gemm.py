@@ -23,7 +23,10 @@ a_shift + a_zero; rowsum(u) is computed per row only where some d[n] is not 0
 its way to the output. A task is one tile of rows by `panels` panels of B (consecutive
 tasks share their panels, which stay in L2). A is read in place where it is a matmul's
 rows with K a multiple of 4 (its words are the rows' bytes); otherwise each task packs its
-rows ([K/4][mr] words: a conv's taps gathered, padding reading the zero point).
+rows ([K/4][mr] words: a conv's taps gathered, padding reading the zero point). An NHWC
+conv (k = (kh, kw, c), C a multiple of 4) packs [mr][K/4] words instead, a tap's channels
+copied a word at a time (pack_rows_nhwc), and reads a 1x1 stride-1 conv's pixels in place
+as a matmul's rows.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import numpy as np
 from ...compiler.dtypes import DType
 from ...compiler.ir import FusedGroup, Node
 from .. import kernel_ir as K
-from ..schedules import Int8GemmSchedule
+from ..schedules import Int8ConvNhwcSchedule, Int8GemmSchedule
 from .common import LowerContext, group_output
 from .conv_geometry import conv_geometry
 from .quantized import a_zero_point, finish
@@ -51,9 +54,17 @@ def gemm_shape(node: Node) -> tuple[int, int, int]:
     if node.op == "qmatmul":
         a, b = node.inputs[:2]
         return math.prod(a.shape[:-1]), b.shape[0], b.shape[1]
-    n, oc, oh, ow = node.output.shape
     _, icg, kh, kw = node.inputs[1].shape
+    if is_nhwc(node):
+        n, oh, ow, oc = node.output.shape
+    else:
+        n, oc, oh, ow = node.output.shape
     return n * oh * ow, icg * kh * kw, oc
+
+
+def is_nhwc(node: Node) -> bool:
+    """Whether `node` is a qconv2d run channels-last (its k order is (kh, kw, c))."""
+    return node.attrs.get("layout") == "NHWC"
 
 
 def weight_matrix(node: Node) -> np.ndarray:
@@ -67,13 +78,23 @@ def _shift(dtype: DType) -> int:
     return 128 if dtype is DType.int8 else 0
 
 
+def _kernel_weight(node: Node) -> np.ndarray:
+    """b' = b - 128 for uint8 weights (b itself for int8) as [K, N] in the kernel's k order:
+    weight_matrix's, or an NHWC conv's (kh, kw, c)."""
+    shift = 128 if node.inputs[1].dtype is DType.uint8 else 0
+    if not is_nhwc(node):
+        return weight_matrix(node) - shift
+    w = node.inputs[1].data.astype(np.int64) - shift
+    return w.transpose(2, 3, 1, 0).reshape(-1, w.shape[0])
+
+
 def pack_b(node: Node, nr: int) -> np.ndarray:
     """B as int8 bytes of [panel][K/4][nr][4] (b' = b - 128 for uint8 weights)."""
-    b = weight_matrix(node)
+    b = _kernel_weight(node)
     k, n = b.shape
     k4, panels = -(-k // 4), -(-n // nr)
     padded = np.zeros((k4 * 4, panels * nr), np.int64)
-    padded[:k, :n] = b - (128 if node.inputs[1].dtype is DType.uint8 else 0)
+    padded[:k, :n] = b
     packed = padded.reshape(k4, 4, panels, nr).transpose(2, 0, 3, 1)
     return np.ascontiguousarray(packed).astype(np.int8).reshape(-1)
 
@@ -92,7 +113,8 @@ def corrections(node: Node) -> tuple[np.ndarray, np.ndarray]:
     return corr.astype(np.int32), (b_shift - b_zero).astype(np.int32)
 
 
-def pack_int8_gemm(group: FusedGroup, schedule: Int8GemmSchedule) -> dict[int, np.ndarray]:
+def pack_int8_gemm(group: FusedGroup, schedule: Int8GemmSchedule | Int8ConvNhwcSchedule
+                   ) -> dict[int, np.ndarray]:
     """The packed weight and the column corrections (in b_zero_point's place)."""
     node = group.anchor
     corr, d = corrections(node)
@@ -114,8 +136,13 @@ def int8_gemm_rejects(group: FusedGroup) -> str | None:
 
 
 def reads_a_in_place(node: Node) -> bool:
-    """Whether A's words are read in place: a matmul's rows, K a multiple of 4."""
-    return node.op == "qmatmul" and node.inputs[1].shape[0] % 4 == 0
+    """Whether A's words are read in place: a matmul's rows, or an NHWC 1x1 conv's pixels
+    (stride 1, no padding), K a multiple of 4."""
+    if node.op == "qmatmul":
+        return node.inputs[1].shape[0] % 4 == 0
+    return is_nhwc(node) and node.inputs[1].shape[1] % 4 == 0 \
+        and node.inputs[1].shape[2:] == (1, 1) and tuple(node.attrs["strides"]) == (1, 1) \
+        and not any(node.attrs["pads"])
 
 
 def microkernel(rows: int, nv: int, a_rs: int, a_ks: int, flip: bool) -> K.Function:
@@ -218,7 +245,77 @@ def _pack_rows(ctx: LowerContext, node: Node, m0: K.Expr, mr: int, k_: int, apac
     return stmts
 
 
-def lower_int8_gemm(ctx: LowerContext, group: FusedGroup, s: Int8GemmSchedule
+def _byte_sum(word: K.Expr) -> K.Expr:
+    """The sum of a word's four bytes, each read unsigned."""
+    parts = [K.binary("&", K.binary(">>", word, K.const(8 * b, I32)) if b else word,
+                      K.const(255, I32)) for b in range(4)]
+    return parts[0] + parts[1] + parts[2] + parts[3]
+
+
+def pack_rows_nhwc(ctx: LowerContext, node: Node, m0: K.Expr, mr: int, apack: K.Buffer,
+                   rowsum: K.Buffer | None) -> list[K.Stmt]:
+    """Rows m0 .. m0+mr of an NHWC conv's A as [mr][K/4] words of uint8 bytes, k = (kh, kw,
+    c): a tap's channels are contiguous in the input, C a multiple of 4
+    (passes/pad_qconv_channels.py pads the others), so they are copied a word at a time
+    (int8 words xor 0x80808080); a tap outside the image reads the zero point. Rows past M
+    are zeroed."""
+    names = ctx.names
+    x = node.inputs[0]
+    _, h_, w_, c_ = x.shape
+    assert c_ % 4 == 0, f"{node.name}: pad_qconv_channels gives NHWC qconvs whole words"
+    _, oh_, ow_, _ = node.output.shape
+    _, _, kh_, kw_ = node.inputs[1].shape
+    (sh, sw), (dh, dw) = node.attrs["strides"], node.attrs["dilations"]
+    pt, pl = node.attrs["pads"][:2]
+    cw, k4 = c_ // 4, gemm_shape(node)[1] // 4
+    zero_byte = (node.attrs["a_zero_point"] + _shift(x.dtype)) & 255
+    fill = K.const(int(np.uint32(zero_byte * 0x01010101).view(np.int32)), I32)
+    m_total = gemm_shape(node)[0]
+    i, m, j = names.var("i"), names.var("m"), names.var("j")
+    kh, kw, ih, iw = names.var("kh"), names.var("kw"), names.var("ih"), names.var("iw")
+    pixel, w0, oy, ox = names.var("pixel"), names.var("w0"), names.var("oy"), names.var("ox")
+    words = _words(ctx, x, x.type.numel // 4, "xw")
+    word: K.Expr = K.Load(words, pixel * cw + j)
+    if x.dtype is DType.int8:
+        word = K.binary("^", word, K.const(int(SIGN_FLIP), I32))
+    to = i * k4 + w0 + j
+    per_image = oh_ * ow_
+
+    def copy(count: K.Expr | int) -> list[K.Stmt]:
+        return [K.For(j, K.const(0), K.as_expr(count), [K.Store(apack, to, word)], "vector")]
+
+    def zeros(count: K.Expr | int) -> list[K.Stmt]:
+        return [K.For(j, K.const(0), K.as_expr(count), [K.Store(apack, to, fill)], "vector")]
+
+    at_pixel = K.Let(pixel, ((m // per_image) * h_ + ih) * w_ + iw)
+    # one tap at a time where the window's row crosses the image's left or right edge
+    tap = [K.Let(iw, ox * sw + kw * dw - pl), K.Let(w0, (kh * kw_ + kw) * cw),
+           K.If(K.all_of([K.binary(">=", iw, 0), K.binary("<", iw, w_)]),
+                [at_pixel] + copy(cw), zeros(cw))]
+    row_inside: K.Stmt = K.For(kw, K.const(0), K.const(kw_), tap)
+    if dw == 1:   # a whole row of the window inside the image: kw * C contiguous bytes
+        first = ox * sw - pl
+        row_inside = K.If(
+            K.all_of([K.binary(">=", first, 0), K.binary("<", first + (kw_ - 1), w_)]),
+            [K.Let(iw, first), K.Let(w0, kh * kw_ * cw), at_pixel] + copy(kw_ * cw),
+            [row_inside])
+    window_row = [K.Let(ih, oy * sh + kh * dh - pt),
+                  K.If(K.all_of([K.binary(">=", ih, 0), K.binary("<", ih, h_)]), [row_inside],
+                       [K.Let(w0, kh * kw_ * cw)] + zeros(kw_ * cw))]
+    row = [K.Let(oy, (m % per_image) // ow_), K.Let(ox, m % ow_),
+           K.For(kh, K.const(0), K.const(kh_), window_row)]
+    w = names.var("w")
+    past = [K.For(w, K.const(0), K.const(k4), [K.Store(apack, i * k4 + w, K.const(0, I32))])]
+    if rowsum is not None:
+        row += [K.Store(rowsum, i, K.const(0, I32)), K.For(w, K.const(0), K.const(k4), [
+            K.Store(rowsum, i, K.Load(rowsum, i) + _byte_sum(K.Load(apack, i * k4 + w)))])]
+        past.append(K.Store(rowsum, i, K.const(0, I32)))
+    return [K.For(i, K.const(0), K.const(mr), [
+        K.Let(m, m0 + i), K.If(K.binary("<", m, m_total), row, past)])]
+
+
+def lower_int8_gemm(ctx: LowerContext, group: FusedGroup,
+                    s: Int8GemmSchedule | Int8ConvNhwcSchedule
                     ) -> list[K.Stmt]:
     """The VNNI GEMM of a qmatmul or qconv2d group (see the module docstring)."""
     node = group.anchor
@@ -262,8 +359,12 @@ def lower_int8_gemm(ctx: LowerContext, group: FusedGroup, s: Int8GemmSchedule
             body += _row_sums_dynamic(ctx, node, m0, rows, k_, rowsum)
     else:
         apack = _local(ctx, "apack", k4 * mr)
-        fn = microkernel(mr, s.nv, 1, mr, False)
-        body += _pack_rows(ctx, node, m0, mr, k_, apack, rowsum)
+        if is_nhwc(node):
+            fn = microkernel(mr, s.nv, k4, 1, False)
+            body += pack_rows_nhwc(ctx, node, m0, mr, apack, rowsum)
+        else:
+            fn = microkernel(mr, s.nv, 1, mr, False)
+            body += _pack_rows(ctx, node, m0, mr, k_, apack, rowsum)
 
         def run(p: K.Expr) -> list[K.Stmt]:
             return [K.Invoke(fn, [K.const(k4), (apack, K.const(0)), (bpack, p * (k4 * nr)),
@@ -282,7 +383,7 @@ def lower_int8_gemm(ctx: LowerContext, group: FusedGroup, s: Int8GemmSchedule
     value: K.Expr = K.Load(tile, i * nr + j) + correction
     if rowsum is not None:
         value = value + K.Load(rowsum, i) * K.Load(fix, col + n_)
-    if node.op == "qmatmul":
+    if node.op == "qmatmul" or is_nhwc(node):
         out_at = m * n_ + col
     else:
         plane = node.output.shape[2] * node.output.shape[3]

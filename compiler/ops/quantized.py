@@ -37,7 +37,7 @@ import numpy as np
 from ..dtypes import DType
 from ..errors import ShapeError
 from ..ir import TensorType
-from .nn import _conv_type, conv2d
+from .nn import _channels_last, _conv_type, conv2d
 from .registry import register
 
 #: the result dtype of each `out`
@@ -138,7 +138,7 @@ def qmatmul(a, b, b_zero_point, *rest, a_zero_point, out, y_zero_point=0, relu=F
 def _qconv_type(types: list[TensorType], attrs: dict[str, Any]) -> list[TensorType]:
     x, w = types[:2]
     if x.rank != 4 or w.rank != 4:
-        raise ShapeError(f"qconv2d takes NCHW input and OIHW weight, not {x.shape} and "
+        raise ShapeError(f"qconv2d takes a 4-D input and OIHW weight, not {x.shape} and "
                          f"{w.shape}")
     if attrs["a_zero_point"] is None:
         raise ShapeError("qconv2d takes its input's zero point as a constant attribute")
@@ -147,11 +147,12 @@ def _qconv_type(types: list[TensorType], attrs: dict[str, Any]) -> list[TensorTy
     return [TensorType(dtype, shape.shape)]
 
 
-@register("qconv2d", "conv", _qconv_type, pattern="opaque", layout_rule="fixed")
+@register("qconv2d", "conv", _qconv_type, pattern="opaque")
+@_channels_last
 def qconv2d(x, w, w_zero_point, *rest, a_zero_point, out, y_zero_point=0, relu=False,
             strides, pads, dilations, group):
-    """Grouped 2-D cross-correlation (NCHW input, OIHW weight) over 8-bit operands minus
-    zero points, exact in int32 (padding reads a_zero_point: it adds nothing), then the
+    """Grouped 2-D cross-correlation (NCHW input, OIHW weight; NHWC input and output with
+    layout="NHWC") over 8-bit operands minus zero points, exact in int32 (padding reads a_zero_point: it adds nothing), then the
     epilogue of `out`."""
     xs = x.astype(np.int64) - a_zero_point
     ws = w.astype(np.int64) - w_zero_point.astype(np.int64).reshape(-1, 1, 1, 1)

@@ -41,8 +41,9 @@ def test_pipeline_order():
                                           "decompose", "fold_constants", "dce",
                                           "quantize", "qdq_to_integer",
                                           "fuse_integer_dequantize", "observe_quantized", "dce",
-                                          "channels_last", "pad_convs", "fuse",
-                                          "concat_in_place", "loop_in_place", "plan_memory"]
+                                          "channels_last", "pad_convs", "pad_qconv_channels",
+                                          "fuse", "concat_in_place", "loop_in_place",
+                                          "plan_memory"]
     assert all(p.why for p in PIPELINE)
 
 
@@ -69,7 +70,7 @@ def test_dump_after_a_named_pass():
     dumps = []
     run_passes(g, dump_after={"fuse"}, log=dumps.append)
     (dump,) = [d for d in dumps if d.startswith("// IR after")]
-    assert dump.startswith("// IR after pass 20: fuse\ngraph resnetish(")
+    assert dump.startswith("// IR after pass 21: fuse\ngraph resnetish(")
     assert "  group stem (conv2d+relu) -> %stem_relu {" in dump and "plan arena" not in dump
 
 

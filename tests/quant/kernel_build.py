@@ -16,6 +16,11 @@ VNNI = "avx512_vnni" in host_features()
 #: kernel -> the --cpu that selects it (x86-64-v4 has AVX-512 but no VNNI)
 KERNELS = {"int8_gemm_vnni": "native", "portable": "x86-64-v4"}
 PORTABLE = {"qmatmul_loops", "qconv_direct"}
+#: the VNNI kernels: the GEMM (qmatmul, an NCHW qconv2d) and the NHWC conv
+VNNI_KERNELS = {"int8_gemm_vnni", "int8_conv_nhwc_vnni"}
+#: what an NHWC conv adds around itself: transposes where the model's tensors are NCHW, a
+#: channel pad to whole words (passes/pad_qconv_channels.py)
+LAYOUT = {"transpose_loops", "pad_loops"}
 
 
 def compile_for(tmp_path, model, kernel: str, **options):

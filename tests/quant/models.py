@@ -72,14 +72,16 @@ def matmul_integer(rng, m: int, k: int, n: int, a_dtype, b_dtype, per_axis: bool
                   inits), {"a": a}
 
 
-def _conv_node(op: str, inputs: list[str], kernel: int, stride: int, pad: int, group: int):
+def _conv_node(op: str, inputs: list[str], kernel: int, stride: int, pad: int, group: int,
+               dilation: int = 1):
     return helper.make_node(op, inputs, ["y"], kernel_shape=[kernel, kernel],
-                            strides=[stride, stride], pads=[pad] * 4, group=group)
+                            strides=[stride, stride], pads=[pad] * 4, group=group,
+                            dilations=[dilation, dilation])
 
 
 def qlinear_conv(rng, x_dtype, w_dtype, y_dtype, per_axis: bool, symmetric: bool,
                  c: int = 8, oc: int = 16, size: int = 9, kernel: int = 3, stride: int = 1,
-                 pad: int = 1, group: int = 1):
+                 pad: int = 1, group: int = 1, dilation: int = 1):
     """QLinearConv of a [2, c, size, size] input by a constant weight, with an int32 bias."""
     x, x_zero = quantized(rng, x_dtype, (2, c, size, size), symmetric)
     w, w_zero = quantized(rng, w_dtype, (oc, c // group, kernel, kernel), symmetric)
@@ -92,8 +94,9 @@ def qlinear_conv(rng, x_dtype, w_dtype, y_dtype, per_axis: bool, symmetric: bool
              "y_scale": np.float32(0.05 * np.sqrt(depth) / 8), "y_zero": _zero(y_dtype, y_zero),
              "bias": rng.integers(-2000, 2000, oc).astype(np.int32)}
     node = _conv_node("QLinearConv", ["x", "x_scale", "x_zero", "w", "w_scale", "w_zero",
-                                      "y_scale", "y_zero", "bias"], kernel, stride, pad, group)
-    out = (size + 2 * pad - kernel) // stride + 1
+                                      "y_scale", "y_zero", "bias"], kernel, stride, pad, group,
+                      dilation)
+    out = (size + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1
     return _model(node, [_info("x", x_dtype, x.shape)],
                   _info("y", y_dtype, (2, oc, out, out)), inits), {"x": x}
 

@@ -15,7 +15,7 @@ import pytest
 from kiln.runtime import load
 
 import models
-from kernel_build import KERNELS, PORTABLE, VNNI, compile_for
+from kernel_build import KERNELS, PORTABLE, VNNI, VNNI_KERNELS, compile_for
 
 S8, U8 = np.int8, np.uint8
 
@@ -101,7 +101,7 @@ points: ONNX Runtime's ConvInteger takes no other."""
     expected = ort.InferenceSession(model.SerializeToString(),
                                     providers=["CPUExecutionProvider"]).run(None, feed)[0]
     result, kernels = compile_for(tmp_path, model, kernel)
-    assert kernels & ({"int8_gemm_vnni"} | PORTABLE), kernels
+    assert kernels & (VNNI_KERNELS | PORTABLE), kernels
     assert "conv_direct" not in kernels, kernels   # no int32 float-kernel conv
     with load(result.library) as session:
         (got,) = session.run(feed).values()

@@ -12,7 +12,7 @@ import pytest
 from kiln.runtime import load
 
 import models
-from kernel_build import KERNELS, PORTABLE, VNNI, compile_for
+from kernel_build import KERNELS, LAYOUT, PORTABLE, VNNI, compile_for
 
 S8, U8 = np.int8, np.uint8
 
@@ -35,6 +35,21 @@ def _cases():
     cases.append(("qlinear_conv_strided_1x1", lambda r: models.qlinear_conv(
         r, U8, S8, U8, True, False, kernel=1, pad=0, stride=2)))
     cases.append(("conv_integer_uint8", lambda r: models.conv_integer(r, U8, S8, False)))
+    # the NHWC conv's paths: a 1x1 read in place (int8 input flipped, uint8 weights: row
+    # sums), a 7x7 stride-2 stem of 3 channels and channels not a multiple of 4 (padded to
+    # whole words by the zero points)
+    cases.append(("qlinear_conv_1x1_int8_uint8w", lambda r: models.qlinear_conv(
+        r, S8, S8, S8, True, False, kernel=1, pad=0)))
+    cases.append(("qlinear_conv_1x1_uint8_uint8w", lambda r: models.qlinear_conv(
+        r, U8, U8, U8, True, False, kernel=1, pad=0)))
+    cases.append(("qlinear_conv_7x7_stride2_3ch", lambda r: models.qlinear_conv(
+        r, U8, S8, U8, True, False, c=3, oc=20, size=23, kernel=7, stride=2, pad=3)))
+    cases.append(("qlinear_conv_6ch_uint8w_stride2", lambda r: models.qlinear_conv(
+        r, U8, U8, U8, True, False, c=6, oc=40, size=11, stride=2)))
+    cases.append(("qlinear_conv_5x5_5ch_int8", lambda r: models.qlinear_conv(
+        r, S8, S8, S8, True, False, c=5, oc=17, size=10, kernel=5, pad=2)))
+    cases.append(("qlinear_conv_dilated_stride2", lambda r: models.qlinear_conv(
+        r, U8, S8, U8, True, False, size=13, stride=2, pad=2, dilation=3)))
     return cases
 
 
@@ -48,7 +63,9 @@ def test_integer_outputs_equal_onnxruntime(tmp_path, kernel, name, build):
                                     providers=["CPUExecutionProvider"]).run(None, feed)[0]
     result, kernels = compile_for(tmp_path, model, kernel)
     if kernel == "int8_gemm_vnni":
-        assert kernels == {"int8_gemm_vnni"}, kernels
+        conv = "conv" in name   # NHWC, between the model's NCHW input and output
+        assert kernels - LAYOUT == {"int8_conv_nhwc_vnni" if conv else "int8_gemm_vnni"}, \
+            kernels
         assert "avx512vnni" in result.checked_features   # session creation checks it
     else:
         assert kernels <= PORTABLE, kernels

@@ -18,10 +18,10 @@ from kiln.driver import compile_detailed
 from kiln.runtime import load
 
 import qdq_models
-from kernel_build import KERNELS, PORTABLE, VNNI, compile_for
+from kernel_build import KERNELS, LAYOUT, PORTABLE, VNNI, VNNI_KERNELS, compile_for
 
 #: kernels of the ops around the integer ones (pooling, Q/DQ arithmetic, reshapes)
-AROUND = {"copy_loops", "elementwise_loops", "reduce_loops"}
+AROUND = {"copy_loops", "elementwise_loops", "reduce_loops"} | LAYOUT
 CNN = {"per_channel_uint8": dict(per_channel=True),
        "per_tensor_uint8": dict(per_channel=False),
        "per_channel_int8_symmetric": dict(per_channel=True, activations=QuantType.QInt8),
@@ -45,7 +45,7 @@ def _step(model: onnx.ModelProto) -> float:
 
 
 def _integer(kernel: str) -> set[str]:
-    return {"int8_gemm_vnni"} if kernel == "int8_gemm_vnni" else PORTABLE
+    return VNNI_KERNELS if kernel == "int8_gemm_vnni" else PORTABLE
 
 
 @pytest.mark.parametrize("kernel", list(KERNELS))

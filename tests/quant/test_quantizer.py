@@ -21,10 +21,10 @@ from kiln.driver import compile_detailed
 from kiln.runtime import load
 
 import qdq_models
-from kernel_build import KERNELS, VNNI, kernels_of
+from kernel_build import KERNELS, LAYOUT, PORTABLE, VNNI, VNNI_KERNELS, kernels_of
 
-INTEGER = {"int8_gemm_vnni", "qmatmul_loops", "qconv_direct"}
-AROUND = {"copy_loops", "elementwise_loops", "reduce_loops"}
+INTEGER = VNNI_KERNELS | PORTABLE
+AROUND = {"copy_loops", "elementwise_loops", "reduce_loops"} | LAYOUT
 
 
 def _ort(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
