@@ -86,7 +86,6 @@ class _Control:
 
     def __init__(self, nodes, env: dict[int, np.ndarray]):
         self.nodes, self.env = nodes, env
-        self.index = {id(n): i for i, n in enumerate(nodes)}
         self.root: dict[int, int] = {}        # id(value written in place) -> id(its bytes)
         self.trips: dict[str, int] = {}       # loop -> its iterations this run
         self.ends: dict[str, int] = {}        # region name -> index of its closing marker

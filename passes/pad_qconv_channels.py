@@ -1,8 +1,7 @@
 """Give every NHWC qconv2d whose input channels are not a multiple of 4 a channel-padded input.
 
-The NHWC int8 conv copies a tap's channels a word (four channels) at a time where their count
-is a multiple of 4, and assembles them byte by byte otherwise (a stem's 3 channels: most of
-its time). Padding channels read A's zero point and meet weights equal to their channel's
+The NHWC int8 conv copies a tap's channels a word (four channels) at a time, so it needs their
+count a multiple of 4 (a stem has 3; its lowering asserts it). Padding channels read A's zero point and meet weights equal to their channel's
 zero point, so every added product (a - a_zero)(w - w_zero) is 0: the result is exact.
 
     qconv2d{NHWC}(x[1, 224, 224, 3], W[64, 3, 7, 7])
